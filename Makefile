@@ -1,0 +1,44 @@
+# Two commands for a user: `make demo` (full drill on the embedded lab) and `make test`.
+# Both install what they need: a Python 3.11 venv from the lock, and for the tests the
+# Debian packages of the real libvirt/QEMU lab.
+
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+STAMP   = $(VENV)/.installed
+# Debian packages of the libvirt/QEMU lab (shared/notes/libvirt-lab.md).
+LAB_DEBS = qemu-system-x86 libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvirt-dev \
+           busybox-static cpio tini pkg-config gcc iproute2
+
+.PHONY: venv sysdeps demo test lint-imports lock clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade 'pip>=24'
+	$(BIN)/pip install -q -c constraints.txt -e '.[test]'
+	touch $@
+
+venv: $(STAMP)
+
+# Installs the lab's system packages once; a no-op when they are present.
+sysdeps:
+	@missing=$$(for p in $(LAB_DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	    echo "installing: $$missing"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+	@$(BIN)/python -c 'import libvirt' 2>/dev/null || $(BIN)/pip install -q -c constraints.txt -e '.[test,libvirt]'
+
+demo: venv
+	$(BIN)/livedrill demo
+
+test: venv sysdeps
+	$(BIN)/lint-imports
+	$(BIN)/pytest
+
+lock:
+	$(BIN)/pip freeze --exclude-editable | { echo '# Lock: every package version the venv resolves to, used as pip constraints by the Makefile.'; echo '# Regenerate with: make lock'; cat; } > constraints.txt
+
+clean:
+	rm -rf $(VENV)

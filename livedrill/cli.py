@@ -1,0 +1,5 @@
+"""livedrill command line (placeholder until the CLI lands)."""
+
+
+def main() -> int:
+    raise SystemExit("livedrill: CLI not yet built")

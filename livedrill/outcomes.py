@@ -1,0 +1,104 @@
+"""The fixed vocabulary of drill outcomes and journal records.
+
+Every record a drill writes (to its evidence, to the terminal, to Prefect) is one of these models,
+so an auditor reading a run from 2026 and one from 2030 reads the same words.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime, timezone
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class DrillOutcome(str, enum.Enum):
+    """How a drill ended. Exit codes follow the CLI contract: 0 passed, 1 checks failed, 2 cannot start."""
+
+    PASSED = "PASSED"  # migrated, post-checks and every SLO met
+    FAILED = "FAILED"  # ran (or was refused by pre-flight) and failed a check or an SLO
+    ERROR = "ERROR"  # bad input, unreachable platform, or an internal fault before any mutation
+
+    @property
+    def exit_code(self) -> int:
+        return {DrillOutcome.PASSED: 0, DrillOutcome.FAILED: 1, DrillOutcome.ERROR: 2}[self]
+
+
+class CheckStatus(str, enum.Enum):
+    PASS = "pass"
+    WARN = "warn"
+    FAIL = "fail"
+    NOT_APPLICABLE = "not_applicable"
+
+
+class CheckResult(Record):
+    """One named check (pre-flight, post-check, SLO), the verdict and the evidence it judged."""
+
+    name: str
+    status: CheckStatus
+    message: str
+    remedy: str | None = None
+    subject: str | None = None  # the object judged, e.g. "vmi banking/banking-core-vm"
+    evidence: dict[str, Any] = Field(default_factory=dict)
+
+
+class Stage(str, enum.Enum):
+    PREFLIGHT = "preflight"
+    APPROVAL = "approval"
+    MIGRATE = "migrate"
+    DRAIN = "drain"
+    POSTCHECK = "postcheck"
+    ROLLBACK = "rollback"
+    EVIDENCE = "evidence"
+
+
+class TimelineEvent(Record):
+    """Something observed during the drill, stamped on both clocks.
+
+    `monotonic` places it on the probe series (same system-wide CLOCK_MONOTONIC);
+    `at` is the wall clock for humans and auditors.
+    """
+
+    at: datetime
+    monotonic: float
+    source: str  # "livedrill", "vmim", "vmi", "event", "libvirt", "probe"
+    kind: str  # e.g. "stage", "phase", "migrationState", "abort-signal"
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+
+class CompensationState(str, enum.Enum):
+    PENDING = "pending"  # side effect done, undo not yet needed or not yet run
+    DONE = "done"  # undo ran and its effect was observed
+    NOT_NEEDED = "not_needed"  # the drill finished normally, or observed state shows nothing to undo
+    FAILED = "failed"  # undo failed: a human must act (see `manual_action`)
+
+
+class Compensation(Record):
+    """The undo of one side effect, registered the moment the side effect succeeded."""
+
+    id: int
+    action: str  # e.g. "cancel-migration", "uncordon", "cancel-evacuation", "restore-labels"
+    params: dict[str, Any]
+    registered_at: datetime
+    state: CompensationState = CompensationState.PENDING
+    outcome: str | None = None
+    manual_action: str | None = None
+
+
+class Verdict(Record):
+    """The drill's final judgement, with every reason it did not pass."""
+
+    outcome: DrillOutcome
+    reasons: list[str] = Field(default_factory=list)
+    checks: list[CheckResult] = Field(default_factory=list)
+    observed_downtime_ms: float | None = None
+    evidence_dir: str | None = None

@@ -1,0 +1,337 @@
+"""Drill specs: pydantic models loaded from YAML, with every problem reported by field path and line."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+_DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+
+
+class SpecModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class VMRef(SpecModel):
+    namespace: str = "default"
+    name: str
+
+    @field_validator("namespace", "name")
+    @classmethod
+    def _dns_name(cls, v: str) -> str:
+        if not _DNS1123.match(v) or len(v) > 253:
+            raise ValueError(f"{v!r} is not a valid Kubernetes/libvirt name (lower-case DNS-1123)")
+        return v
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+# ---------------------------------------------------------------- platforms
+
+
+class KubeVirtPlatform(SpecModel):
+    kind: Literal["kubevirt"]
+    kubeconfig: Path | None = Field(None, description="Path to a kubeconfig; default: KUBECONFIG / ~/.kube/config")
+    context: str | None = None
+    request_timeout_s: float = Field(10.0, gt=0, description="Timeout of each API call")
+
+
+class LibvirtHost(SpecModel):
+    name: str
+    uri: str = Field(description="libvirt URI, e.g. qemu+ssh://host/system or qemu+unix:///system?socket=...")
+    migration_uri: str | None = Field(None, description="Data-plane URI, e.g. tcp://dest:49152")
+
+    @field_validator("uri")
+    @classmethod
+    def _uri(cls, v: str) -> str:
+        if "://" not in v:
+            raise ValueError(f"{v!r} is not a libvirt URI (expected driver[+transport]://[host]/path)")
+        return v
+
+
+class LibvirtMigrationFlags(SpecModel):
+    live: bool = True
+    peer2peer: bool = True
+    persist_dest: bool = True
+    undefine_source: bool = True
+    copy_storage_all: bool = False
+    abort_on_error: bool = True
+    auto_converge: bool = False
+    allow_post_copy: bool = False
+
+
+class LibvirtPlatform(SpecModel):
+    kind: Literal["libvirt"]
+    hosts: list[LibvirtHost] = Field(min_length=2)
+    flags: LibvirtMigrationFlags = Field(default_factory=LibvirtMigrationFlags)
+    bandwidth_mib_s: int | None = Field(None, gt=0)
+    max_downtime_ms: int | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _unique_hosts(self) -> "LibvirtPlatform":
+        names = [h.name for h in self.hosts]
+        if len(set(names)) != len(names):
+            raise ValueError(f"host names must be unique, got {names}")
+        return self
+
+
+Platform = Annotated[Union[KubeVirtPlatform, LibvirtPlatform], Field(discriminator="kind")]
+
+
+# ---------------------------------------------------------------- modes
+
+
+class TargetedMode(SpecModel):
+    kind: Literal["targeted"]
+    target_node: str | None = Field(None, description="Node (KubeVirt) or host name (libvirt); default: the scheduler picks")
+    migrate_back: bool = Field(False, description="After a passing drill, migrate the VM back to its source")
+
+
+class DrainMode(SpecModel):
+    kind: Literal["drain"]
+    node: str
+    ignore_daemonsets: bool = True
+    delete_emptydir_data: bool = False
+    keep_cordoned: bool = False
+    allow_non_migratable: bool = Field(
+        False, description="Start even when a VMI on the node cannot live-migrate (it will be shut down by its eviction strategy)"
+    )
+
+
+Mode = Annotated[Union[TargetedMode, DrainMode], Field(discriminator="kind")]
+
+
+# ---------------------------------------------------------------- probes
+
+
+class HttpRequestTemplate(SpecModel):
+    """A request whose url, headers and body may carry `{txid}` (the transaction's idempotency key)."""
+
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"] = "GET"
+    url: str
+    headers: dict[str, str] = Field(default_factory=dict)
+    json_body: Any = Field(None, alias="json")
+    expect_status: list[int] = Field(default_factory=lambda: [200])
+    expect_json: dict[str, Any] = Field(
+        default_factory=dict, description="Top-level JSON fields that must equal these values ({txid} substituted)"
+    )
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError(f"{v!r} must start with http:// or https://")
+        return v
+
+
+class TLSConfig(SpecModel):
+    ca_bundle: Path | None = None
+    client_cert: Path | None = None
+    client_key: Path | None = None
+    verify: bool = True
+
+
+class ProbeBase(SpecModel):
+    name: str
+    vm: str = Field(description="The VM this probe measures, as namespace/name")
+    rate_per_s: float = Field(100.0, gt=0, le=20000)
+    timeout_ms: float = Field(2000.0, gt=0)
+    max_in_flight: int = Field(256, gt=0)
+    tls: TLSConfig | None = None
+
+
+class TransactionProbe(ProbeBase):
+    kind: Literal["transaction"]
+    write: HttpRequestTemplate
+    read: HttpRequestTemplate
+
+
+class HttpProbe(ProbeBase):
+    kind: Literal["http"]
+    request: HttpRequestTemplate
+
+
+class TcpProbe(ProbeBase):
+    kind: Literal["tcp"]
+    host: str
+    port: int = Field(gt=0, lt=65536)
+    send: str | None = None
+    expect: str | None = None
+
+
+Probe = Annotated[Union[TransactionProbe, HttpProbe, TcpProbe], Field(discriminator="kind")]
+
+
+# ---------------------------------------------------------------- SLOs, budgets, evidence
+
+
+class SLO(SpecModel):
+    max_downtime_ms: float = Field(gt=0, description="Longest allowed gap between successful probe completions")
+    p99_latency_ms: float = Field(gt=0, description="p99 probe latency outside the migration's stop-and-copy")
+    max_lost_transactions: int = Field(0, ge=0)
+    max_duplicated_transactions: int = Field(0, ge=0)
+    max_failed_requests: int = Field(0, ge=0, description="Probe requests that failed (error or timeout)")
+
+
+class Budgets(SpecModel):
+    migration_timeout_per_gib_s: float = Field(
+        150.0, gt=0, description="Migration deadline per GiB of guest memory (KubeVirt completionTimeoutPerGiB)"
+    )
+    min_migration_timeout_s: float = Field(30.0, gt=0)
+    warmup_s: float = Field(2.0, ge=0, description="Probe baseline before the migration starts")
+    cooldown_s: float = Field(2.0, ge=0, description="Probe window after the migration ends")
+    abort_timeout_s: float = Field(60.0, gt=0, description="How long a cancel may take to be observed")
+
+
+class EvidenceConfig(SpecModel):
+    dir: Path = Field(Path("evidence"), description="Archive directory; one sub-directory per run")
+
+
+class DrillSpec(SpecModel):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    description: str = ""
+    cluster: str = Field(description="Cluster or host-group name: one drill per cluster at a time")
+    platform: Platform
+    vms: list[VMRef] = Field(min_length=1)
+    mode: Mode
+    probes: list[Probe] = Field(default_factory=list)
+    slo: SLO
+    budgets: Budgets = Field(default_factory=Budgets)
+    evidence: EvidenceConfig = Field(default_factory=EvidenceConfig)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "DrillSpec":
+        vm_names = {str(v) for v in self.vms}
+        problems = []
+        for i, p in enumerate(self.probes):
+            if p.vm not in vm_names:
+                problems.append(f"probes[{i}].vm {p.vm!r} is not one of the drill's vms {sorted(vm_names)}")
+        names = [p.name for p in self.probes]
+        if len(set(names)) != len(names):
+            problems.append(f"probe names must be unique, got {names}")
+        if isinstance(self.mode, TargetedMode) and len(self.vms) != 1:
+            problems.append("mode targeted migrates exactly one VM; list one entry under vms (or use mode drain)")
+        if isinstance(self.platform, LibvirtPlatform) and isinstance(self.mode, TargetedMode):
+            hosts = {h.name for h in self.platform.hosts}
+            if self.mode.target_node is not None and self.mode.target_node not in hosts:
+                problems.append(f"mode.target_node {self.mode.target_node!r} is not one of platform.hosts {sorted(hosts)}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+# ---------------------------------------------------------------- loading with line numbers
+
+
+class SpecProblem(BaseModel):
+    path: str  # dotted field path, e.g. "probes[0].rate_per_s"
+    line: int | None  # 1-based line in the YAML file, when known
+    message: str
+
+    def __str__(self) -> str:
+        where = f"line {self.line}: " if self.line else ""
+        return f"{where}{self.path or '<root>'}: {self.message}"
+
+
+class SpecError(Exception):
+    def __init__(self, source: str, problems: list[SpecProblem]):
+        self.source = source
+        self.problems = problems
+        super().__init__(f"{source}: {len(problems)} problem(s)\n" + "\n".join(f"  {p}" for p in problems))
+
+
+def _line_index(node: yaml.Node, prefix: tuple = (), out: dict | None = None) -> dict[tuple, int]:
+    """Map every key path in a composed YAML document to its 1-based line."""
+    out = {} if out is None else out
+    out.setdefault(prefix, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            path = prefix + (key.value,)
+            out[path] = key.start_mark.line + 1
+            _line_index(value, path, out)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            out[prefix + (i,)] = item.start_mark.line + 1
+            _line_index(item, prefix + (i,), out)
+    return out
+
+
+def _format_path(loc: tuple) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def _yaml_loc(loc: tuple, data: Any) -> tuple:
+    """Drop pydantic's discriminator tags (e.g. 'kubevirt') so the path matches the YAML document."""
+    clean: list = []
+    node = data
+    for part in loc:
+        if isinstance(node, dict) and part in node:
+            clean.append(part)
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            clean.append(part)
+            node = node[part]
+        elif isinstance(node, dict) and isinstance(part, str) and part not in node:
+            # a tag pydantic inserted for a tagged union, or a missing field: keep missing fields only
+            if part in {"kubevirt", "libvirt", "targeted", "drain", "transaction", "http", "tcp"}:
+                continue
+            clean.append(part)
+            node = None
+        else:
+            clean.append(part)
+            node = None
+    return tuple(clean)
+
+
+def parse_spec(text: str, source: str = "<spec>") -> DrillSpec:
+    try:
+        root = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark else None
+        raise SpecError(source, [SpecProblem(path="", line=line, message=f"not valid YAML: {getattr(exc, 'problem', exc)}")])
+    if not isinstance(data, dict):
+        raise SpecError(source, [SpecProblem(path="", line=1, message="a drill spec is a YAML mapping")])
+    lines = _line_index(root) if root is not None else {}
+    try:
+        return DrillSpec.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = _yaml_loc(tuple(err["loc"]), data)
+            line = None
+            for n in range(len(loc), -1, -1):  # nearest ancestor that exists in the file
+                if loc[:n] in lines:
+                    line = lines[loc[:n]]
+                    break
+            msg = err["msg"]
+            if err["type"] == "extra_forbidden":
+                msg = "unknown field (not part of the drill spec; check its spelling)"
+            problems.append(SpecProblem(path=_format_path(loc), line=line, message=msg))
+        raise SpecError(source, problems) from None
+
+
+def load_spec(path: str | Path) -> DrillSpec:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecError(str(path), [SpecProblem(path="", line=None, message=f"cannot read the file: {exc.strerror}")])
+    spec = parse_spec(text, source=str(path))
+    return spec
+
+
+def migration_deadline_s(spec: DrillSpec, memory_gib: float) -> float:
+    """The migration deadline scales with guest memory (KubeVirt: completionTimeoutPerGiB × max(2, GiB))."""
+    return max(spec.budgets.min_migration_timeout_s, spec.budgets.migration_timeout_per_gib_s * max(2.0, memory_gib))
