@@ -1,0 +1,389 @@
+"""KubeVirt adapter: the only module that talks to a cluster through the `kubernetes` client.
+
+Every call carries an explicit timeout and goes through the one error classifier with a bounded
+retry. Mutations are reconciled from what the cluster shows afterwards, never from their return value:
+a create that timed out may still have created the object.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, TypeVar
+
+import urllib3
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+from kubernetes.client.exceptions import ApiException
+from kubernetes.config.config_exception import ConfigException
+
+from livedrill.errors import InputError, PlatformError, PlatformUnreachable, RetryPolicy, call_with_retry, parse_retry_after
+from livedrill.outcomes import CheckResult, CheckStatus
+from livedrill.platforms.base import MigrationHandle, MigrationObservation, RegisterCompensation, VMState
+from livedrill.decisions import kubevirt_postchecks
+from livedrill.quantity import bytes_to_gib, parse_quantity
+from livedrill.spec import DrillSpec, KubeVirtPlatform, TargetedMode, VMRef, migration_deadline_s
+
+T = TypeVar("T")
+KV_GROUP, KV_VERSION = "kubevirt.io", "v1"
+TERMINAL_PHASES = {"Succeeded", "Failed"}
+MIGRATION_FINALIZED_ABORT = {"Succeeded", "Failed"}
+RUN_LABEL = "livedrill.io/run-id"
+
+
+def _translate(exc: Exception, describe: str) -> Exception:
+    if isinstance(exc, ApiException):
+        reason = exc.reason
+        message = f"{describe}: HTTP {exc.status} {reason}"
+        try:
+            import json
+
+            body = json.loads(exc.body or "{}")
+            if body.get("message"):
+                message = f"{describe}: HTTP {exc.status}: {body['message']}"
+                reason = body.get("reason") or reason
+        except ValueError:
+            pass
+        retry_after = parse_retry_after((exc.headers or {}).get("Retry-After")) if exc.headers else None
+        return PlatformError(message, status=exc.status, reason=reason, retry_after_s=retry_after)
+    if isinstance(exc, (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError, OSError)):
+        return PlatformUnreachable(f"{describe}: the Kubernetes API did not answer ({type(exc).__name__}: {exc})")
+    return exc
+
+
+class KubeVirtAdapter:
+    def __init__(self, platform: KubeVirtPlatform, *, run_id: str = "", call_deadline_s: float = 30.0,
+                 poll_interval_s: float = 0.1):
+        self.platform = platform
+        self.run_id = run_id
+        self.timeout = platform.request_timeout_s
+        self.retry = RetryPolicy(deadline_s=call_deadline_s)
+        self.poll_interval_s = poll_interval_s
+        try:
+            self.api_client = k8s_config.new_client_from_config(
+                config_file=str(platform.kubeconfig) if platform.kubeconfig else None,
+                context=platform.context, persist_config=False)
+        except (ConfigException, OSError) as exc:
+            raise InputError(f"platform.kubeconfig: cannot load {platform.kubeconfig or 'the default kubeconfig'}"
+                             f" (context {platform.context!r}): {exc}") from None
+        # The classifier decides about retries; urllib3's own silent retries would hide faults and time.
+        self.api_client.configuration.retries = False
+        self.core = k8s.CoreV1Api(self.api_client)
+        self.custom = k8s.CustomObjectsApi(self.api_client)
+
+    # ------------------------------------------------------------ plumbing
+
+    def _call(self, describe: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        kwargs.setdefault("_request_timeout", self.timeout)
+
+        def once() -> T:
+            try:
+                return fn(*args, **kwargs)
+            except Exception as exc:  # noqa: BLE001 - translated to livedrill's own errors
+                raise _translate(exc, describe) from exc
+
+        return call_with_retry(once, self.retry, describe=describe)
+
+    def _get_or_none(self, describe: str, fn: Callable[..., T], *args: Any) -> T | None:
+        try:
+            return self._call(describe, fn, *args)
+        except PlatformError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def close(self) -> None:
+        self.api_client.close()
+
+    # ------------------------------------------------------------ reads
+
+    def get_vmi(self, vm: VMRef) -> dict | None:
+        return self._get_or_none(f"get vmi {vm}", self.custom.get_namespaced_custom_object, KV_GROUP, KV_VERSION,
+                                 vm.namespace, "virtualmachineinstances", vm.name)
+
+    def get_vmim(self, namespace: str, name: str) -> dict | None:
+        return self._get_or_none(f"get vmim {namespace}/{name}", self.custom.get_namespaced_custom_object, KV_GROUP,
+                                 KV_VERSION, namespace, "virtualmachineinstancemigrations", name)
+
+    def list_vmims(self, namespace: str, label_selector: str = "") -> list[dict]:
+        result = self._call(f"list vmims in {namespace}", self.custom.list_namespaced_custom_object, KV_GROUP, KV_VERSION,
+                            namespace, "virtualmachineinstancemigrations", label_selector=label_selector)
+        return result.get("items", [])
+
+    def get_node(self, name: str) -> dict | None:
+        node = self._get_or_none(f"get node {name}", self.core.read_node, name)
+        return self.api_client.sanitize_for_serialization(node) if node is not None else None
+
+    def list_nodes(self) -> list[dict]:
+        nodes = self._call("list nodes", self.core.list_node)
+        return self.api_client.sanitize_for_serialization(nodes).get("items", [])
+
+    def kubevirt_cr(self) -> dict | None:
+        items = self._call("list kubevirt CRs", self.custom.list_custom_object_for_all_namespaces,
+                           KV_GROUP, KV_VERSION, "kubevirts").get("items", [])
+        return items[0] if items else None
+
+    def events_for(self, namespace: str, names: set[str]) -> list[dict]:
+        events = self._call(f"list events in {namespace}", self.core.list_namespaced_event, namespace)
+        items = self.api_client.sanitize_for_serialization(events).get("items", [])
+        return [e for e in items if e.get("involvedObject", {}).get("name") in names]
+
+    def versions(self) -> dict[str, str]:
+        info = self._call("get version", k8s.VersionApi(self.api_client).get_code)
+        cr = self.kubevirt_cr() or {}
+        return {"kubernetes": info.git_version,
+                "kubevirt": cr.get("status", {}).get("observedKubeVirtVersion", "unknown")}
+
+    def describe_vm(self, vm: VMRef) -> VMState:
+        vmi = self.get_vmi(vm)
+        if vmi is None:
+            raise InputError(f"vms: VirtualMachineInstance {vm} not found in the cluster")
+        return VMState(ref=vm, node=vmi.get("status", {}).get("nodeName"),
+                       running=vmi.get("status", {}).get("phase") == "Running",
+                       memory_gib=vmi_memory_gib(vmi), raw={"vmi": vmi})
+
+    # ------------------------------------------------------------ pre-flight
+
+    def preflight(self, spec: DrillSpec, vm: VMRef) -> list[CheckResult]:
+        vmi = self.get_vmi(vm)
+        subject = f"vmi {vm}"
+        if vmi is None:
+            return [CheckResult(name="vmi-running", status=CheckStatus.FAIL, subject=subject,
+                                message=f"VirtualMachineInstance {vm} does not exist",
+                                remedy="check vms[].namespace and vms[].name in the drill spec")]
+        cr = self.kubevirt_cr() or {}
+        nodes = {n["metadata"]["name"]: n for n in self.list_nodes()}
+        vmims = self.list_vmims(vm.namespace)
+        target = spec.mode.target_node if isinstance(spec.mode, TargetedMode) else None
+        return preflight_checks(spec, vm, vmi, cr, nodes, vmims, target)
+
+    # ------------------------------------------------------------ migration
+
+    def start_migration(self, vm: VMRef, target: str | None, register: RegisterCompensation) -> MigrationHandle:
+        vmi = self.get_vmi(vm)
+        if vmi is None:
+            raise InputError(f"vms: VirtualMachineInstance {vm} not found in the cluster")
+        source = vmi.get("status", {}).get("nodeName", "")
+        body = vmim_manifest(vm, target, self.run_id)
+        try:
+            created = self._call(f"create migration for {vm}", self.custom.create_namespaced_custom_object, KV_GROUP,
+                                 KV_VERSION, vm.namespace, "virtualmachineinstancemigrations", body)
+        except PlatformError as exc:
+            if not exc.transient:
+                raise
+            created = None  # the create may have landed although we saw no answer: look for it
+        if created is None or not created.get("metadata", {}).get("name"):
+            mine = self.list_vmims(vm.namespace, label_selector=f"{RUN_LABEL}={self.run_id}")
+            if not mine:
+                raise PlatformError(f"create migration for {vm}: no VirtualMachineInstanceMigration was created")
+            created = mine[-1]
+        meta = created["metadata"]
+        register("cancel-migration", {"namespace": vm.namespace, "name": meta["name"], "uid": meta.get("uid"),
+                                      "vmi": vm.name, "source": source})
+        return MigrationHandle(vm=vm, platform_id=meta["name"], source=source, target=target, uid=meta.get("uid"))
+
+    def observe_migration(self, handle: MigrationHandle) -> MigrationObservation:
+        vmim = self.get_vmim(handle.vm.namespace, handle.platform_id)
+        vmi = self.get_vmi(handle.vm) or {}
+        state = vmi.get("status", {}).get("migrationState") or {}
+        if vmim is None:
+            return MigrationObservation(phase="Deleted", terminal=True, succeeded=False, source=handle.source,
+                                        target=state.get("targetNode"), failure_reason="the migration object is gone",
+                                        raw={"vmi": vmi})
+        phase = vmim.get("status", {}).get("phase") or "Pending"
+        return MigrationObservation(
+            phase=phase, terminal=phase in TERMINAL_PHASES, succeeded=phase == "Succeeded",
+            source=state.get("sourceNode") or handle.source, target=state.get("targetNode"),
+            failure_reason=state.get("failureReason") if phase == "Failed" else None,
+            raw={"vmim": vmim, "vmi": vmi})
+
+    def cancel_migration(self, handle: MigrationHandle, timeout_s: float) -> str:
+        return self.cancel_by_params({"namespace": handle.vm.namespace, "name": handle.platform_id,
+                                      "uid": handle.uid, "vmi": handle.vm.name, "source": handle.source},
+                                     timeout_s=timeout_s)
+
+    def cancel_by_params(self, params: dict[str, Any], timeout_s: float = 60.0) -> str:
+        """Cancel = delete the VMIM, then wait until the VMI shows the migration over. Idempotent."""
+        ns, name, vmi_ref = params["namespace"], params["name"], VMRef(namespace=params["namespace"], name=params["vmi"])
+        vmim = self.get_vmim(ns, name)
+        if vmim is not None and vmim.get("status", {}).get("phase") in TERMINAL_PHASES and \
+                not vmim.get("metadata", {}).get("deletionTimestamp"):
+            phase = vmim["status"]["phase"]
+            vmi = self.get_vmi(vmi_ref) or {}
+            return f"nothing to cancel: migration {name} had already {phase}; VM on {vmi.get('status', {}).get('nodeName')}"
+        if vmim is not None:
+            try:
+                self._call(f"delete vmim {ns}/{name}", self.custom.delete_namespaced_custom_object, KV_GROUP, KV_VERSION,
+                           ns, "virtualmachineinstancemigrations", name)
+            except PlatformError as exc:
+                if exc.status != 404:
+                    raise
+        deadline = time.monotonic() + timeout_s
+        while True:
+            vmi = self.get_vmi(vmi_ref) or {}
+            state = vmi.get("status", {}).get("migrationState") or {}
+            settled = abort_settled(state, params.get("uid"))
+            if settled is not None and self.get_vmim(ns, name) is None:
+                return f"{settled}; VM on {vmi.get('status', {}).get('nodeName')} ({vmi.get('status', {}).get('phase')})"
+            if time.monotonic() >= deadline:
+                raise PlatformError(f"cancel of migration {ns}/{name} not observed within {timeout_s:.0f}s "
+                                    f"(migrationState: {state})", transient=False)
+            time.sleep(self.poll_interval_s)
+
+    def undo_actions(self) -> dict[str, Callable[[dict[str, Any]], str]]:
+        return {"cancel-migration": self.cancel_by_params}
+
+    def postcheck(self, handle: MigrationHandle, before: VMState, phases_seen: list[str] | None = None) -> list[CheckResult]:
+        vmim = self.get_vmim(handle.vm.namespace, handle.platform_id) or {}
+        vmi = self.get_vmi(handle.vm) or {}
+        phases = phases_seen if phases_seen is not None else [
+            p.get("phase") for p in vmim.get("status", {}).get("phaseTransitionTimestamps", [])]
+        return kubevirt_postchecks(vmim, vmi, before.node or "", phases)
+
+
+# ------------------------------------------------------------------ pure helpers (table-tested)
+
+
+def vmi_memory_gib(vmi: dict) -> float:
+    domain = vmi.get("spec", {}).get("domain", {})
+    value = (domain.get("memory", {}).get("guest")
+             or domain.get("resources", {}).get("requests", {}).get("memory")
+             or domain.get("resources", {}).get("limits", {}).get("memory"))
+    return bytes_to_gib(parse_quantity(value)) if value else 0.0
+
+
+def vmim_manifest(vm: VMRef, target: str | None, run_id: str) -> dict:
+    spec: dict[str, Any] = {"vmiName": vm.name}
+    if target:
+        spec["addedNodeSelector"] = {"kubernetes.io/hostname": target}
+    labels = {"kubevirt.io/vmi-name": vm.name, "app.kubernetes.io/managed-by": "livedrill"}
+    if run_id:
+        labels[RUN_LABEL] = run_id
+    return {"apiVersion": f"{KV_GROUP}/{KV_VERSION}", "kind": "VirtualMachineInstanceMigration",
+            "metadata": {"generateName": f"livedrill-{vm.name}-"[:58], "namespace": vm.namespace, "labels": labels},
+            "spec": spec}
+
+
+def abort_settled(state: dict, uid: str | None) -> str | None:
+    """Has a cancelled migration settled on the VMI? Returns what happened, or None while still in flight."""
+    if not state or (uid and state.get("migrationUid") and state.get("migrationUid") != uid):
+        return "cancelled before the migration started on the VMI"
+    if state.get("abortStatus") == "Succeeded" or (state.get("completed") and state.get("failed")):
+        return "migration aborted (abortStatus Succeeded)"
+    if state.get("abortStatus") == "Failed":
+        return "abort failed: the migration completed anyway"
+    if state.get("completed") and not state.get("failed"):
+        return "the migration completed before the cancel took effect"
+    return None
+
+
+def _condition(obj: dict, ctype: str) -> dict | None:
+    for cond in obj.get("status", {}).get("conditions", []) or []:
+        if cond.get("type") == ctype:
+            return cond
+    return None
+
+
+def node_is_ready(node: dict) -> bool:
+    cond = _condition(node, "Ready")
+    return bool(cond) and cond.get("status") == "True"
+
+
+def preflight_checks(spec: DrillSpec, vm: VMRef, vmi: dict, kubevirt_cr: dict, nodes: dict[str, dict],
+                     vmims: list[dict], target: str | None) -> list[CheckResult]:
+    """The foundation gate, judged from observed objects only."""
+    subject = f"vmi {vm}"
+    status = vmi.get("status", {})
+    checks: list[CheckResult] = []
+    phase, ready = status.get("phase"), _condition(vmi, "Ready")
+    ok = phase == "Running" and (ready is None or ready.get("status") == "True")
+    checks.append(CheckResult(
+        name="vmi-running", status=CheckStatus.PASS if ok else CheckStatus.FAIL, subject=subject,
+        message=f"VMI is {phase} on {status.get('nodeName')}" if ok else f"VMI is {phase!r} (Ready={ready and ready.get('status')}), not Running and Ready",
+        remedy=None if ok else "start the VM, or wait until it is Running and Ready",
+        evidence={"phase": phase, "nodeName": status.get("nodeName"), "ready": ready}))
+
+    lm = _condition(vmi, "LiveMigratable")
+    ok = bool(lm) and lm.get("status") == "True"
+    checks.append(CheckResult(
+        name="live-migratable", status=CheckStatus.PASS if ok else CheckStatus.FAIL, subject=subject,
+        message="LiveMigratable is True" if ok else (
+            f"LiveMigratable is {lm.get('status')}: {lm.get('reason')}: {lm.get('message', '')}" if lm
+            else "the VMI has no LiveMigratable condition"),
+        remedy=None if ok else "fix what the reason names (e.g. DisksNotLiveMigratable: use ReadWriteMany PVCs)",
+        evidence={"condition": lm}))
+
+    vmi_strategy = vmi.get("spec", {}).get("evictionStrategy")
+    cluster_strategy = kubevirt_cr.get("spec", {}).get("configuration", {}).get("evictionStrategy")
+    strategy = vmi_strategy or cluster_strategy or "None"
+    migrates = strategy in ("LiveMigrate", "LiveMigrateIfPossible")
+    checks.append(CheckResult(
+        name="eviction-strategy", status=CheckStatus.PASS if migrates else CheckStatus.WARN, subject=subject,
+        message=f"evictionStrategy {strategy} ({'VMI' if vmi_strategy else 'cluster default'})"
+        + ("" if migrates else ": a node drain would not live-migrate this VM"),
+        evidence={"vmi": vmi_strategy, "cluster": cluster_strategy, "effective": strategy}))
+
+    in_flight = [m["metadata"]["name"] for m in vmims
+                 if m.get("spec", {}).get("vmiName") == vm.name
+                 and (m.get("status", {}).get("phase") or "Pending") not in TERMINAL_PHASES]
+    state = status.get("migrationState") or {}
+    running_state = bool(state) and not state.get("completed")
+    ok = not in_flight and not running_state
+    checks.append(CheckResult(
+        name="no-migration-in-flight", status=CheckStatus.PASS if ok else CheckStatus.FAIL, subject=subject,
+        message="no migration in flight for this VMI" if ok else
+        f"a migration is already in flight for {vm}: {in_flight or [state.get('migrationUid')]}",
+        remedy=None if ok else "wait for it to finish, or cancel it (delete the VirtualMachineInstanceMigration)",
+        evidence={"in_flight": in_flight, "migrationState": state}))
+
+    source = status.get("nodeName")
+    checks.append(_target_check(target, source, nodes))
+
+    memory_gib = vmi_memory_gib(vmi)
+    migrations_cfg = kubevirt_cr.get("spec", {}).get("configuration", {}).get("migrations", {}) or {}
+    per_gib = float(migrations_cfg.get("completionTimeoutPerGiB", 150))
+    kubevirt_budget = per_gib * max(2.0, memory_gib)
+    drill_budget = migration_deadline_s(spec, memory_gib)
+    checks.append(CheckResult(
+        name="migration-budget", status=CheckStatus.PASS if drill_budget >= kubevirt_budget else CheckStatus.WARN,
+        subject=subject,
+        message=f"drill deadline {drill_budget:.0f}s for {memory_gib:.2f} GiB; KubeVirt's completion budget {kubevirt_budget:.0f}s"
+        + ("" if drill_budget >= kubevirt_budget else ": the drill may cancel a migration KubeVirt would still let run"),
+        evidence={"memory_gib": memory_gib, "drill_deadline_s": drill_budget, "kubevirt_completion_budget_s": kubevirt_budget,
+                  "migrations": migrations_cfg}))
+    return checks
+
+
+def _target_check(target: str | None, source: str | None, nodes: dict[str, dict]) -> CheckResult:
+    def schedulable(node: dict) -> list[str]:
+        problems = []
+        if not node_is_ready(node):
+            problems.append("not Ready")
+        if node.get("spec", {}).get("unschedulable"):
+            problems.append("cordoned (spec.unschedulable)")
+        if node.get("metadata", {}).get("labels", {}).get("kubevirt.io/schedulable") != "true":
+            problems.append("label kubevirt.io/schedulable is not 'true'")
+        return problems
+
+    if target is None:
+        usable = [n for n, node in nodes.items() if n != source and not schedulable(node)]
+        ok = bool(usable)
+        return CheckResult(
+            name="target-node", status=CheckStatus.PASS if ok else CheckStatus.FAIL, subject="nodes",
+            message=f"schedulable nodes other than the source {source}: {usable}" if ok
+            else f"no Ready, schedulable KubeVirt node other than the source {source}",
+            remedy=None if ok else "uncordon or add a node", evidence={"candidates": usable})
+    node = nodes.get(target)
+    if node is None:
+        return CheckResult(name="target-node", status=CheckStatus.FAIL, subject=f"node {target}",
+                           message=f"target node {target} does not exist (nodes: {sorted(nodes)})",
+                           remedy="fix mode.target_node in the drill spec")
+    problems = schedulable(node)
+    if target == source:
+        problems.append(f"it is the source node: the VM already runs on {source}")
+    ok = not problems
+    return CheckResult(
+        name="target-node", status=CheckStatus.PASS if ok else CheckStatus.FAIL, subject=f"node {target}",
+        message=f"target node {target} is Ready and schedulable" if ok else f"target node {target}: {'; '.join(problems)}",
+        remedy=None if ok else "choose another mode.target_node, or uncordon / repair the node",
+        evidence={"labels": node.get("metadata", {}).get("labels"), "unschedulable": node.get("spec", {}).get("unschedulable"),
+                  "conditions": node.get("status", {}).get("conditions")})
