@@ -1,0 +1,23 @@
+"""The real two-host libvirt/QEMU lab: `start_libvirt_lab(state_dir)` / `stop_libvirt_lab(state_dir)`."""
+
+from livedrill.lab.libvirt.config import LabHost, LibvirtLabConfig, LibvirtLabInfo
+from livedrill.lab.libvirt.lab import (
+    LabError,
+    lab_processes_alive,
+    missing_requirements,
+    read_lab_info,
+    start_libvirt_lab,
+    stop_libvirt_lab,
+)
+
+__all__ = [
+    "LabError",
+    "LabHost",
+    "LibvirtLabConfig",
+    "LibvirtLabInfo",
+    "lab_processes_alive",
+    "missing_requirements",
+    "read_lab_info",
+    "start_libvirt_lab",
+    "stop_libvirt_lab",
+]

@@ -1,0 +1,72 @@
+"""The lab guest's libvirt domain XML (pure: settings in, XML out)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from xml.sax.saxutils import quoteattr
+
+from livedrill.lab.libvirt.config import LibvirtLabConfig
+
+
+def domain_xml(
+    config: LibvirtLabConfig,
+    *,
+    kernel: Path,
+    initrd: Path,
+    console_log: Path,
+    virt_type: str,
+    host_cpus: int,
+) -> str:
+    """A diskless guest booting kernel+initramfs, with one virtio NIC on the lab bridge.
+
+    virt_type is "kvm" only where the host really has hardware virtualization, else "qemu" (TCG).
+    vCPUs are pinned one-to-one from the last host CPU downward and the emulator to all host CPUs,
+    so the compliance check has real pinning to verify. No disks: the migration is memory-only.
+    """
+    vcpupins = "\n".join(
+        f"    <vcpupin vcpu='{i}' cpuset='{(host_cpus - 1 - i) % host_cpus}'/>" for i in range(config.guest_vcpus)
+    )
+    cpu = (
+        "<cpu mode='host-passthrough' check='none'/>"
+        if virt_type == "kvm"
+        else "<cpu mode='custom' match='exact' check='none'><model fallback='forbid'>qemu64</model></cpu>"
+    )
+    return f"""<domain type='{virt_type}'>
+  <name>{config.domain_name}</name>
+  <memory unit='MiB'>{config.guest_memory_mib}</memory>
+  <vcpu placement='static'>{config.guest_vcpus}</vcpu>
+  <cputune>
+{vcpupins}
+    <emulatorpin cpuset='0-{host_cpus - 1}'/>
+  </cputune>
+  <os>
+    <type arch='x86_64' machine='pc'>hvm</type>
+    <kernel>{kernel}</kernel>
+    <initrd>{initrd}</initrd>
+    <cmdline>console=ttyS0 quiet panic=-1</cmdline>
+  </os>
+  {cpu}
+  <clock offset='utc'/>
+  <on_poweroff>destroy</on_poweroff>
+  <on_reboot>restart</on_reboot>
+  <on_crash>destroy</on_crash>
+  <devices>
+    <emulator>/usr/bin/qemu-system-x86_64</emulator>
+    <controller type='usb' model='none'/>
+    <interface type='bridge'>
+      <mac address='{config.guest_mac}'/>
+      <source bridge='{config.bridge}'/>
+      <model type='virtio'/>
+    </interface>
+    <serial type='file'>
+      <source path={quoteattr(str(console_log))} append='on'/>
+      <target port='0'/>
+    </serial>
+    <console type='file'>
+      <source path={quoteattr(str(console_log))} append='on'/>
+      <target type='serial' port='0'/>
+    </console>
+    <memballoon model='none'/>
+  </devices>
+</domain>
+"""
