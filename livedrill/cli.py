@@ -1,5 +1,194 @@
-"""livedrill command line (placeholder until the CLI lands)."""
+"""`livedrill` command line. Exit codes: 0 drill passed, 1 a check or SLO failed, 2 bad input or cannot start."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from livedrill.spec import DrillSpec, SpecError, load_spec
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+DEFAULT_LAB_DIR = Path(".livedrill/lab")
 
 
-def main() -> int:
-    raise SystemExit("livedrill: CLI not yet built")
+def _prefect_defaults() -> None:
+    """Quiet, offline-friendly Prefect defaults, set before Prefect is imported; the user's settings win."""
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+
+
+def _load(path: str) -> tuple[DrillSpec, str] | None:
+    try:
+        spec = load_spec(path)
+    except SpecError as exc:
+        print(f"{exc.source}: invalid drill spec", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return None
+    return spec, Path(path).read_text(encoding="utf-8")
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    worst = EXIT_OK
+    for path in args.files:
+        loaded = _load(path)
+        if loaded is None:
+            worst = EXIT_BAD_INPUT
+        else:
+            spec = loaded[0]
+            print(f"{path}: OK ({spec.name}: {spec.platform.kind} {spec.mode.kind}, {len(spec.vms)} VM(s), {len(spec.probes)} probe(s))")
+    return worst
+
+
+def print_verdict(verdict, stream=sys.stdout) -> None:
+    print(f"\nVERDICT: {verdict.outcome.value}", file=stream)
+    if verdict.observed_downtime_ms is not None:
+        print(f"observed downtime (longest probe gap): {verdict.observed_downtime_ms:.1f} ms", file=stream)
+    for reason in verdict.reasons:
+        print(f"  - {reason}", file=stream)
+    if verdict.evidence_dir:
+        print(f"evidence: {verdict.evidence_dir}", file=stream)
+
+
+def run_drill(spec: DrillSpec, spec_text: str):
+    _prefect_defaults()
+    from flows.drill import drill  # imported late: Prefect is slow to import and reads env at import
+
+    return drill(spec, spec_text)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    loaded = _load(args.file)
+    if loaded is None:
+        return EXIT_BAD_INPUT
+    verdict = run_drill(*loaded)
+    print_verdict(verdict)
+    return verdict.outcome.exit_code
+
+
+def cmd_preflight(args: argparse.Namespace) -> int:
+    loaded = _load(args.file)
+    if loaded is None:
+        return EXIT_BAD_INPUT
+    from livedrill.stages.gate import run_gate
+
+    verdict = run_gate(*loaded)
+    for check in verdict.checks:
+        print(f"[{check.status.value:>14}] {check.name:<24} {check.subject or ''}: {check.message}")
+        if check.remedy and check.status.value == "fail":
+            print(f"{'':>17}remedy: {check.remedy}")
+    print_verdict(verdict)
+    return verdict.outcome.exit_code
+
+
+def cmd_lab(args: argparse.Namespace) -> int:
+    state_dir = Path(args.state_dir)
+    if args.hypervisor == "libvirt":
+        from livedrill.lab.libvirt import manager as libvirt_lab
+
+        if args.action == "up":
+            info = libvirt_lab.start_libvirt_lab(state_dir.parent / "libvirt-lab")
+            print(json.dumps(info.model_dump(mode="json") if hasattr(info, "model_dump") else info.__dict__, indent=2, default=str))
+        elif args.action == "down":
+            libvirt_lab.stop_libvirt_lab(state_dir.parent / "libvirt-lab")
+            print("libvirt lab stopped")
+        else:
+            status = libvirt_lab.libvirt_lab_status(state_dir.parent / "libvirt-lab")
+            print(json.dumps(status, indent=2, default=str) if status else "libvirt lab is not running")
+            return EXIT_OK if status else EXIT_FAILED
+        return EXIT_OK
+    from livedrill.lab import manager
+
+    if args.action == "up":
+        info = manager.start_lab(state_dir, preset=args.preset)
+        print(f"lab up: API {info.api_url}, kubeconfig {info.kubeconfig}")
+        print(f"try: kubectl --kubeconfig {info.kubeconfig} get nodes,vmi -A")
+    elif args.action == "down":
+        manager.stop_lab(state_dir)
+        print("lab down")
+    else:
+        info = manager.lab_status(state_dir)
+        if info is None:
+            print("lab is not running")
+            return EXIT_FAILED
+        print(f"lab running: API {info.api_url}, kubeconfig {info.kubeconfig}")
+    return EXIT_OK
+
+
+def cmd_evidence_verify(args: argparse.Namespace) -> int:
+    from livedrill.evidence.verify import format_problems, verify_archive, verify_run
+
+    if args.run_dir:
+        problems = verify_run(Path(args.run_dir))
+        what = args.run_dir
+    else:
+        problems = verify_archive(Path(args.archive), quarter=args.quarter)
+        what = args.archive + (f" ({args.quarter})" if args.quarter else "")
+    if problems:
+        print(f"{what}: NOT VERIFIED", file=sys.stderr)
+        print(format_problems(problems), file=sys.stderr)
+        return EXIT_FAILED
+    print(f"{what}: verified (hashes, signatures and chain intact)")
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from livedrill.lab.demo import run_demo
+
+    return run_demo(Path(args.state_dir), Path(args.spec))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="livedrill", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("validate", help="check drill specs; print every problem with its field and line")
+    p.add_argument("files", nargs="+")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("run", help="run a drill (pre-flight, migration with probes, post-checks, rollback, evidence)")
+    p.add_argument("file")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("preflight", help="run only the pre-flight gate of a drill; nothing is changed")
+    p.add_argument("file")
+    p.set_defaults(func=cmd_preflight)
+
+    p = sub.add_parser("lab", help="the embedded lab: up | status | down")
+    p.add_argument("action", choices=["up", "status", "down"])
+    p.add_argument("--preset", default="targeted")
+    p.add_argument("--hypervisor", choices=["kubevirt", "libvirt"], default="kubevirt")
+    p.add_argument("--state-dir", default=str(DEFAULT_LAB_DIR))
+    p.set_defaults(func=cmd_lab)
+
+    p = sub.add_parser("evidence", help="evidence archive: verify")
+    esub = p.add_subparsers(dest="evidence_command", required=True)
+    v = esub.add_parser("verify", help="verify a run directory, or a whole archive, offline")
+    v.add_argument("run_dir", nargs="?")
+    v.add_argument("--archive", default="evidence")
+    v.add_argument("--quarter", help="e.g. 2026Q4")
+    v.set_defaults(func=cmd_evidence_verify)
+
+    p = sub.add_parser("demo", help="start the lab and run the targeted-migration drill on it")
+    p.add_argument("--state-dir", default=str(DEFAULT_LAB_DIR))
+    p.add_argument("--spec", default="drills/lab-targeted.yaml")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,26 @@
+"""The end of every drill: the verdict, the run record, and the sealed evidence."""
+
+from __future__ import annotations
+
+from livedrill import __version__
+from livedrill.decisions import DrillFacts, judge
+from livedrill.evidence.keys import load_signer
+from livedrill.outcomes import Verdict, utcnow
+from livedrill.stages.session import DrillSession, operator
+
+VERDICT_FILE = "verdict.json"
+RUN_FILE = "run.json"
+
+
+def finish(session: DrillSession, facts: DrillFacts, started_at: str) -> Verdict:
+    verdict = judge(facts).model_copy(update={"evidence_dir": str(session.run.path)})
+    session.event("livedrill", "verdict", outcome=verdict.outcome.value, reasons=verdict.reasons)
+    session.run.write_json(VERDICT_FILE, verdict)
+    session.run.write_json(RUN_FILE, {
+        "run_id": session.run_id, "drill": session.spec.name, "cluster": session.spec.cluster,
+        "platform": session.spec.platform.kind, "mode": session.spec.mode.kind,
+        "vms": [str(v) for v in session.spec.vms], "started_at": started_at, "ended_at": utcnow().isoformat(),
+        "outcome": verdict.outcome.value, "operator": operator(), "livedrill_version": __version__,
+    })
+    session.run.seal(load_signer(session.spec.evidence.dir))
+    return verdict

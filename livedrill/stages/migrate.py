@@ -1,0 +1,192 @@
+"""The migration stage: probes running, migration started, watched to a terminal phase, cancelled on breach or deadline."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from livedrill.decisions import LoopAction, migration_loop_action
+from livedrill.outcomes import CheckResult, CheckStatus, CompensationState
+from livedrill.platforms.base import MigrationHandle, MigrationObservation, PlatformAdapter, VMState
+from livedrill.probe.engine import ProbeSession
+from livedrill.spec import TargetedMode, VMRef, migration_deadline_s
+from livedrill.stages.session import DrillSession
+
+Progress = Callable[[str], None]
+PROBE_REPORT_FILE = "probe/report.json"
+
+
+class MigrationResult(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    started: bool
+    vm: str
+    source: str | None = None
+    target: str | None = None
+    migration: str | None = None  # platform id (VMIM name, libvirt job key)
+    migration_uid: str | None = None
+    phases_seen: list[str] = Field(default_factory=list)
+    final_phase: str | None = None
+    succeeded: bool = False
+    cancel_reason: str | None = None  # "deadline", "probe breach: ...", "interrupted"
+    cancel_outcome: str | None = None
+    failure_reason: str | None = None
+    checks: list[CheckResult] = Field(default_factory=list)  # baseline, migration outcome, probe SLOs
+    observed_downtime_ms: float | None = None
+
+    def handle(self) -> MigrationHandle:
+        ns, name = self.vm.split("/", 1)
+        return MigrationHandle(vm=VMRef(namespace=ns, name=name), platform_id=self.migration or "",
+                               source=self.source or "", target=self.target, uid=self.migration_uid)
+
+
+def _say(progress: Progress | None, text: str) -> None:
+    if progress:
+        progress(text)
+
+
+def baseline_check(live: dict[str, Any], max_p99_ms: float) -> CheckResult:
+    """Pure: was the warm-up window healthy enough that a gap during migration means something?"""
+    ok_count, failed = live.get("ok", 0), live.get("failed", 0)
+    p99 = live.get("p99_ms")
+    problems = []
+    if ok_count == 0:
+        problems.append("no probe succeeded during the warm-up")
+    if failed:
+        problems.append(f"{failed} probe request(s) failed during the warm-up")
+    if p99 is not None and p99 > max_p99_ms:
+        problems.append(f"warm-up p99 latency {p99:.2f} ms exceeds the SLO {max_p99_ms} ms")
+    return CheckResult(
+        name="probe-baseline", status=CheckStatus.FAIL if problems else CheckStatus.PASS, subject="probes",
+        message="; ".join(problems) if problems else f"warm-up healthy: {ok_count} ok, p99 {p99 if p99 is None else round(p99, 2)} ms",
+        remedy="make the service healthy before drilling; a drill on a failing service proves nothing" if problems else None,
+        evidence=dict(live))
+
+
+def run_migration(session: DrillSession, adapter: PlatformAdapter, vm: VMRef, before: VMState,
+                  progress: Progress | None = None) -> MigrationResult:
+    spec = session.spec
+    budgets = spec.budgets
+    target = spec.mode.target_node if isinstance(spec.mode, TargetedMode) else None
+    result = MigrationResult(started=False, vm=str(vm), source=before.node, target=target)
+    probes = [p for p in spec.probes if p.vm == str(vm)]
+    probe = ProbeSession(probes, spec.slo, session.run.stream_path("probe"), on_event=session.emit) if probes else None
+    handle: MigrationHandle | None = None
+    observation: MigrationObservation | None = None
+    try:
+        if probe:
+            probe.start()
+            session.event("probe", "window", window="baseline")
+            _wait(budgets.warmup_s, probe, progress, "warm-up")
+            check = baseline_check(probe.live(), spec.slo.p99_latency_ms)
+            result.checks.append(check)
+            if check.status is CheckStatus.FAIL:
+                session.event("livedrill", "refused", reason=check.message)
+                return result
+
+        deadline = time.monotonic() + migration_deadline_s(spec, before.memory_gib)
+        handle = adapter.start_migration(vm, target, session.journal.register)
+        result.started, result.migration, result.migration_uid = True, handle.platform_id, handle.uid
+        session.event("livedrill", "migration-created", migration=handle.platform_id, uid=handle.uid,
+                      source=handle.source, target=target)
+        session.run.write_json(f"objects/{_slug(vm)}-vmi-at-start.json", adapter.describe_vm(vm).raw)
+        if probe:
+            probe.mark_window("during")
+            session.event("probe", "window", window="during")
+
+        while True:
+            observation = adapter.observe_migration(handle)
+            if not result.phases_seen or result.phases_seen[-1] != observation.phase:
+                result.phases_seen.append(observation.phase)
+                session.event("platform", "phase", phase=observation.phase, source=observation.source,
+                              target=observation.target)
+            _say(progress, _status_line(observation, probe))
+            action = migration_loop_action(terminal=observation.terminal, now=time.monotonic(), deadline=deadline,
+                                           breach=bool(probe and probe.abort_event.is_set()))
+            if action is LoopAction.FINISHED:
+                break
+            if action is not LoopAction.CONTINUE:
+                reason = "deadline: the migration did not finish within its budget" if action is LoopAction.CANCEL_DEADLINE \
+                    else f"probe breach: {probe.breach}"
+                _cancel(session, adapter, handle, result, reason)
+                observation = adapter.observe_migration(handle)
+                break
+            time.sleep(_poll_interval(adapter))
+    except BaseException as exc:
+        # Never swallow cancellation: stop what is in flight, record it, then re-raise.
+        if handle is not None and (observation is None or not observation.terminal) and result.cancel_reason is None:
+            _cancel(session, adapter, handle, result, f"interrupted: {type(exc).__name__}")
+        raise
+    finally:
+        if probe:
+            if result.started:
+                probe.mark_window("after")
+                session.event("probe", "window", window="after")
+                _wait(budgets.cooldown_s, probe, progress, "cool-down")
+            report = probe.stop()
+            session.run.write_json(PROBE_REPORT_FILE, report)
+            result.checks.extend(report.checks(spec.slo))
+            result.observed_downtime_ms = report.longest_gap_ms()
+
+    result.final_phase = observation.phase if observation else None
+    result.succeeded = bool(observation and observation.succeeded and result.cancel_reason is None)
+    result.failure_reason = observation.failure_reason if observation else None
+    result.checks.append(_migration_check(result))
+    if observation is not None:
+        session.run.write_json(f"objects/{_slug(vm)}-after.json", observation.raw)
+    return result
+
+
+def _cancel(session: DrillSession, adapter: PlatformAdapter, handle: MigrationHandle, result: MigrationResult, reason: str) -> None:
+    result.cancel_reason = reason
+    session.event("livedrill", "cancel-requested", migration=handle.platform_id, reason=reason)
+    entry = next((e for e in session.journal.pending() if e.action == "cancel-migration"
+                  and e.params.get("name") == handle.platform_id), None)
+    try:
+        outcome = adapter.cancel_migration(handle, session.spec.budgets.abort_timeout_s)
+    except Exception as exc:  # noqa: BLE001 - left pending in the journal; rollback/recover retries it
+        result.cancel_outcome = f"cancel failed: {exc}"
+        session.event("livedrill", "cancel-failed", migration=handle.platform_id, error=str(exc))
+        return
+    result.cancel_outcome = outcome
+    if entry is not None:
+        session.journal.settle(entry, CompensationState.DONE, outcome)
+    session.event("livedrill", "cancelled", migration=handle.platform_id, outcome=outcome)
+
+
+def _migration_check(result: MigrationResult) -> CheckResult:
+    if result.succeeded:
+        return CheckResult(name="migration", status=CheckStatus.PASS, subject=f"vm {result.vm}",
+                           message=f"migration {result.migration} Succeeded ({' -> '.join(result.phases_seen)})")
+    why = result.cancel_reason or result.failure_reason or f"ended in phase {result.final_phase}"
+    detail = f"; cancel: {result.cancel_outcome}" if result.cancel_outcome else ""
+    return CheckResult(name="migration", status=CheckStatus.FAIL, subject=f"vm {result.vm}",
+                       message=f"migration {result.migration} did not succeed: {why}{detail}",
+                       evidence={"phases_seen": result.phases_seen})
+
+
+def _status_line(obs: MigrationObservation, probe: ProbeSession | None) -> str:
+    line = f"migrate  phase={obs.phase:<15} {obs.source or '?'} -> {obs.target or '?'}"
+    if probe:
+        live = probe.live()
+        line += (f" | probes {live.get('rate_per_s', 0):.0f}/s ok={live.get('ok', 0)} failed={live.get('failed', 0)}"
+                 f" last-gap={live.get('last_gap_ms', 0):.0f}ms")
+    return line
+
+
+def _wait(seconds: float, probe: ProbeSession, progress: Progress | None, label: str) -> None:
+    end = time.monotonic() + seconds
+    while (left := end - time.monotonic()) > 0:
+        live = probe.live()
+        _say(progress, f"{label:<8} {left:4.1f}s left | probes ok={live.get('ok', 0)} failed={live.get('failed', 0)}")
+        time.sleep(min(0.25, left))
+
+
+def _poll_interval(adapter: PlatformAdapter) -> float:
+    return getattr(adapter, "poll_interval_s", 0.1)
+
+
+def _slug(vm: VMRef) -> str:
+    return f"{vm.namespace}-{vm.name}"

@@ -1,0 +1,96 @@
+"""One drill run as the stages see it: the spec, its evidence directory, its journal and its platform.
+
+Each stage reopens the session from the run directory, so a stage can run in another process (a
+Prefect worker) or after a crash (`livedrill recover`) and find the same state.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from livedrill.compensation import CompensationJournal
+from livedrill.evidence.archive import Archive, EvidenceRun
+from livedrill.outcomes import Compensation, TimelineEvent, utcnow
+from livedrill.platforms.base import PlatformAdapter
+from livedrill.spec import DrillSpec, KubeVirtPlatform, parse_spec
+
+SPEC_FILE = "spec.yaml"
+TIMELINE_FILE = "timeline.jsonl"
+COMPENSATIONS_FILE = "compensations.json"
+
+
+class DrillSession:
+    def __init__(self, spec: DrillSpec, run: EvidenceRun):
+        self.spec = spec
+        self.run = run
+        self.journal = CompensationJournal(self._persist_compensations, self._load_compensations())
+
+    @classmethod
+    def create(cls, spec: DrillSpec, spec_text: str | None = None) -> "DrillSession":
+        run = Archive(spec.evidence.dir).new_run(spec.name)
+        text = spec_text if spec_text is not None else yaml.safe_dump(spec.model_dump(mode="json", by_alias=True), sort_keys=False)
+        run.write_text(SPEC_FILE, text)
+        session = cls(spec, run)
+        session.event("livedrill", "run-created", run_id=run.run_id)
+        return session
+
+    @classmethod
+    def reopen(cls, run_dir: str | Path) -> "DrillSession":
+        run_dir = Path(run_dir)
+        run = Archive(run_dir.parent).find(run_dir.name)
+        if run is None:
+            raise FileNotFoundError(f"no drill run at {run_dir}")
+        spec = parse_spec((run.path / SPEC_FILE).read_text(encoding="utf-8"), source=str(run.path / SPEC_FILE))
+        return cls(spec, run)
+
+    @property
+    def run_id(self) -> str:
+        return self.run.run_id
+
+    # ------------------------------------------------------------ records
+
+    def event(self, source: str, kind: str, **detail: Any) -> TimelineEvent:
+        record = TimelineEvent(at=utcnow(), monotonic=time.monotonic(), source=source, kind=kind, detail=detail)
+        self.emit(record)
+        return record
+
+    def emit(self, record: TimelineEvent) -> None:
+        self.run.append_jsonl(TIMELINE_FILE, record)
+
+    def timeline(self) -> list[TimelineEvent]:
+        path = self.run.path / TIMELINE_FILE
+        if not path.exists():
+            return []
+        return [TimelineEvent.model_validate_json(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+
+    def _persist_compensations(self, entries: list[Compensation]) -> None:
+        self.run.write_json(COMPENSATIONS_FILE, [e.model_dump(mode="json") for e in entries])
+
+    def _load_compensations(self) -> list[Compensation]:
+        path = self.run.path / COMPENSATIONS_FILE
+        if not path.exists():
+            return []
+        return [Compensation.model_validate(e) for e in json.loads(path.read_text(encoding="utf-8"))]
+
+    # ------------------------------------------------------------ platform
+
+    def adapter(self) -> PlatformAdapter:
+        platform = self.spec.platform
+        if isinstance(platform, KubeVirtPlatform):
+            from livedrill.platforms.kubevirt import KubeVirtAdapter
+
+            return KubeVirtAdapter(platform, run_id=self.run_id)
+        from livedrill.platforms.libvirt import LibvirtAdapter
+
+        return LibvirtAdapter(platform)
+
+
+def operator() -> str:
+    """Who ran the drill, as the process sees it (the approval names the human)."""
+    return os.environ.get("LIVEDRILL_OPERATOR") or os.environ.get("USER") or f"uid:{os.getuid()}"

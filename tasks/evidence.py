@@ -1,0 +1,25 @@
+"""Evidence tasks: open the run's evidence directory first, seal it last (always)."""
+
+from __future__ import annotations
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from livedrill.decisions import DrillFacts
+from livedrill.outcomes import Verdict, utcnow
+from livedrill.spec import DrillSpec
+from livedrill.stages.finish import finish
+from livedrill.stages.session import DrillSession
+
+
+@task(name="open-evidence", cache_policy=NO_CACHE)
+def open_evidence(spec: DrillSpec, spec_text: str | None = None) -> tuple[str, str]:
+    """Creates the run directory (marked UNSEALED) holding the spec as run; returns (run_dir, started_at)."""
+    started_at = utcnow().isoformat()
+    session = DrillSession.create(spec, spec_text)
+    return str(session.run.path), started_at
+
+
+@task(name="seal-evidence", cache_policy=NO_CACHE)
+def seal_evidence(run_dir: str, facts: DrillFacts, started_at: str) -> Verdict:
+    return finish(DrillSession.reopen(run_dir), facts, started_at)

@@ -1,0 +1,57 @@
+"""Migration task: one VM migrated with its probes running; the terminal shows phase and live probe figures."""
+
+from __future__ import annotations
+
+import sys
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from livedrill.spec import VMRef
+from livedrill.platforms.base import VMState
+from livedrill.stages.migrate import MigrationResult, run_migration
+from livedrill.stages.postcheck import run_postcheck
+from livedrill.outcomes import CheckResult
+from livedrill.stages.session import DrillSession
+
+
+class TerminalStatus:
+    """One status line, rewritten in place on a terminal, printed every few updates elsewhere."""
+
+    def __init__(self, stream=sys.stderr, every: int = 10):
+        self.stream, self.every, self.count = stream, every, 0
+        self.tty = stream.isatty()
+
+    def __call__(self, text: str) -> None:
+        self.count += 1
+        if self.tty:
+            self.stream.write("\r\x1b[2K" + text)
+            self.stream.flush()
+        elif self.count % self.every == 1:
+            self.stream.write(text + "\n")
+
+    def done(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
+
+
+# Not retried by Prefect: creating a migration is not idempotent. Single API calls retry inside the adapter.
+@task(name="migrate", cache_policy=NO_CACHE)
+def migrate(run_dir: str, vm: str, before: dict) -> MigrationResult:
+    session = DrillSession.reopen(run_dir)
+    ns, name = vm.split("/", 1)
+    ref = VMRef(namespace=ns, name=name)
+    state = VMState(ref=ref, node=before.get("node"), running=bool(before.get("running")),
+                    memory_gib=float(before.get("memory_gib", 0)))
+    adapter = session.adapter()
+    status = TerminalStatus()
+    try:
+        return run_migration(session, adapter, ref, state, progress=status)
+    finally:
+        status.done()
+        adapter.close()
+
+
+@task(name="postcheck", cache_policy=NO_CACHE)
+def postcheck(run_dir: str, result: MigrationResult, before: dict) -> list[CheckResult]:
+    return run_postcheck(DrillSession.reopen(run_dir), result, before)

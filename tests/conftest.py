@@ -1,0 +1,25 @@
+"""Suite-wide setup: Prefect runs against a throw-away home and a temporary local server, offline."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+# Before anything imports Prefect (shared/notes/prefect.md): own home, no telemetry.
+os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="livedrill-prefect-"))
+os.environ["DO_NOT_TRACK"] = "1"
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """A temporary Prefect API for the flow tests; the heartbeat thread off so each flow call is cheap."""
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+            yield
