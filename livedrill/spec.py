@@ -147,10 +147,21 @@ class ProbeBase(SpecModel):
     tls: TLSConfig | None = None
 
 
+class ReconcileConfig(SpecModel):
+    """How the final read-back of every acknowledged transaction is judged."""
+
+    enabled: bool = True
+    not_found_status: list[int] = Field(default_factory=lambda: [404], description="Read statuses that mean 'no such transaction'")
+    count_field: str | None = Field(
+        None, description="Top-level JSON field of the read-back counting postings with this id (e.g. 'postings'); >1 is a duplicate"
+    )
+
+
 class TransactionProbe(ProbeBase):
     kind: Literal["transaction"]
     write: HttpRequestTemplate
     read: HttpRequestTemplate
+    reconcile: ReconcileConfig = Field(default_factory=ReconcileConfig)
 
 
 class HttpProbe(ProbeBase):
@@ -178,6 +189,9 @@ class SLO(SpecModel):
     max_lost_transactions: int = Field(0, ge=0)
     max_duplicated_transactions: int = Field(0, ge=0)
     max_failed_requests: int = Field(0, ge=0, description="Probe requests that failed (error or timeout)")
+    max_failure_streak: int | None = Field(
+        3, gt=0, description="During the migration, this many consecutive failed probes abort it (null: no streak rule)"
+    )
 
 
 class Budgets(SpecModel):
@@ -192,6 +206,10 @@ class Budgets(SpecModel):
 
 class EvidenceConfig(SpecModel):
     dir: Path = Field(Path("evidence"), description="Archive directory; one sub-directory per run")
+    signing_key: Path | None = Field(
+        None, description="Ed25519 private key (PEM) that signs each sealed run; default: $LIVEDRILL_SIGNING_KEY")
+    generate_lab_key: bool = Field(
+        False, description="Create signing_key on first use. For labs only: production keys are provisioned")
 
 
 class DrillSpec(SpecModel):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from livedrill import __version__
 from livedrill.decisions import DrillFacts, judge
-from livedrill.evidence.keys import load_signer
 from livedrill.outcomes import Verdict, utcnow
 from livedrill.stages.session import DrillSession, operator
 
@@ -22,5 +21,5 @@ def finish(session: DrillSession, facts: DrillFacts, started_at: str) -> Verdict
         "vms": [str(v) for v in session.spec.vms], "started_at": started_at, "ended_at": utcnow().isoformat(),
         "outcome": verdict.outcome.value, "operator": operator(), "livedrill_version": __version__,
     })
-    session.run.seal(load_signer(session.spec.evidence.dir))
+    session.run.seal(session.signer())
     return verdict

@@ -128,7 +128,7 @@ def run_migration(session: DrillSession, adapter: PlatformAdapter, vm: VMRef, be
             report = probe.stop()
             session.run.write_json(PROBE_REPORT_FILE, report)
             result.checks.extend(report.checks(spec.slo))
-            result.observed_downtime_ms = report.longest_gap_ms()
+            result.observed_downtime_ms = report.observed_downtime_ms
 
     result.final_phase = observation.phase if observation else None
     result.succeeded = bool(observation and observation.succeeded and result.cancel_reason is None)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from livedrill.errors import InputError, PlatformError
 from livedrill.outcomes import CheckResult, CheckStatus
+from livedrill.spec import migration_deadline_s
 from livedrill.stages.session import DrillSession
 
 PREFLIGHT_FILE = "preflight.json"
@@ -21,6 +24,37 @@ class PreflightResult(BaseModel):
     @property
     def passed(self) -> bool:
         return self.error is None and not any(c.status is CheckStatus.FAIL for c in self.checks)
+
+
+# Bytes one probe request takes in the series, with margin (the probe engine's record is smaller).
+SERIES_BYTES_PER_REQUEST = 64
+
+
+def evidence_check(signer_error: str | None, free_bytes: int, needed_bytes: int, archive: str) -> CheckResult:
+    """Pure: can this drill's evidence be written and sealed? A drill whose proof cannot be sealed proves nothing."""
+    problems = []
+    if signer_error:
+        problems.append(f"the signing key cannot be loaded: {signer_error}")
+    if free_bytes < needed_bytes:
+        problems.append(f"{free_bytes / 2**20:.0f} MiB free, the probe series needs up to {needed_bytes / 2**20:.0f} MiB")
+    return CheckResult(
+        name="evidence-archive", status=CheckStatus.FAIL if problems else CheckStatus.PASS, subject=f"archive {archive}",
+        message="; ".join(problems) if problems else f"writable, signing key loaded, {free_bytes / 2**30:.1f} GiB free",
+        remedy="provision the Ed25519 key (evidence.signing_key or $LIVEDRILL_SIGNING_KEY) and free space" if problems else None,
+        evidence={"free_bytes": free_bytes, "needed_bytes": needed_bytes})
+
+
+def _evidence_check(session: DrillSession, longest_migration_s: float) -> CheckResult:
+    spec = session.spec
+    try:
+        session.signer()
+        signer_error = None
+    except Exception as exc:  # noqa: BLE001 - any key problem is this check's failure
+        signer_error = str(exc)
+    seconds = spec.budgets.warmup_s + longest_migration_s + spec.budgets.cooldown_s
+    needed = int(sum(p.rate_per_s for p in spec.probes) * seconds * SERIES_BYTES_PER_REQUEST)
+    free = shutil.disk_usage(session.run.path).free
+    return evidence_check(signer_error, free, needed, str(spec.evidence.dir))
 
 
 def run_preflight(session: DrillSession) -> PreflightResult:
@@ -45,6 +79,8 @@ def run_preflight(session: DrillSession) -> PreflightResult:
         result.error = f"pre-flight could not complete: {exc}"
     finally:
         adapter.close()
+    longest = max((migration_deadline_s(session.spec, b["memory_gib"]) for b in result.before.values()), default=0.0)
+    result.checks.append(_evidence_check(session, longest))
     session.run.write_json(PREFLIGHT_FILE, result.checks)
     for check in result.checks:
         session.event("preflight", "check", name=check.name, status=check.status.value, message=check.message)

@@ -25,13 +25,14 @@ def smoke_probes(session: DrillSession, seconds: float = 1.0) -> list[CheckResul
     finally:
         report = probe.stop()
     checks = []
-    for name, live in report.per_probe_counts().items():
-        ok, failed = live["ok"], live["failed"]
+    for probe_report in report.probes:
+        ok, failed = probe_report.ok, probe_report.failed
         good = ok > 0 and failed == 0
         checks.append(CheckResult(
-            name="probe-smoke", status=CheckStatus.PASS if good else CheckStatus.FAIL, subject=f"probe {name}",
+            name="probe-smoke", status=CheckStatus.PASS if good else CheckStatus.FAIL,
+            subject=f"probe {probe_report.name} -> {probe_report.target}",
             message=f"{ok} ok, {failed} failed in {seconds:.1f}s" + ("" if good else ": the service does not answer as the probe expects"),
             remedy=None if good else "check the probe's URL and success criteria, and that the service is up",
-            evidence=live))
+            evidence={"sent": probe_report.sent, "ok": ok, "failed": failed, "failures_by_kind": probe_report.failures_by_kind}))
     session.run.write_json(SMOKE_FILE, checks)
     return checks

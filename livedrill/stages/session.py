@@ -16,6 +16,7 @@ import yaml
 
 from livedrill.compensation import CompensationJournal
 from livedrill.evidence.archive import Archive, EvidenceRun
+from livedrill.evidence.keys import Signer, ensure_lab_key, load_signer
 from livedrill.outcomes import Compensation, TimelineEvent, utcnow
 from livedrill.platforms.base import PlatformAdapter
 from livedrill.spec import DrillSpec, KubeVirtPlatform, parse_spec
@@ -44,8 +45,6 @@ class DrillSession:
     def reopen(cls, run_dir: str | Path) -> "DrillSession":
         run_dir = Path(run_dir)
         run = Archive(run_dir.parent).find(run_dir.name)
-        if run is None:
-            raise FileNotFoundError(f"no drill run at {run_dir}")
         spec = parse_spec((run.path / SPEC_FILE).read_text(encoding="utf-8"), source=str(run.path / SPEC_FILE))
         return cls(spec, run)
 
@@ -79,6 +78,12 @@ class DrillSession:
         return [Compensation.model_validate(e) for e in json.loads(path.read_text(encoding="utf-8"))]
 
     # ------------------------------------------------------------ platform
+
+    def signer(self) -> Signer:
+        evidence = self.spec.evidence
+        if evidence.generate_lab_key and evidence.signing_key is not None:
+            return ensure_lab_key(evidence.signing_key)
+        return load_signer(evidence.signing_key)
 
     def adapter(self) -> PlatformAdapter:
         platform = self.spec.platform
