@@ -1,0 +1,111 @@
+"""The summary of one probe, computed by streaming its series file (two passes, constant memory).
+
+Pass 1 finds the gaps between successful completions; pass 2 builds per-window latency distributions,
+including the p99 of the probes that did not overlap a listed gap (latency "outside stop-and-copy").
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from livedrill.probe.measure import GapSpan, GapTracker, LatencyHistogram, window_at, windows_overlapping
+from livedrill.probe.report import GapRecord, WindowStats
+from livedrill.probe.series import WINDOWS, Outcome, ProbeRecord, WindowMark, iter_series, read_header
+
+
+@dataclass
+class SeriesSummary:
+    header: dict
+    origin: float
+    marks: list[tuple[float, str]]
+    windows: dict[str, WindowStats]
+    longest_gap: GapRecord | None
+    gaps_above: list[GapRecord]
+    gaps_above_total: int
+    sent: int = 0
+    ok: int = 0
+    failed: int = 0
+    failures_by_kind: dict[str, int] = field(default_factory=dict)
+    unresolved_at_stop: int = 0
+    max_send_lag_ms: float = 0.0
+    acknowledged: int = 0
+
+
+def wall_clock(header: dict, t: float) -> datetime:
+    clock = header["clock"]
+    return datetime.fromtimestamp(clock["wall_epoch_s"], timezone.utc) + timedelta(seconds=t - clock["monotonic_s"])
+
+
+def summarise_series(path: Path, gap_threshold_ms: float, stopped_monotonic: float) -> SeriesSummary:
+    header = read_header(path)
+    origin = header["first_send_monotonic"]
+
+    # pass 1: marks and gaps
+    marks: list[tuple[float, str]] = []
+    tracker = GapTracker(origin=origin, threshold_ms=gap_threshold_ms)
+    for item in iter_series(path):
+        if isinstance(item, WindowMark):
+            marks.append((item.t, item.window))
+        elif item.outcome == Outcome.OK:
+            tracker.ok(item.t_end)
+    tracker.finish(stopped_monotonic)
+    if not marks:
+        marks = [(origin, WINDOWS[0])]
+    marks.sort()
+
+    # pass 2: windows, failures, lag; "outside gaps" excludes probes overlapping a listed gap
+    gap_starts = [g.start for g in tracker.above]
+    gap_ends = [g.end for g in tracker.above]
+
+    def overlaps_gap(rec: ProbeRecord) -> bool:
+        i = bisect.bisect_right(gap_starts, rec.t_end) - 1
+        return i >= 0 and gap_ends[i] >= rec.t_start
+
+    hist = {name: LatencyHistogram() for name in WINDOWS}
+    hist_outside = {name: LatencyHistogram() for name in WINDOWS}
+    counts = {name: [0, 0] for name in WINDOWS}  # ok, failed
+    summary = SeriesSummary(header=header, origin=origin, marks=marks, windows={}, longest_gap=None,
+                            gaps_above=[], gaps_above_total=tracker.above_total)
+    for rec in iter_series(path):
+        if isinstance(rec, WindowMark):
+            continue
+        window = window_at(rec.t_sched, marks)
+        summary.sent += 1
+        if rec.t_ack is not None:
+            summary.acknowledged += 1
+        if rec.outcome != Outcome.IN_FLIGHT_LIMIT:
+            summary.max_send_lag_ms = max(summary.max_send_lag_ms, (rec.t_start - rec.t_sched) * 1000.0)
+        if rec.outcome == Outcome.OK:
+            summary.ok += 1
+            counts[window][0] += 1
+            hist[window].add(rec.latency_ms)
+            if not overlaps_gap(rec):
+                hist_outside[window].add(rec.latency_ms)
+        else:
+            summary.failed += 1
+            counts[window][1] += 1
+            kind = Outcome(rec.outcome).kind
+            summary.failures_by_kind[kind] = summary.failures_by_kind.get(kind, 0) + 1
+            if rec.outcome == Outcome.UNRESOLVED_AT_STOP:
+                summary.unresolved_at_stop += 1
+
+    mark_time = {name: t for t, name in marks}
+    for name in WINDOWS:
+        h = hist[name]
+        summary.windows[name] = WindowStats(
+            window=name, start_monotonic=mark_time.get(name), count=sum(counts[name]), ok=counts[name][0],
+            failed=counts[name][1], p50_ms=h.percentile(50), p95_ms=h.percentile(95), p99_ms=h.percentile(99),
+            max_ms=h.max_ms if h.count else None, p99_outside_gaps_ms=hist_outside[name].percentile(99),
+        )
+
+    def as_record(gap: GapSpan) -> GapRecord:
+        return GapRecord(duration_ms=round(gap.ms, 3), start_monotonic=gap.start, end_monotonic=gap.end,
+                         start_at=wall_clock(header, gap.start), end_at=wall_clock(header, gap.end),
+                         windows=windows_overlapping(gap.start, gap.end, marks), open=gap.open)
+
+    summary.longest_gap = as_record(tracker.longest) if tracker.longest is not None else None
+    summary.gaps_above = [as_record(g) for g in tracker.above]
+    return summary
