@@ -1,9 +1,10 @@
 """The real two-host libvirt/QEMU lab: `start_libvirt_lab(state_dir)` / `stop_libvirt_lab(state_dir)`."""
 
 from livedrill.lab.libvirt.config import LabHost, LibvirtLabConfig, LibvirtLabInfo
-from livedrill.lab.libvirt.lab import (
+from livedrill.lab.libvirt.manager import (
     LabError,
     lab_processes_alive,
+    libvirt_lab_status,
     missing_requirements,
     read_lab_info,
     start_libvirt_lab,
@@ -16,6 +17,7 @@ __all__ = [
     "LibvirtLabConfig",
     "LibvirtLabInfo",
     "lab_processes_alive",
+    "libvirt_lab_status",
     "missing_requirements",
     "read_lab_info",
     "start_libvirt_lab",

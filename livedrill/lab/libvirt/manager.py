@@ -364,3 +364,13 @@ def stop_libvirt_lab(state_dir: Path, config: LibvirtLabConfig | None = None) ->
     for name in ("lab.json", "drill.yaml", "resources.json"):
         (state_dir / name).unlink(missing_ok=True)
     return done
+
+
+def libvirt_lab_status(state_dir: Path) -> dict | None:
+    """The running lab's info plus which of its processes are alive, or None when no lab runs there."""
+    state_dir = Path(state_dir).resolve()
+    if not (state_dir / "lab.json").exists():
+        return None
+    info = read_lab_info(state_dir)
+    alive = lab_processes_alive(state_dir)
+    return {"lab": info.model_dump(mode="json"), "processes_alive": alive}
