@@ -107,7 +107,9 @@ def hash_problem(run_id: str, entry: FileEntry, actual_sha256: str) -> Problem |
     return Problem(code="hash-mismatch", run_id=run_id, file=entry.path, message="content changed since sealing (same size, different SHA-256)", expected=entry.sha256, actual=actual_sha256)
 
 
-def link_problems(position: int, entry: ChainEntry, previous: ChainEntry | None, manifest: Manifest, manifest_sha256: str) -> list[Problem]:
+def link_problems(
+    position: int, entry: ChainEntry, previous: ChainEntry | None, manifest: Manifest, manifest_sha256: str, chained_run_ids: frozenset[str]
+) -> list[Problem]:
     """Judge one chain position: the index entry, the run's signed manifest and the entry before it."""
     run_id = entry.run_id
     problems: list[Problem] = []
@@ -121,7 +123,9 @@ def link_problems(position: int, entry: ChainEntry, previous: ChainEntry | None,
         problems.append(Problem(code="chain-order", run_id=run_id, file=MANIFEST_NAME, message=f"the signed manifest says it was sealed as number {manifest.sequence}, the chain index has it at {position} (runs reordered or removed)", expected=str(position), actual=str(manifest.sequence)))
     expected_prev = f"{previous.run_id} sha256 {previous.manifest_sha256}" if previous else "none (first run)"
     actual_prev = f"{manifest.previous.run_id} sha256 {manifest.previous.manifest_sha256}" if manifest.previous else "none (first run)"
-    if expected_prev != actual_prev:
+    if manifest.previous is not None and manifest.previous.run_id not in chained_run_ids:
+        problems.append(Problem(code="missing-run", run_id=run_id, file=MANIFEST_NAME, message=f"the signed manifest names {manifest.previous.run_id} as the run sealed before it, but that run is not in the chain (removed)", expected=actual_prev, actual=expected_prev))
+    elif expected_prev != actual_prev:
         problems.append(Problem(code="chain-break", run_id=run_id, file=MANIFEST_NAME, message="the signed link to the previous sealed run does not match the run before it in the chain (a run was removed, reordered or edited)", expected=expected_prev, actual=actual_prev))
     return problems
 
@@ -198,9 +202,12 @@ def _check_run(run_dir: Path, keys: dict[str, Ed25519PublicKey], *, pinned: bool
         problems.append(Problem(code="missing-signature", run_id=run_id, file=SIGNATURE_NAME, message="manifest signature is missing"))
     else:
         key = keys.get(key_id or "")
-        if key is None:
+        if key_id is None:
+            if not any(signature_valid(k, signature, manifest_bytes) for k in keys.values()):
+                problems.append(Problem(code="bad-signature", run_id=run_id, file=SIGNATURE_NAME, message=f"the manifest names no key and its signature verifies against none of the {len(keys)} known keys: the manifest was changed after signing"))
+        elif key is None:
             where = "among the trusted keys" if pinned else f"published in {KEYS_DIR}/"
-            problems.append(Problem(code="untrusted-key" if pinned else "unknown-key", run_id=run_id, file=SIGNATURE_NAME, message=f"signed by key {key_id}, which is not {where}", actual=key_id))
+            problems.append(Problem(code="untrusted-key" if pinned else "unknown-key", run_id=run_id, file=SIGNATURE_NAME, message=f"signed by key {key_id}, which is not {where}"))
         elif not signature_valid(key, signature, manifest_bytes):
             problems.append(Problem(code="bad-signature", run_id=run_id, file=SIGNATURE_NAME, message=f"signature does not verify against key {key_id}: the manifest was edited after signing, or signed with another key"))
 
@@ -288,12 +295,11 @@ def verify_archive(
     entries, chain_problems = read_chain(root)
     problems.extend(chain_problems)
 
-    chained: set[str] = set()
+    chained = frozenset(e.run_id for e in entries)
     sealed_in_quarter = 0
     with ThreadPoolExecutor(hash_workers) as pool:
         for position, entry in enumerate(entries, start=1):
             previous = entries[position - 2] if position > 1 else None
-            chained.add(entry.run_id)
             run_dir = root / entry.run_id
             if not RUN_ID_RE.match(entry.run_id) or not run_dir.is_dir():
                 problems.append(Problem(code="missing-run", run_id=entry.run_id, file=CHAIN_NAME, message=f"run sealed as number {position} at {entry.sealed_at.isoformat()} is missing from the archive", expected=f"directory {entry.run_id}/"))
@@ -303,7 +309,7 @@ def verify_archive(
             check = _check_run(run_dir, keys, pinned=pinned is not None, check_files=selected, pool=pool)
             problems.extend(check.problems)
             if check.manifest is not None and check.manifest_sha256 is not None:
-                problems.extend(link_problems(position, entry, previous, check.manifest, check.manifest_sha256))
+                problems.extend(link_problems(position, entry, previous, check.manifest, check.manifest_sha256, chained))
 
     for path in sorted(root.iterdir()):
         if path.name in chained or not path.is_dir() or path.name == KEYS_DIR:
