@@ -71,6 +71,11 @@ class LibvirtPlatform(SpecModel):
     flags: LibvirtMigrationFlags = Field(default_factory=LibvirtMigrationFlags)
     bandwidth_mib_s: int | None = Field(None, gt=0)
     max_downtime_ms: int | None = Field(None, gt=0)
+    hardware_isolation: Literal["required", "lab-exempt"] = Field(
+        "required",
+        description="required: the pre-flight fails unless the VM really runs hardware-virtualized (KVM). "
+        "lab-exempt: a lab without hardware virtualization (TCG) reports the check not_applicable, with its reason",
+    )
 
     @model_validator(mode="after")
     def _unique_hosts(self) -> "LibvirtPlatform":

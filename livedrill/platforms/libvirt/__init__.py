@@ -1,0 +1,10 @@
+"""libvirt/KVM platform: the only package that imports `libvirt` (import-linter contract in pyproject.toml).
+
+A package rather than one module so each part stays small: connection.py (bounded calls, error classes),
+adapter.py (LibvirtAdapter), compliance.py (hardware-isolation checks), admin.py (lab host administration).
+"""
+
+from livedrill.platforms.libvirt.adapter import LibvirtAdapter
+from livedrill.platforms.libvirt.connection import LibvirtTimeouts
+
+__all__ = ["LibvirtAdapter", "LibvirtTimeouts"]

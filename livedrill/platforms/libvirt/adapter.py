@@ -1,0 +1,653 @@
+"""libvirt/KVM adapter: drills on plain KVM hosts through libvirt-python (seed §4.1's `virsh migrate`).
+
+- Hosts are reached by URI (qemu+ssh, qemu+tls, qemu+unix with a socket); every call is bounded
+  (connection keepalive plus a timeout around each call, see connection.py).
+- `start_migration` runs the blocking migrate call (peer-to-peer `migrateToURI3`, or managed `migrate3`
+  when `flags.peer2peer` is false) in its own thread and returns at once.
+- `observe_migration` is one step of the monitor: it reads the source's job stats, asks the pure
+  decisions in `livedrill.migration_monitor` what to do (raise the allowed downtime, switch to post-copy,
+  abort) and does it. When the migrate call has returned, the outcome is reconciled from what both hosts
+  show (where is the domain active?), never from the call's return value, and the completed job stats
+  (downtime, data, memory iterations) are read on the host that now runs the VM.
+- `cancel_migration` aborts the job (never in post-copy) and waits until the VM runs on one host only.
+VMRef.namespace is ignored for libvirt; VMRef.name is the domain name.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from typing import Any, Callable, TypeVar
+
+import libvirt
+
+from livedrill.errors import InputError, PlatformError, PlatformUnreachable
+from livedrill.migration_monitor import (
+    Decision,
+    MonitorAction,
+    MonitorConfig,
+    Progress,
+    completion_budget_s,
+    decide,
+    downtime_due,
+    downtime_steps,
+    track_progress,
+)
+from livedrill.outcomes import CheckResult, CheckStatus, TimelineEvent, utcnow
+from livedrill.platforms.base import EmitEvent, MigrationHandle, MigrationObservation, RegisterCompensation, VMState
+from livedrill.platforms.libvirt.compliance import (
+    STATE_NAMES,
+    domain_xml_facts,
+    gather_isolation_facts,
+    judge_hardware_isolation,
+    judge_pinning,
+)
+from livedrill.platforms.libvirt.connection import (
+    LibvirtCallTimeout,
+    LibvirtTimeouts,
+    call_bounded,
+    close_quietly,
+    is_no_domain,
+    is_transient,
+    open_connection,
+)
+from livedrill.spec import Budgets, DrillSpec, LibvirtHost, LibvirtPlatform, TargetedMode, VMRef
+
+T = TypeVar("T")
+POSTCOPY_STATES = {
+    (libvirt.VIR_DOMAIN_RUNNING, libvirt.VIR_DOMAIN_RUNNING_POSTCOPY),
+    (libvirt.VIR_DOMAIN_PAUSED, libvirt.VIR_DOMAIN_PAUSED_POSTCOPY),
+}
+POSTCOPY_FAILED = getattr(libvirt, "VIR_DOMAIN_PAUSED_POSTCOPY_FAILED", None)
+
+
+def migration_flags(platform: LibvirtPlatform) -> int:
+    f = platform.flags
+    bits = {
+        libvirt.VIR_MIGRATE_LIVE: f.live,
+        libvirt.VIR_MIGRATE_PEER2PEER: f.peer2peer,
+        libvirt.VIR_MIGRATE_PERSIST_DEST: f.persist_dest,
+        libvirt.VIR_MIGRATE_UNDEFINE_SOURCE: f.undefine_source,
+        libvirt.VIR_MIGRATE_NON_SHARED_DISK: f.copy_storage_all,
+        libvirt.VIR_MIGRATE_ABORT_ON_ERROR: f.abort_on_error,
+        libvirt.VIR_MIGRATE_AUTO_CONVERGE: f.auto_converge,
+        libvirt.VIR_MIGRATE_POSTCOPY: f.allow_post_copy,
+    }
+    value = 0
+    for bit, wanted in bits.items():
+        if wanted:
+            value |= bit
+    return value
+
+
+def migration_params(platform: LibvirtPlatform, target: LibvirtHost, vm_name: str) -> dict[str, Any]:
+    params: dict[str, Any] = {libvirt.VIR_MIGRATE_PARAM_DEST_NAME: vm_name}
+    if target.migration_uri:
+        params[libvirt.VIR_MIGRATE_PARAM_URI] = target.migration_uri
+    if platform.bandwidth_mib_s:
+        params[libvirt.VIR_MIGRATE_PARAM_BANDWIDTH] = platform.bandwidth_mib_s
+    return params
+
+
+def placement_verdict(active_on: list[str], source: str, target: str) -> str:
+    """Where the VM runs, judged from observation: 'target', 'source', 'both' or 'nowhere'."""
+    on_source, on_target = source in active_on, target in active_on
+    if on_target and not on_source:
+        return "target"
+    if on_source and not on_target:
+        return "source"
+    return "both" if on_source and on_target else "nowhere"
+
+
+@dataclass
+class _Job:
+    """One migration this adapter started and is monitoring."""
+
+    handle: MigrationHandle
+    started_s: float
+    budget_s: float
+    schedule: list[tuple[float, int]]
+    thread: threading.Thread | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+    done_s: float | None = None
+    call_error: str | None = None
+    progress: Progress = field(default_factory=lambda: Progress(None, time.monotonic()))
+    applied_downtime_ms: int | None = None
+    postcopy_requested: bool = False
+    abort_reason: str | None = None
+    last_stats: dict[str, Any] = field(default_factory=dict)
+    decisions: list[dict[str, Any]] = field(default_factory=list)
+    final: MigrationObservation | None = None
+
+
+class LibvirtAdapter:
+    def __init__(
+        self,
+        platform: LibvirtPlatform,
+        *,
+        budgets: Budgets | None = None,
+        monitor: MonitorConfig | None = None,
+        timeouts: LibvirtTimeouts | None = None,
+        emit: EmitEvent | None = None,
+    ):
+        self.platform = platform
+        self.timeouts = timeouts or LibvirtTimeouts()
+        budgets = budgets or Budgets()
+        self.monitor = monitor or MonitorConfig(completion_timeout_per_gib_s=budgets.migration_timeout_per_gib_s,
+                                                min_completion_timeout_s=budgets.min_migration_timeout_s)
+        self.poll_interval_s = self.timeouts.poll_interval_s
+        self.emit = emit
+        self._hosts = {h.name: h for h in platform.hosts}
+        self._conns: dict[str, libvirt.virConnect] = {}
+        self._jobs: dict[str, _Job] = {}
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------ plumbing
+
+    def _event(self, kind: str, **detail: Any) -> None:
+        if self.emit:
+            self.emit(TimelineEvent(at=utcnow(), monotonic=time.monotonic(), source="libvirt", kind=kind, detail=detail))
+
+    def _host(self, name: str) -> LibvirtHost:
+        if name not in self._hosts:
+            raise InputError(f"platform.hosts: no host named {name!r} (hosts: {sorted(self._hosts)})")
+        return self._hosts[name]
+
+    def _conn(self, host: str) -> libvirt.virConnect:
+        with self._lock:
+            conn = self._conns.get(host)
+            if conn is not None:
+                try:
+                    if call_bounded(conn.isAlive, self.timeouts.call_s, "isAlive"):
+                        return conn
+                except (libvirt.libvirtError, LibvirtCallTimeout):
+                    pass
+                close_quietly(conn, self.timeouts)
+            uri = self._host(host).uri
+            try:
+                conn = open_connection(uri, self.timeouts)
+            except (libvirt.libvirtError, LibvirtCallTimeout) as exc:
+                raise PlatformUnreachable(f"host {host} ({uri}): cannot connect: {exc}") from None
+            self._conns[host] = conn
+            return conn
+
+    def _call(self, what: str, fn: Callable[..., T], *args: Any) -> T:
+        try:
+            return call_bounded(fn, self.timeouts.call_s, what, *args)
+        except LibvirtCallTimeout as exc:
+            raise PlatformUnreachable(str(exc)) from None
+        except libvirt.libvirtError as exc:
+            raise PlatformError(f"{what}: {exc}", reason=str(exc.get_error_code()), transient=is_transient(exc)) from None
+
+    def _lookup(self, host: str, name: str) -> libvirt.virDomain | None:
+        conn = self._conn(host)
+        try:
+            return call_bounded(conn.lookupByName, self.timeouts.call_s, f"lookupByName({name})", name)
+        except libvirt.libvirtError as exc:
+            if is_no_domain(exc):
+                return None
+            raise PlatformError(f"{host}: lookup {name}: {exc}", transient=is_transient(exc)) from None
+        except LibvirtCallTimeout as exc:
+            raise PlatformUnreachable(f"{host}: {exc}") from None
+
+    def _placement(self, name: str) -> dict[str, dict[str, Any]]:
+        """What every host shows for the domain now: defined? active? persistent? state."""
+        seen = {}
+        for host in self._hosts:
+            dom = self._lookup(host, name)
+            if dom is None:
+                seen[host] = {"defined": False, "active": False, "persistent": False, "state": None}
+                continue
+            state, reason = self._call(f"{host}: state", dom.state)
+            seen[host] = {
+                "defined": True,
+                "active": bool(self._call(f"{host}: isActive", dom.isActive)),
+                "persistent": bool(self._call(f"{host}: isPersistent", dom.isPersistent)),
+                "state": STATE_NAMES.get(state, str(state)),
+                "state_code": [state, reason],
+            }
+        return seen
+
+    @staticmethod
+    def _active_on(placement: dict[str, dict[str, Any]]) -> list[str]:
+        return [h for h, p in placement.items() if p["active"]]
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._conns.values():
+                close_quietly(conn, self.timeouts)
+            self._conns.clear()
+
+    # ------------------------------------------------------------ reads
+
+    def versions(self) -> dict[str, str]:
+        out = {"libvirt-client-library": _version_text(libvirt.getVersion())}
+        for host in self._hosts:
+            conn = self._conn(host)
+            out[f"{host}:libvirt"] = _version_text(self._call("getLibVersion", conn.getLibVersion))
+            out[f"{host}:hypervisor"] = f"{self._call('getType', conn.getType)} " \
+                                        f"{_version_text(self._call('getVersion', conn.getVersion))}"
+        return out
+
+    def describe_vm(self, vm: VMRef) -> VMState:
+        placement = self._placement(vm.name)
+        active = self._active_on(placement)
+        defined = [h for h, p in placement.items() if p["defined"]]
+        if not defined:
+            raise InputError(f"vms: domain {vm.name!r} is not defined on any host ({sorted(self._hosts)})")
+        host = active[0] if len(active) == 1 else (None if active else defined[0])
+        dom = self._lookup(host, vm.name) if host else None
+        memory_gib = 0.0
+        raw: dict[str, Any] = {"placement": placement}
+        if dom is not None:
+            info = self._call("info", dom.info)
+            memory_gib = info[1] / 1024**2  # KiB
+            raw["xml"] = self._call("XMLDesc", dom.XMLDesc, 0)
+            raw["info"] = {"state": info[0], "max_memory_kib": info[1], "memory_kib": info[2], "vcpus": info[3]}
+        return VMState(ref=vm, node=host if len(active) == 1 else None, running=len(active) == 1,
+                       memory_gib=memory_gib, raw=raw)
+
+    def job_stats(self, host: str, name: str, completed: bool = False) -> dict[str, Any]:
+        dom = self._lookup(host, name)
+        if dom is None:
+            return {}
+        # KEEP_COMPLETED: reading completed stats would otherwise delete them (post-checks and evidence read again).
+        flags = libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED | libvirt.VIR_DOMAIN_JOB_STATS_KEEP_COMPLETED if completed else 0
+        return dict(self._call(f"{host}: jobStats", dom.jobStats, flags))
+
+    # ------------------------------------------------------------ pre-flight
+
+    def preflight(self, spec: DrillSpec, vm: VMRef) -> list[CheckResult]:
+        subject = f"domain {vm.name}"
+        checks: list[CheckResult] = []
+        placement = self._placement(vm.name)
+        active = self._active_on(placement)
+        ok = len(active) == 1
+        checks.append(_check("domain-active", ok, subject,
+                             f"active on exactly one host: {active[0]}" if ok else
+                             f"the domain must be active on exactly one host, active on: {active or 'none'}",
+                             "start the domain on one host (and only one)", {"placement": placement}))
+        if not ok:
+            return checks
+        source = active[0]
+        dom = self._lookup(source, vm.name)
+        assert dom is not None
+        persistent = placement[source]["persistent"]
+        checks.append(_check("domain-persistent", persistent, subject,
+                             f"persistently defined on {source}" if persistent else
+                             f"transient on {source}: a persistent definition must exist to migrate with persist/undefine",
+                             "virsh define the domain's XML", {"persistent": persistent}))
+        target = spec.mode.target_node if isinstance(spec.mode, TargetedMode) else None
+        target = target or next((h for h in self._hosts if h != source), None)
+        if target is None or target == source:
+            checks.append(_check("target-host", False, subject, f"target {target!r} is the host the VM runs on",
+                                 "choose another host in mode.target_node", {"source": source, "target": target}))
+            return checks
+        xml = self._call("XMLDesc", dom.XMLDesc, libvirt.VIR_DOMAIN_XML_MIGRATABLE)
+        info = self._call("info", dom.info)
+        checks.append(self._capacity_check(target, info, subject))
+        checks.append(self._cpu_check(source, target, xml, subject))
+        checks.append(self._storage_check(target, dom, xml, subject))
+        stats = self._call("jobStats", dom.jobStats, 0)
+        idle = stats.get("type", libvirt.VIR_DOMAIN_JOB_NONE) == libvirt.VIR_DOMAIN_JOB_NONE
+        checks.append(_check("no-job-running", idle, subject, "no job runs on the domain" if idle else
+                             f"a job is already running on the domain (operation {stats.get('operation')})",
+                             "wait for the running job to end or abort it (virsh domjobabort)", {"job_stats": stats}))
+        facts = gather_isolation_facts(dom, self._host(source).uri, self.timeouts)
+        checks.append(judge_hardware_isolation(facts, self.platform.hardware_isolation, subject))
+        checks.append(judge_pinning(facts, subject))
+        return checks
+
+    def _capacity_check(self, target: str, info: list, subject: str) -> CheckResult:
+        try:
+            conn = self._conn(target)
+            node = self._call("getInfo", conn.getInfo)
+            free = self._call("getFreeMemory", conn.getFreeMemory)
+        except PlatformError as exc:
+            return _check("target-reachable", False, subject, f"target host {target} unreachable: {exc}",
+                          "check the host's libvirtd and the URI in platform.hosts", {"target": target})
+        need = info[1] * 1024
+        cpus_ok, mem_ok = info[3] <= node[2], free >= need
+        return _check("target-capacity", cpus_ok and mem_ok, subject,
+                      f"{target} reachable; free memory {free // 2**20} MiB for {need // 2**20} MiB, "
+                      f"{node[2]} CPUs for {info[3]} vCPU(s)" + ("" if cpus_ok and mem_ok else ": not enough"),
+                      "free memory/CPUs on the target or pick another one",
+                      {"target": target, "free_memory_bytes": free, "needed_bytes": need, "host_cpus": node[2],
+                       "vcpus": info[3], "node_info": node})
+
+    def _cpu_check(self, source: str, target: str, xml: str, subject: str) -> CheckResult:
+        facts = domain_xml_facts(xml)
+        dst = self._conn(target)
+        root = ET.fromstring(xml)
+        cpu = root.find("cpu")
+        os_type = root.find("os/type")
+        evidence: dict[str, Any] = {"cpu_mode": facts["cpu_mode"], "target": target}
+        try:
+            if cpu is None or facts["cpu_mode"] in ("host-passthrough", "host-model"):
+                # The guest sees the source host's CPU: the target's CPU must be at least that.
+                caps = ET.fromstring(self._call("getCapabilities", self._conn(source).getCapabilities))
+                cpu_xml = ET.tostring(caps.find("host/cpu"), encoding="unicode")
+                result = self._call("compareCPU", dst.compareCPU, cpu_xml, 0)
+                evidence["compared"] = "source host CPU vs target host CPU (compareCPU)"
+            else:
+                cpu_xml = ET.tostring(cpu, encoding="unicode")
+                result = self._call("compareHypervisorCPU", dst.compareHypervisorCPU, None,
+                                    os_type.get("arch") if os_type is not None else None,
+                                    os_type.get("machine") if os_type is not None else None,
+                                    root.get("type"), cpu_xml, 0)
+                evidence["compared"] = "domain CPU vs target hypervisor (compareHypervisorCPU)"
+        except PlatformError as exc:
+            return _check("cpu-compatible", False, subject, f"CPU comparison on {target} failed: {exc}",
+                          "compare the CPU models by hand (virsh hypervisor-cpu-compare)", evidence)
+        evidence["cpu_xml"] = cpu_xml
+        evidence["result"] = {libvirt.VIR_CPU_COMPARE_IDENTICAL: "identical", libvirt.VIR_CPU_COMPARE_SUPERSET:
+                              "superset", libvirt.VIR_CPU_COMPARE_INCOMPATIBLE: "incompatible"}.get(result, str(result))
+        ok = result in (libvirt.VIR_CPU_COMPARE_IDENTICAL, libvirt.VIR_CPU_COMPARE_SUPERSET)
+        return _check("cpu-compatible", ok, subject, f"target {target} CPU is {evidence['result']} to the guest's"
+                      if ok else f"target {target} cannot run the guest's CPU ({evidence['result']})",
+                      "use a CPU model both hosts support (baseline) or another target", evidence)
+
+    def _storage_check(self, target: str, dom: libvirt.virDomain, xml: str, subject: str) -> CheckResult:
+        disks = []
+        for disk in ET.fromstring(xml).findall("devices/disk"):
+            source = disk.find("source")
+            path = None if source is None else (source.get("file") or source.get("dev") or source.get("name"))
+            disks.append({"type": disk.get("type"), "device": disk.get("device"), "source": path,
+                          "shareable": disk.find("shareable") is not None})
+        local = [d for d in disks if d["type"] in ("file", "block") and d["source"] and d["device"] == "disk"]
+        evidence = {"disks": disks, "copy_storage_all": self.platform.flags.copy_storage_all}
+        if not local:
+            return _check("storage", True, subject, "no local disks to move" if not disks else
+                          "all disks are network/shared storage", None, evidence)
+        if self.platform.flags.copy_storage_all:
+            return _check("storage", True, subject, f"{len(local)} local disk(s) will be copied (copy_storage_all)",
+                          None, evidence)
+        dst = self._conn(target)
+        unknown = []
+        for disk in local:
+            try:
+                call_bounded(dst.storageVolLookupByPath, self.timeouts.call_s, "storageVolLookupByPath", disk["source"])
+            except (libvirt.libvirtError, LibvirtCallTimeout):
+                unknown.append(disk["source"])
+        return _check("storage", not unknown, subject,
+                      f"the target knows every disk path (shared storage): {[d['source'] for d in local]}" if not unknown
+                      else f"disk(s) {unknown} are local to the source and copy_storage_all is off",
+                      "put the disks on shared storage or set platform.flags.copy_storage_all", evidence)
+
+    # ------------------------------------------------------------ migration
+
+    def _pick_target(self, source: str, target: str | None) -> str:
+        if target is None:
+            target = next(h for h in self._hosts if h != source)
+        self._host(target)
+        if target == source:
+            raise InputError(f"mode.target_node: the VM already runs on {target}")
+        return target
+
+    def _data_bytes(self, dom: libvirt.virDomain, xml: str) -> int:
+        data = self._call("info", dom.info)[1] * 1024
+        if self.platform.flags.copy_storage_all:
+            for disk in ET.fromstring(xml).findall("devices/disk/target"):
+                data += self._call("blockInfo", dom.blockInfo, disk.get("dev"), 0)[0]
+        return data
+
+    def start_migration(self, vm: VMRef, target: str | None, register: RegisterCompensation) -> MigrationHandle:
+        state = self.describe_vm(vm)
+        if state.node is None:
+            raise InputError(f"vms: domain {vm.name} must run on exactly one host to migrate "
+                             f"({state.raw.get('placement')})")
+        source = state.node
+        target = self._pick_target(source, target)
+        dom = self._lookup(source, vm.name)
+        assert dom is not None
+        data = self._data_bytes(dom, state.raw.get("xml", ""))
+        schedule = downtime_steps(self.platform.max_downtime_ms, self.monitor.downtime_steps,
+                                  self.monitor.downtime_delay_per_gib_s, data) if self.platform.max_downtime_ms else []
+        handle = MigrationHandle(vm=vm, platform_id=f"{vm.name}:{source}->{target}", source=source, target=target)
+        job = _Job(handle=handle, started_s=time.monotonic(), budget_s=completion_budget_s(data, self.monitor),
+                   schedule=schedule)
+        job.progress = Progress(None, job.started_s)
+        self._jobs[handle.platform_id] = job
+        flags = migration_flags(self.platform)
+        params = migration_params(self.platform, self._host(target), vm.name)
+        job.thread = threading.Thread(target=self._migrate_worker, args=(job, flags, params), daemon=True,
+                                      name=f"migrate:{handle.platform_id}")
+        job.thread.start()
+        register("cancel-migration", {"vm": vm.name, "source": source, "target": target,
+                                      "platform_id": handle.platform_id})
+        self._event("migrate-call", source=source, target=target, flags=flags,
+                    params={k: v for k, v in params.items()}, budget_s=job.budget_s, downtime_schedule=schedule)
+        return handle
+
+    def _migrate_worker(self, job: _Job, flags: int, params: dict[str, Any]) -> None:
+        """Runs the blocking migrate call on its own connection; only records how the call ended."""
+        src_uri = self._host(job.handle.source).uri
+        dst_host = self._host(job.handle.target or "")
+        conn = dconn = None
+        try:
+            conn = open_connection(src_uri, self.timeouts)
+            dom = conn.lookupByName(job.handle.vm.name)
+            if flags & libvirt.VIR_MIGRATE_PEER2PEER:
+                dom.migrateToURI3(dst_host.uri, params, flags)
+            else:
+                dconn = open_connection(dst_host.uri, self.timeouts)
+                dom.migrate3(dconn, params, flags)
+        except (libvirt.libvirtError, LibvirtCallTimeout) as exc:
+            job.call_error = str(exc)
+        finally:
+            job.done_s = time.monotonic()
+            job.done.set()
+            close_quietly(dconn, self.timeouts)
+            close_quietly(conn, self.timeouts)
+
+    def observe_migration(self, handle: MigrationHandle) -> MigrationObservation:
+        job = self._jobs.get(handle.platform_id)
+        if job is not None and job.final is not None:
+            return job.final
+        if job is not None and not job.done.is_set():
+            return self._monitor_step(job)
+        return self._reconcile(handle, job)
+
+    def _monitor_step(self, job: _Job) -> MigrationObservation:
+        h = job.handle
+        dom = self._lookup(h.source, h.vm.name)
+        now = time.monotonic()
+        stats: dict[str, Any] = {}
+        state = None
+        try:
+            if dom is not None:
+                stats = dict(self._call("jobStats", dom.jobStats, 0))
+                state = tuple(self._call("state", dom.state))
+        except PlatformError as exc:
+            # Gone from the source = the migration is finishing; transient = look again next time.
+            if not (exc.transient or exc.reason == str(libvirt.VIR_ERR_NO_DOMAIN)):
+                raise
+            return MigrationObservation(phase="Running", terminal=False, succeeded=False, source=h.source,
+                                        target=h.target, raw={"observe_error": str(exc)})
+        in_postcopy = state in POSTCOPY_STATES
+        if stats.get("type", libvirt.VIR_DOMAIN_JOB_NONE) == libvirt.VIR_DOMAIN_JOB_NONE and not in_postcopy:
+            # The job is not (yet / any more) visible: the migrate call is starting or finishing.
+            return MigrationObservation(phase="Pending" if not job.last_stats else "Running", terminal=False,
+                                        succeeded=False, source=h.source, target=h.target, raw={"job_stats": stats})
+        job.last_stats = stats
+        job.progress = track_progress(job.progress, stats.get("data_remaining"), now)
+        elapsed = now - job.started_s
+        decision = decide(
+            elapsed_s=elapsed, budget_s=job.budget_s, progress=job.progress, now_s=now,
+            progress_timeout_s=self.monitor.progress_timeout_s, in_postcopy=in_postcopy,
+            postcopy_requested=job.postcopy_requested, allow_post_copy=self.platform.flags.allow_post_copy,
+            downtime_now_ms=downtime_due(job.schedule, elapsed, job.applied_downtime_ms),
+        )
+        self._act(job, dom, decision, elapsed)
+        return MigrationObservation(
+            phase="PostCopy" if in_postcopy else "Running", terminal=False, succeeded=False, source=h.source,
+            target=h.target,
+            raw={"job_stats": stats, "elapsed_s": round(elapsed, 3), "budget_s": job.budget_s,
+                 "low_water_bytes": job.progress.low_water_bytes, "decision": decision.action.value})
+
+    def _act(self, job: _Job, dom: libvirt.virDomain | None, decision: Decision, elapsed: float) -> None:
+        if decision.action is MonitorAction.CONTINUE or dom is None:
+            return
+        record = {"at_s": round(elapsed, 3), "action": decision.action.value, "reason": decision.reason}
+        try:
+            if decision.action is MonitorAction.SET_DOWNTIME:
+                self._call("migrateSetMaxDowntime", dom.migrateSetMaxDowntime, decision.downtime_ms, 0)
+                job.applied_downtime_ms = decision.downtime_ms
+                record["downtime_ms"] = decision.downtime_ms
+            elif decision.action is MonitorAction.START_POSTCOPY:
+                self._call("migrateStartPostCopy", dom.migrateStartPostCopy, 0)
+                job.postcopy_requested = True
+            elif decision.action is MonitorAction.ABORT:
+                job.abort_reason = decision.reason
+                self._call("abortJob", dom.abortJob)
+        except PlatformError as exc:
+            # The job may have ended between the observation and the action: the next observation shows it.
+            record["error"] = str(exc)
+        job.decisions.append(record)
+        self._event("monitor-" + decision.action.value, migration=job.handle.platform_id, **record)
+
+    def _reconcile(self, handle: MigrationHandle, job: _Job | None) -> MigrationObservation:
+        """The migrate call has returned (or this adapter never ran it): judge from what the hosts show."""
+        placement = self._placement(handle.vm.name)
+        active = self._active_on(placement)
+        verdict = placement_verdict(active, handle.source, handle.target or "")
+        raw: dict[str, Any] = {"placement": placement, "where": verdict}
+        if job is not None:
+            raw.update({"migrate_call_error": job.call_error, "abort_reason": job.abort_reason,
+                        "monitor_decisions": job.decisions, "last_job_stats": job.last_stats,
+                        "budget_s": job.budget_s})
+        if job is None:
+            # No migrate call of ours: a job still active on the source means it is running.
+            stats = self.job_stats(handle.source, handle.vm.name) if verdict == "source" else {}
+            if stats.get("type", libvirt.VIR_DOMAIN_JOB_NONE) != libvirt.VIR_DOMAIN_JOB_NONE:
+                return MigrationObservation(phase="Running", terminal=False, succeeded=False, source=handle.source,
+                                            target=handle.target, raw={**raw, "job_stats": stats})
+        if verdict == "target":
+            raw["completed_job_stats"] = self.job_stats(handle.target or "", handle.vm.name, completed=True)
+            obs = MigrationObservation(phase="Succeeded", terminal=True, succeeded=True, source=handle.source,
+                                       target=handle.target, raw=raw)
+        elif verdict == "source":
+            reason = (job.abort_reason if job and job.abort_reason else None) or \
+                (f"migrate call failed: {job.call_error}" if job and job.call_error else
+                 "the migration ended and the VM still runs on the source")
+            raw["source_completed_job_stats"] = self.job_stats(handle.source, handle.vm.name, completed=True)
+            obs = MigrationObservation(phase="Failed", terminal=True, succeeded=False, source=handle.source,
+                                       target=handle.target, failure_reason=reason, raw=raw)
+        else:
+            settling = job is not None and job.done_s is not None and \
+                time.monotonic() - job.done_s < self.timeouts.settle_s
+            if settling:
+                return MigrationObservation(phase="Settling", terminal=False, succeeded=False, source=handle.source,
+                                            target=handle.target, raw=raw)
+            obs = MigrationObservation(phase="Failed", terminal=True, succeeded=False, source=handle.source,
+                                       target=handle.target, raw=raw,
+                                       failure_reason=f"the VM is active on {verdict} hosts after the migration "
+                                                      f"({active}); a human must decide which copy is authoritative")
+        if job is not None:
+            job.final = obs
+            self._event("migration-" + obs.phase.lower(), migration=handle.platform_id, where=verdict,
+                        failure_reason=obs.failure_reason,
+                        downtime_ms=(raw.get("completed_job_stats") or {}).get("downtime"))
+        return obs
+
+    def completed_job_stats(self, handle: MigrationHandle) -> dict[str, Any]:
+        """libvirt's own figures for the finished migration (downtime, data, memory passes), from the target."""
+        obs = self.observe_migration(handle)
+        return dict(obs.raw.get("completed_job_stats") or {})
+
+    # ------------------------------------------------------------ cancel / rollback
+
+    def cancel_migration(self, handle: MigrationHandle, timeout_s: float) -> str:
+        return self.cancel_by_params({"vm": handle.vm.name, "source": handle.source, "target": handle.target,
+                                      "platform_id": handle.platform_id}, timeout_s)
+
+    def cancel_by_params(self, params: dict[str, Any], timeout_s: float = 60.0) -> str:
+        """Abort the job (unless in post-copy), then wait until the VM runs on one host with no job. Idempotent."""
+        name, source, target = params["vm"], params["source"], params["target"]
+        job = self._jobs.get(params.get("platform_id", ""))
+        deadline = time.monotonic() + timeout_s
+        dom = self._lookup(source, name)
+        postcopy = job is not None and job.postcopy_requested
+        if dom is not None:
+            state = tuple(self._call("state", dom.state))
+            postcopy = postcopy or state in POSTCOPY_STATES
+            stats = self._call("jobStats", dom.jobStats, 0)
+            if not postcopy and stats.get("type", libvirt.VIR_DOMAIN_JOB_NONE) != libvirt.VIR_DOMAIN_JOB_NONE:
+                if job is not None and job.abort_reason is None:
+                    job.abort_reason = "cancelled by the drill"
+                try:
+                    self._call("abortJob", dom.abortJob)
+                except PlatformError as exc:
+                    if exc.transient:
+                        raise
+                    # permanent = no job any more: it ended on its own; the observation below tells how
+                self._event("abort-requested", vm=name, source=source)
+        while True:
+            if job is None or job.done.wait(timeout=0):
+                placement = self._placement(name)
+                active = self._active_on(placement)
+                verdict = placement_verdict(active, source, target)
+                src_stats = self.job_stats(source, name) if verdict == "source" else {}
+                idle = src_stats.get("type", libvirt.VIR_DOMAIN_JOB_NONE) == libvirt.VIR_DOMAIN_JOB_NONE
+                if verdict == "source" and idle:
+                    what = "post-copy could not be aborted; " if postcopy else ""
+                    return f"{what}migration aborted; VM running on the source {source} only"
+                if verdict == "target":
+                    why = "post-copy cannot be aborted, it completed" if postcopy else \
+                        "the migration completed before the abort took effect"
+                    return f"{why}; VM running on the target {target} only"
+            if time.monotonic() >= deadline:
+                raise PlatformError(f"cancel of migration {name} {source}->{target} not settled within {timeout_s:.0f} s",
+                                    transient=False)
+            time.sleep(self.poll_interval_s)
+
+    def undo_actions(self) -> dict[str, Callable[[dict[str, Any]], str]]:
+        return {"cancel-migration": self.cancel_by_params}
+
+    # ------------------------------------------------------------ post-checks
+
+    def postcheck(self, handle: MigrationHandle, before: VMState, phases_seen: list[str] | None = None) -> list[CheckResult]:
+        name, target, source = handle.vm.name, handle.target or "", handle.source
+        subject = f"domain {name}"
+        placement = self._placement(name)
+        active = self._active_on(placement)
+        verdict = placement_verdict(active, source, target)
+        checks = [_check("vm-on-target", verdict == "target", subject,
+                         f"running on the target {target} only (was on {source})" if verdict == "target" else
+                         f"expected the VM on {target} only; it runs on: {active or 'no host'}",
+                         "inspect both hosts (virsh list --all) before touching either copy", {"placement": placement})]
+        if self.platform.flags.persist_dest:
+            persistent = placement.get(target, {}).get("persistent", False)
+            checks.append(_check("persistent-on-target", persistent, subject,
+                                 f"persistently defined on {target}" if persistent else f"not persistent on {target}",
+                                 "virsh define the domain on the target", {"target": placement.get(target)}))
+        if self.platform.flags.undefine_source:
+            gone = not placement.get(source, {}).get("defined", True)
+            checks.append(_check("source-undefined", gone, subject,
+                                 f"no longer defined on {source}" if gone else f"still defined on {source}",
+                                 "virsh undefine the stale definition on the source", {"source": placement.get(source)}))
+        if verdict == "target":
+            stats = self.job_stats(target, name, completed=True)
+            has = bool(stats) and "downtime" in stats
+            checks.append(_check("migration-job-stats", has, subject,
+                                 f"libvirt downtime {stats.get('downtime')} ms, {stats.get('data_processed')} bytes in "
+                                 f"{stats.get('memory_iteration')} memory pass(es), {stats.get('time_elapsed')} ms total"
+                                 if has else "the target holds no completed job statistics",
+                                 None, {"completed_job_stats": stats}))
+            dom = self._lookup(target, name)
+            if dom is not None:
+                facts = gather_isolation_facts(dom, self._host(target).uri, self.timeouts)
+                checks.append(judge_hardware_isolation(facts, self.platform.hardware_isolation, subject))
+                checks.append(judge_pinning(facts, subject))
+        return checks
+
+
+def _check(name: str, ok: bool, subject: str, message: str, remedy: str | None, evidence: dict[str, Any]) -> CheckResult:
+    return CheckResult(name=name, status=CheckStatus.PASS if ok else CheckStatus.FAIL, message=message,
+                       remedy=None if ok else remedy, subject=subject, evidence=evidence)
+
+
+def _version_text(number: int) -> str:
+    return f"{number // 1_000_000}.{number // 1000 % 1000}.{number % 1000}"
