@@ -27,6 +27,7 @@ handling: the process simply resumes and serves what queued in its sockets.
 The HTTP/1.1 server is a small keep-alive loop on ``asyncio.Protocol`` (``http.server`` cannot reach the
 required thousands of requests per second on one core). Requests on one connection are answered in order.
 Only ``Content-Length`` bodies are accepted (411 otherwise); that is all the probes and the lab need.
+``--tls-cert/--tls-key`` serve HTTPS instead; ``--tls-client-ca`` also requires client certificates.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ import json
 import os
 import signal
 import sqlite3
+import ssl
 import sys
 import uuid
 from pathlib import Path
@@ -256,7 +258,17 @@ def write_ready_file(data_dir: Path, pid: int, port: int, boot_id: str) -> Path:
     return ready
 
 
-async def serve(host: str, port: int, data_dir: Path) -> None:
+def server_ssl_context(cert: Path, key: Path, client_ca: Path | None) -> ssl.SSLContext:
+    """TLS for the ledger; with a client CA, a client certificate signed by it is required (mutual TLS)."""
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(str(cert), str(key))
+    if client_ca is not None:
+        ctx.load_verify_locations(cafile=str(client_ca))
+        ctx.verify_mode = ssl.CERT_REQUIRED
+    return ctx
+
+
+async def serve(host: str, port: int, data_dir: Path, tls: ssl.SSLContext | None = None) -> None:
     data_dir.mkdir(parents=True, exist_ok=True)
     ready = data_dir / "ready"
     ready.unlink(missing_ok=True)  # a stale file from a previous run must not look like this run
@@ -265,7 +277,7 @@ async def serve(host: str, port: int, data_dir: Path) -> None:
     app = LedgerApp(store, boot_id)
     connections: set[HttpConnection] = set()
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: HttpConnection(app, connections), host, port, backlog=1024)
+    server = await loop.create_server(lambda: HttpConnection(app, connections), host, port, backlog=1024, ssl=tls)
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
@@ -288,8 +300,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks an ephemeral port (see DIR/ready)")
     parser.add_argument("--data-dir", type=Path, required=True)
+    parser.add_argument("--tls-cert", type=Path, help="serve HTTPS with this certificate chain (PEM)")
+    parser.add_argument("--tls-key", type=Path, help="private key of --tls-cert (PEM)")
+    parser.add_argument("--tls-client-ca", type=Path, help="require client certificates signed by this CA (PEM)")
     args = parser.parse_args(argv)
-    asyncio.run(serve(args.host, args.port, args.data_dir))
+    if (args.tls_cert is None) != (args.tls_key is None) or (args.tls_client_ca and not args.tls_cert):
+        parser.error("--tls-cert and --tls-key go together; --tls-client-ca needs them")
+    tls = server_ssl_context(args.tls_cert, args.tls_key, args.tls_client_ca) if args.tls_cert else None
+    asyncio.run(serve(args.host, args.port, args.data_dir, tls))
     return 0
 
 

@@ -213,9 +213,9 @@ class ProbeSession:
     async def _main(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stop_requested = asyncio.Event()
-        pools: dict = {}
+        all_pools: list[dict] = []
         try:
-            self._build_states(pools)
+            self._build_states(all_pools)
             self._ready.set()
             schedulers = [asyncio.create_task(self._schedule(s)) for s in self._states]
             watchdog = asyncio.create_task(self._watchdog())
@@ -234,13 +234,16 @@ class ProbeSession:
         finally:
             for s in self._states:
                 s.writer.close()
-            for pool in pools.values():
-                pool.close()
+            for pools in all_pools:
+                for pool in pools.values():
+                    pool.close()
 
-    def _build_states(self, pools: dict[object, Http1Pool]) -> None:
+    def _build_states(self, all_pools: list[dict[object, Http1Pool]]) -> None:
         wall, origin = time.time(), time.monotonic()
         self._started_at = datetime.fromtimestamp(wall, timezone.utc)
         for index, probe in enumerate(self.probes):
+            pools = {}  # per probe: probes of one origin may differ in TLS identity
+            all_pools.append(pools)
             ssl_context = build_ssl_context(probe.tls) if probe.tls is not None or self._uses_https(probe) else None
             txid_prefix = f"ld-{self.run_id}-{index}-"
             if isinstance(probe, TransactionProbe):

@@ -32,11 +32,12 @@ class LedgerProcess:
         return self.data_dir / "ledger.sqlite3"
 
 
-def start_ledger(data_dir: Path, port: int = 0) -> LedgerProcess:
+def start_ledger(data_dir: Path, port: int = 0, extra_args: list[str] | None = None) -> LedgerProcess:
     ready = data_dir / "ready"
     ready.unlink(missing_ok=True)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "livedrill.lab.ledger", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data_dir)],
+        [sys.executable, "-m", "livedrill.lab.ledger", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data_dir)]
+        + (extra_args or []),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
@@ -70,8 +71,8 @@ def stop_ledger_process(proc: subprocess.Popen) -> None:
 def ledger(tmp_path):
     started: list[LedgerProcess] = []
 
-    def _start(data_dir: Path | None = None, port: int = 0) -> LedgerProcess:
-        lp = start_ledger(data_dir or tmp_path / "ledger", port)
+    def _start(data_dir: Path | None = None, port: int = 0, extra_args: list[str] | None = None) -> LedgerProcess:
+        lp = start_ledger(data_dir or tmp_path / "ledger", port, extra_args)
         started.append(lp)
         return lp
 
