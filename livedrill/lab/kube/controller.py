@@ -422,10 +422,12 @@ class VirtController:
         namespace, vmi_name = vmi["metadata"]["namespace"], vmi["metadata"]["name"]
         now = _now_rfc3339()
         evacuation = (vmim["metadata"].get("annotations") or {}).get(EVACUATION_ANNOTATION)
+        target_pod_uid = self.store.get(PODS, namespace, target_pod)["metadata"]["uid"]
 
         def move(v: Obj) -> None:
             status = v["status"]
             status["nodeName"] = target
+            status["activePods"] = {target_pod_uid: target}
             status["migrationState"].update(completed=True, failed=False, endTimestamp=now,
                                             targetNodeDomainReadyTimestamp=now, targetNodeDomainDetected=True)
             v["metadata"].setdefault("labels", {})["kubevirt.io/nodeName"] = target
@@ -482,8 +484,7 @@ class VirtController:
     def _add_condition(self, vmim: Obj, kind: str, message: str) -> None:
         def change(m: Obj) -> None:
             m.setdefault("status", {}).setdefault("conditions", []).append(
-                {"type": kind, "status": "True", "message": message, "lastTransitionTime": _now_rfc3339(),
-                 "lastProbeTime": None})
+                {"type": kind, "status": "True", "message": message, "lastTransitionTime": _now_rfc3339()})
 
         self._mutate_quietly(VMIMS, vmim, change)
 
@@ -653,14 +654,14 @@ def launcher_pod(vmi: Obj, node: str | None) -> Obj:
 def running_vmi_status(vmi: Obj, node: str, pod: Obj) -> Obj:
     """The status virt-handler reports for a VMI running on `node`; LiveMigratable follows its volumes."""
     migratable, reason, message = _migratability(vmi)
-    condition = {"type": "LiveMigratable", "status": "True" if migratable else "False", "lastProbeTime": None,
-                 "lastTransitionTime": None}
+    now = _now_rfc3339()
+    condition = {"type": "LiveMigratable", "status": "True" if migratable else "False", "lastTransitionTime": now}
     if not migratable:
         condition.update(reason=reason, message=message)
     interfaces = vmi.get("spec", {}).get("domain", {}).get("devices", {}).get("interfaces") or [{"name": "default"}]
     return {
         "phase": "Running", "nodeName": node, "qosClass": "Guaranteed",
-        "conditions": [{"type": "Ready", "status": "True", "lastProbeTime": None, "lastTransitionTime": None},
+        "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": now},
                        condition],
         "interfaces": [{"name": interfaces[0]["name"], "ipAddress": "10.0.2.2", "infoSource": "domain"}],
         "activePods": {pod["metadata"]["uid"]: node},
