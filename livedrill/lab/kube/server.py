@@ -315,7 +315,11 @@ class _Handler(BaseHTTPRequestHandler):
         if sub not in (None, "status") or (sub == "status" and not r.has_status):
             raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
         if method == "GET":
-            self._send_json(200, store.get(r, ns, name))
+            obj = store.get(r, ns, name)
+            if sub is None and self._wants_table():
+                self._send_json(200, render_table(r, [obj], int(obj["metadata"]["resourceVersion"])))
+            else:
+                self._send_json(200, obj)
         elif method == "PUT":
             self._send_json(200, store.replace(r, ns, name, self._object_body(r), sub))
         elif method == "PATCH":
@@ -368,9 +372,12 @@ class _Handler(BaseHTTPRequestHandler):
             raise errors.bad_request(str(exc)) from exc
         return selectors.object_matcher(labels, fields)
 
+    def _wants_table(self) -> bool:
+        return "as=Table" in (self.headers.get("Accept") or "")
+
     def _list(self, r: ResourceType, namespace: str | None, query: dict[str, str]) -> None:
         items, rv = self.server.store.list(r, namespace, self._matcher(r, query))
-        if "as=Table" in (self.headers.get("Accept") or ""):
+        if self._wants_table():
             self._send_json(200, render_table(r, items, rv))
             return
         self._send_json(200, {"kind": f"{r.kind}List", "apiVersion": r.api_version,
