@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from typing import Callable
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from livedrill.decisions import LoopAction, migration_loop_action
 from livedrill.outcomes import CheckResult, CheckStatus, CompensationState
 from livedrill.platforms.base import MigrationHandle, MigrationObservation, PlatformAdapter, VMState
-from livedrill.probe.engine import ProbeSession
+from livedrill.probe.engine import ProbeLive, ProbeSession
 from livedrill.spec import TargetedMode, VMRef, migration_deadline_s
 from livedrill.stages.session import DrillSession
 
@@ -47,22 +47,21 @@ def _say(progress: Progress | None, text: str) -> None:
         progress(text)
 
 
-def baseline_check(live: dict[str, Any], max_p99_ms: float) -> CheckResult:
-    """Pure: was the warm-up window healthy enough that a gap during migration means something?"""
-    ok_count, failed = live.get("ok", 0), live.get("failed", 0)
-    p99 = live.get("p99_ms")
+def baseline_check(live: list[ProbeLive], max_gap_ms: float) -> CheckResult:
+    """Pure: was the warm-up healthy enough that a gap during the migration means something?"""
     problems = []
-    if ok_count == 0:
-        problems.append("no probe succeeded during the warm-up")
-    if failed:
-        problems.append(f"{failed} probe request(s) failed during the warm-up")
-    if p99 is not None and p99 > max_p99_ms:
-        problems.append(f"warm-up p99 latency {p99:.2f} ms exceeds the SLO {max_p99_ms} ms")
+    for probe in live:
+        if probe.ok == 0:
+            problems.append(f"probe {probe.name}: no request succeeded during the warm-up")
+        if probe.failed:
+            problems.append(f"probe {probe.name}: {probe.failed} request(s) failed during the warm-up")
+        if probe.last_gap_ms is not None and probe.last_gap_ms > max_gap_ms:
+            problems.append(f"probe {probe.name}: a {probe.last_gap_ms:.0f} ms gap during the warm-up exceeds the SLO {max_gap_ms} ms")
     return CheckResult(
         name="probe-baseline", status=CheckStatus.FAIL if problems else CheckStatus.PASS, subject="probes",
-        message="; ".join(problems) if problems else f"warm-up healthy: {ok_count} ok, p99 {p99 if p99 is None else round(p99, 2)} ms",
+        message="; ".join(problems) if problems else "warm-up healthy: " + ", ".join(f"{p.name} {p.ok} ok" for p in live),
         remedy="make the service healthy before drilling; a drill on a failing service proves nothing" if problems else None,
-        evidence=dict(live))
+        evidence={"probes": [p.model_dump() for p in live]})
 
 
 def run_migration(session: DrillSession, adapter: PlatformAdapter, vm: VMRef, before: VMState,
@@ -80,7 +79,7 @@ def run_migration(session: DrillSession, adapter: PlatformAdapter, vm: VMRef, be
             probe.start()
             session.event("probe", "window", window="baseline")
             _wait(budgets.warmup_s, probe, progress, "warm-up")
-            check = baseline_check(probe.live(), spec.slo.p99_latency_ms)
+            check = baseline_check(probe.live(), spec.slo.max_downtime_ms)
             result.checks.append(check)
             if check.status is CheckStatus.FAIL:
                 session.event("livedrill", "refused", reason=check.message)
@@ -170,17 +169,19 @@ def _migration_check(result: MigrationResult) -> CheckResult:
 def _status_line(obs: MigrationObservation, probe: ProbeSession | None) -> str:
     line = f"migrate  phase={obs.phase:<15} {obs.source or '?'} -> {obs.target or '?'}"
     if probe:
-        live = probe.live()
-        line += (f" | probes {live.get('rate_per_s', 0):.0f}/s ok={live.get('ok', 0)} failed={live.get('failed', 0)}"
-                 f" last-gap={live.get('last_gap_ms', 0):.0f}ms")
+        line += " | " + _probe_figures(probe.live())
     return line
+
+
+def _probe_figures(live: list[ProbeLive]) -> str:
+    return " ".join(f"{p.name} {p.rate_per_s:.0f}/s ok={p.ok} failed={p.failed} in-flight={p.in_flight}"
+                    f" last-gap={p.last_gap_ms or 0:.0f}ms" for p in live)
 
 
 def _wait(seconds: float, probe: ProbeSession, progress: Progress | None, label: str) -> None:
     end = time.monotonic() + seconds
     while (left := end - time.monotonic()) > 0:
-        live = probe.live()
-        _say(progress, f"{label:<8} {left:4.1f}s left | probes ok={live.get('ok', 0)} failed={live.get('failed', 0)}")
+        _say(progress, f"{label:<9} {left:4.1f}s left | {_probe_figures(probe.live())}")
         time.sleep(min(0.25, left))
 
 

@@ -54,7 +54,7 @@ class DrillSession:
 
     # ------------------------------------------------------------ records
 
-    def event(self, source: str, kind: str, **detail: Any) -> TimelineEvent:
+    def event(self, source: str, kind: str, /, **detail: Any) -> TimelineEvent:
         record = TimelineEvent(at=utcnow(), monotonic=time.monotonic(), source=source, kind=kind, detail=detail)
         self.emit(record)
         return record

@@ -1,0 +1,107 @@
+"""The drill flow end to end against the real lab: the real kubernetes client, a real ledger process really frozen."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from flows.drill import drill
+from livedrill.evidence.verify import verify_run
+from livedrill.lab.demo import freeze_for
+from livedrill.outcomes import CompensationState, DrillOutcome
+from tests.e2e.conftest import annotate_vmi, kubectl, lab_spec
+
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("prefect_harness")]
+VM = "banking/banking-core-vm"
+
+
+def _vmi(lab):
+    return lab.api("GET", "/apis/kubevirt.io/v1/namespaces/banking/virtualmachineinstances/banking-core-vm")
+
+
+def _checks(run_dir: Path, name: str) -> dict:
+    return {c["name"]: c for c in json.loads((run_dir / name).read_text())}
+
+
+def test_targeted_drill_passes_and_measures_the_real_freeze(lab, tmp_path):
+    spec, text = lab_spec(lab, tmp_path)
+    verdict = drill(spec, text)
+
+    assert verdict.outcome is DrillOutcome.PASSED, verdict.reasons
+    vmi = _vmi(lab)
+    assert vmi["status"]["nodeName"] == "node-2"
+    assert vmi["status"]["migrationState"]["sourceNode"] == "node-1"
+
+    # The probe measured the lab's real freeze: at least its length, at most one probe period plus slack more.
+    freeze = freeze_for(lab.freezes(), VM)
+    period_ms = 1000 / spec.probes[0].rate_per_s
+    assert freeze is not None
+    assert freeze["frozen_ms"] - 2 <= verdict.observed_downtime_ms <= freeze["frozen_ms"] + period_ms + 30
+
+    run_dir = Path(verdict.evidence_dir)
+    assert verify_run(run_dir) == []
+    post = _checks(run_dir, "postcheck.json")
+    assert {"migration-succeeded", "vm-on-target", "migration-completed", "migration-uid"} <= set(post)
+    assert all(c["status"] == "pass" for c in post.values())
+    timeline = [json.loads(line) for line in (run_dir / "timeline.jsonl").read_text().splitlines()]
+    phases = [e["detail"]["phase"] for e in timeline if e["kind"] == "phase"]
+    assert phases[-1] == "Succeeded"
+    report = json.loads((run_dir / "probe" / "report.json").read_text())
+    assert report["probes"][0]["reconciliation"]["lost"] == 0
+    assert set(report["probes"][0]["windows"]) == {"baseline", "during", "after"}
+    comps = json.loads((run_dir / "compensations.json").read_text())
+    assert [c["state"] for c in comps] == [CompensationState.NOT_NEEDED.value]
+    # Secrets of the VM (the seed's cloud-init password) never reach the evidence.
+    for path in run_dir.rglob("*"):
+        if path.is_file():
+            assert b"changeme" not in path.read_bytes(), path
+
+
+def test_migration_failing_at_a_phase_is_cancelled_and_the_vm_stays_on_the_source(lab, tmp_path):
+    annotate_vmi(lab, "lab.livedrill.io/fail-at-phase", "TargetReady")
+    spec, text = lab_spec(lab, tmp_path)
+    verdict = drill(spec, text)
+
+    assert verdict.outcome is DrillOutcome.FAILED
+    assert any("migration" in r and "did not succeed" in r for r in verdict.reasons), verdict.reasons
+    vmi = _vmi(lab)
+    assert vmi["status"]["nodeName"] == "node-1" and vmi["status"]["phase"] == "Running"
+    comps = json.loads((Path(verdict.evidence_dir) / "compensations.json").read_text())
+    assert comps and comps[-1]["state"] == CompensationState.DONE.value
+    assert verify_run(Path(verdict.evidence_dir)) == []
+
+
+def test_slo_breach_fails_the_drill_with_the_reason(lab, tmp_path):
+    # An extra 400 ms of real freeze against a 100 ms downtime SLO: the probes must catch it.
+    annotate_vmi(lab, "lab.livedrill.io/extra-downtime-ms", "400")
+    spec, text = lab_spec(lab, tmp_path, slo={"max_downtime_ms": 100})
+    verdict = drill(spec, text)
+
+    assert verdict.outcome is DrillOutcome.FAILED
+    assert verdict.observed_downtime_ms > 100
+    assert any("gap" in r.lower() or "downtime" in r.lower() for r in verdict.reasons), verdict.reasons
+    # The stop condition fired during the freeze and the drill cancelled the migration: the VM stayed home.
+    assert any("probe breach" in r for r in verdict.reasons), verdict.reasons
+    assert _vmi(lab)["status"]["nodeName"] == "node-1"
+
+
+def test_bad_target_is_refused_before_anything_changes(lab, tmp_path):
+    before = lab.api("GET", "/apis/kubevirt.io/v1/namespaces/banking/virtualmachineinstancemigrations")["items"]
+    spec, text = lab_spec(lab, tmp_path, mode={"kind": "targeted", "target_node": "node-1"})
+    verdict = drill(spec, text)
+
+    assert verdict.outcome is DrillOutcome.FAILED
+    assert any("target-node" in r and "source" in r for r in verdict.reasons), verdict.reasons
+    after = lab.api("GET", "/apis/kubevirt.io/v1/namespaces/banking/virtualmachineinstancemigrations")["items"]
+    assert after == before
+    assert _vmi(lab)["status"]["nodeName"] == "node-1"
+
+
+def test_kubectl_shows_the_migration_the_drill_made(lab, tmp_path):
+    spec, text = lab_spec(lab, tmp_path)
+    assert drill(spec, text).outcome is DrillOutcome.PASSED
+    out = kubectl(lab, "get", "vmi,vmim", "-A")
+    assert "banking-core-vm" in out
+    assert "livedrill-banking-core-vm-" in out  # the VMIM the drill created
