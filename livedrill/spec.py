@@ -149,6 +149,9 @@ class ProbeBase(SpecModel):
     rate_per_s: float = Field(100.0, gt=0, le=20000)
     timeout_ms: float = Field(2000.0, gt=0)
     max_in_flight: int = Field(256, gt=0)
+    max_connections: int = Field(
+        32, gt=0, description="Keep-alive connections per target; more in-flight probes wait for one (no connect storms)"
+    )
     tls: TLSConfig | None = None
 
 

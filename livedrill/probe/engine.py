@@ -320,7 +320,9 @@ class ProbeSession:
             s.in_flight -= 1
             raise
         s.in_flight -= 1
-        self._record(s, seq, t_sched, t_start, attempt.t_ack, time.monotonic(), outcome, attempt.step, attempt.status)
+        # a success is stamped when its answer arrived, not when this coroutine resumed (see http1)
+        t_end = attempt.t_done if outcome == Outcome.OK and attempt.t_done is not None else time.monotonic()
+        self._record(s, seq, t_sched, t_start, attempt.t_ack, t_end, outcome, attempt.step, attempt.status)
 
     def _record(self, s: _ProbeState, seq: int, t_sched: float, t_start: float, t_ack: float | None, t_end: float,
                 outcome: Outcome, step: int, status: int) -> None:

@@ -1,9 +1,13 @@
-"""A small HTTP/1.1 keep-alive client on asyncio streams, for probing at thousands of requests per second.
+"""A small HTTP/1.1 keep-alive client on asyncio protocols, for probing at thousands of requests per second.
 
 httpx.AsyncClient costs several times more CPU per request; the probe must sustain ≥1,000 transactions/s
 (2,000 requests/s) on one core while measuring to the millisecond, so this client does only what probes
 need: one request at a time per connection, a LIFO pool of keep-alive connections, Content-Length,
 chunked and close-delimited bodies, TLS with a CA bundle and client certificates.
+
+Each response is stamped (CLOCK_MONOTONIC) when its last bytes are handed to the protocol, before the
+waiting coroutine resumes: after a freeze hundreds of responses arrive at once, and stamping at coroutine
+resumption would add the client's own backlog to the measured gap.
 
 Every failure is raised as ProbeFailure carrying its kind (series.Outcome), classified here in one place.
 Timeouts are imposed by the caller (asyncio.timeout around a whole probe); a connection interrupted by a
@@ -69,16 +73,138 @@ def split_url(url: str) -> tuple[Origin, str]:
     return Origin(parts.scheme, parts.hostname, port), target
 
 
-class _Conn:
-    __slots__ = ("reader", "writer", "idle_since")
+class ParsedResponse:
+    __slots__ = ("status", "body", "keep_alive", "consumed")
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
-        self.reader = reader
-        self.writer = writer
+    def __init__(self, status: int, body: bytes, keep_alive: bool, consumed: int):
+        self.status = status
+        self.body = body
+        self.keep_alive = keep_alive
+        self.consumed = consumed
+
+
+def parse_response(buf: bytes | bytearray, method: str, eof: bool) -> ParsedResponse | None:
+    """Parse one HTTP/1.1 response from the start of buf; None while incomplete. Raises ValueError if malformed.
+
+    `eof` says the peer closed: that completes a close-delimited body.
+    """
+    end = buf.find(b"\r\n\r\n")
+    if end < 0:
+        if len(buf) > MAX_HEAD_BYTES:
+            raise ValueError("response head too large")
+        if eof:
+            raise ConnectionResetError("connection closed before the response head")
+        return None
+    lines = bytes(buf[:end]).decode("latin-1").split("\r\n")
+    version, _, rest = lines[0].partition(" ")
+    if not version.startswith("HTTP/1.") or len(rest) < 3:
+        raise ValueError(f"status line {lines[0]!r}")
+    status = int(rest[:3])
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, sep, value = line.partition(":")
+        if not sep:
+            raise ValueError(f"header line {line!r}")
+        headers[name.strip().lower()] = value.strip()
+    connection = headers.get("connection", "").lower()
+    keep_alive = connection != "close" if version == "HTTP/1.1" else connection == "keep-alive"
+    start = end + 4
+    if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
+        return ParsedResponse(status, b"", keep_alive, start)
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        pos, chunks = start, []
+        while True:
+            line_end = buf.find(b"\r\n", pos)
+            if line_end < 0:
+                break
+            size = int(bytes(buf[pos:line_end]).split(b";", 1)[0], 16)
+            if size == 0:
+                trailer_end = buf.find(b"\r\n\r\n", line_end)  # zero chunk, optional trailers, blank line
+                if buf[line_end:line_end + 4] == b"\r\n\r\n":
+                    trailer_end = line_end
+                if trailer_end < 0:
+                    break
+                return ParsedResponse(status, b"".join(chunks), keep_alive, trailer_end + 4)
+            if len(buf) < line_end + 2 + size + 2:
+                break
+            chunks.append(bytes(buf[line_end + 2:line_end + 2 + size]))
+            pos = line_end + 2 + size + 2
+            if pos - start > MAX_BODY_BYTES:
+                raise ValueError("body too large")
+        if eof:
+            raise ConnectionResetError("connection closed inside a chunked body")
+        return None
+    if "content-length" in headers:
+        length = int(headers["content-length"])
+        if length > MAX_BODY_BYTES or length < 0:
+            raise ValueError(f"content-length {length} out of range")
+        if len(buf) < start + length:
+            if eof:
+                raise ConnectionResetError("connection closed inside the body")
+            return None
+        return ParsedResponse(status, bytes(buf[start:start + length]), keep_alive, start + length)
+    if not eof:  # close-delimited
+        if len(buf) - start > MAX_BODY_BYTES:
+            raise ValueError("body too large")
+        return None
+    return ParsedResponse(status, bytes(buf[start:]), False, len(buf))
+
+
+class _Connection(asyncio.Protocol):
+    """One keep-alive connection: at most one request outstanding; the response is stamped on arrival."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.method = "GET"
+        self.waiter: asyncio.Future | None = None
+        self.closed = False
+        self.reusable = False
         self.idle_since = 0.0
 
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def send(self, data: bytes, method: str) -> asyncio.Future:
+        assert self.transport is not None and self.waiter is None
+        self.method = method
+        self.waiter = asyncio.get_running_loop().create_future()
+        self.transport.write(data)
+        return self.waiter
+
+    def data_received(self, data: bytes) -> None:
+        arrived = time.monotonic()
+        self.buffer += data
+        self._try_complete(arrived, eof=False)
+
+    def eof_received(self) -> bool:
+        self._try_complete(time.monotonic(), eof=True)
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self.waiter is not None and not self.waiter.done():
+            self._try_complete(time.monotonic(), eof=True)
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(exc or ConnectionResetError("connection closed"))
+
+    def _try_complete(self, arrived: float, eof: bool) -> None:
+        waiter = self.waiter
+        if waiter is None or waiter.done():
+            return
+        try:
+            parsed = parse_response(self.buffer, self.method, eof)
+        except (ValueError, ConnectionResetError) as exc:
+            waiter.set_exception(exc)
+            return
+        if parsed is not None:
+            del self.buffer[:parsed.consumed]
+            waiter.set_result((parsed, arrived))
+
     def close(self) -> None:
-        self.writer.close()
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
 
 
 def classify_connect_error(exc: BaseException) -> ProbeFailure:
@@ -90,111 +216,119 @@ def classify_connect_error(exc: BaseException) -> ProbeFailure:
 def classify_exchange_error(exc: BaseException) -> ProbeFailure:
     if isinstance(exc, ssl.SSLError):
         return ProbeFailure(Outcome.TLS, f"TLS: {exc}")
-    if isinstance(exc, asyncio.IncompleteReadError):
-        return ProbeFailure(Outcome.RESET, "connection closed before the response was complete")
-    if isinstance(exc, asyncio.LimitOverrunError):
-        return ProbeFailure(Outcome.PROTOCOL, "response head too large")
+    if isinstance(exc, ValueError):
+        return ProbeFailure(Outcome.PROTOCOL, f"malformed response: {exc}")
     return ProbeFailure(Outcome.RESET, f"{exc.__class__.__name__}: {exc}")
 
 
 class Http1Pool:
-    """Keep-alive connections to one origin. Use from one event loop."""
+    """At most `max_connections` keep-alive connections to one origin, lent to one probe at a time.
 
-    def __init__(self, origin: Origin, ssl_context: ssl.SSLContext | None, idle_reuse_s: float):
+    A probe holds its connection for its whole exchange (a transaction's write and read-back), so a
+    read-back never queues behind new writes. When every connection is busy (a frozen target), further
+    probes wait here in FIFO order instead of opening hundreds of connections whose accept storm would
+    slow the target's recovery and inflate the very gap being measured. Use from one event loop.
+    """
+
+    def __init__(self, origin: Origin, ssl_context: ssl.SSLContext | None, idle_reuse_s: float, max_connections: int):
         self.origin = origin
         self.ssl_context = ssl_context if origin.scheme == "https" else None
         self.idle_reuse_s = idle_reuse_s  # older idle connections may have been dropped by a gateway
-        self._idle: list[_Conn] = []
-        self._open: set[_Conn] = set()
+        self.max_connections = max_connections
+        self._idle: list[_Connection] = []
+        self._open: set[_Connection] = set()
+        self._slots = 0  # connections open or being opened
+        self._waiters: list[asyncio.Future] = []
 
-    async def _connect(self) -> _Conn:
+    async def acquire(self) -> _Connection:
+        conn = self._take_idle()
+        if conn is not None:
+            return conn
+        if self._slots >= self.max_connections:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                conn = await waiter
+            except asyncio.CancelledError:
+                if waiter in self._waiters:
+                    self._waiters.remove(waiter)
+                elif waiter.done() and not waiter.cancelled():
+                    self._hand_over(waiter.result())  # handed to us as we were cancelled: pass it on
+                raise
+            if conn is not None:
+                return conn
+        else:
+            self._slots += 1
         try:
-            reader, writer = await asyncio.open_connection(
-                self.origin.host, self.origin.port, ssl=self.ssl_context, limit=MAX_HEAD_BYTES,
+            return await self._connect()
+        except BaseException:
+            self._hand_over(None)
+            raise
+
+    def release(self, conn: _Connection) -> None:
+        if conn.reusable and not conn.closed:
+            conn.idle_since = time.monotonic()
+            self._hand_over(conn)
+        else:
+            self._open.discard(conn)
+            conn.close()
+            self._hand_over(None)
+
+    def _hand_over(self, conn: _Connection | None) -> None:
+        """Give a free connection (or, with None, a free slot to connect with) to the first waiter."""
+        while self._waiters:
+            waiter = self._waiters.pop(0)
+            if not waiter.done():
+                waiter.set_result(conn)  # the slot stays counted: it moves to the waiter
+                return
+        if conn is None:
+            self._slots -= 1
+        else:
+            self._idle.append(conn)
+
+    async def _connect(self) -> _Connection:
+        loop = asyncio.get_running_loop()
+        try:
+            _, conn = await loop.create_connection(
+                _Connection, self.origin.host, self.origin.port, ssl=self.ssl_context,
                 server_hostname=self.origin.host if self.ssl_context else None,
             )
         except (OSError, ssl.SSLError) as exc:
             raise classify_connect_error(exc) from None
-        conn = _Conn(reader, writer)
         self._open.add(conn)
         return conn
 
-    def _take_idle(self) -> _Conn | None:
+    def _take_idle(self) -> _Connection | None:
         now = time.monotonic()
         while self._idle:
             conn = self._idle.pop()
-            if now - conn.idle_since <= self.idle_reuse_s and not conn.reader.at_eof() and not conn.writer.is_closing():
+            if now - conn.idle_since <= self.idle_reuse_s and not conn.closed:
                 return conn
-            self._discard(conn)
+            self._open.discard(conn)
+            conn.close()
+            self._slots -= 1
         return None
 
-    def _discard(self, conn: _Conn) -> None:
-        self._open.discard(conn)
-        conn.close()
-
-    async def request(self, method: str, target: str, headers: list[tuple[str, str]], body: bytes | None) -> tuple[int, bytes]:
-        conn = self._take_idle() or await self._connect()
-        reusable = False
+    async def exchange(self, conn: _Connection, method: str, target: str, headers: list[tuple[str, str]],
+                       body: bytes | None) -> tuple[int, bytes, float]:
+        """One request on a connection from acquire(): (status, body, arrival of the last response bytes)."""
+        conn.reusable = False  # until a complete response proves otherwise (timeouts, cancellation)
+        lines = [f"{method} {target} HTTP/1.1", f"Host: {self.origin.host_header}"]
+        lines += [f"{k}: {v}" for k, v in headers]
+        if body is not None:
+            lines.append(f"Content-Length: {len(body)}")
+        data = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (body or b"")
         try:
-            lines = [f"{method} {target} HTTP/1.1", f"Host: {self.origin.host_header}"]
-            lines += [f"{k}: {v}" for k, v in headers]
-            if body is not None:
-                lines.append(f"Content-Length: {len(body)}")
-            conn.writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (body or b""))
-            try:
-                status, payload, reusable = await self._read_response(conn.reader, method)
-            except (OSError, ssl.SSLError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
-                raise classify_exchange_error(exc) from None
-            except (ValueError, UnicodeDecodeError) as exc:
-                raise ProbeFailure(Outcome.PROTOCOL, f"malformed response: {exc}") from None
-            return status, payload
+            parsed, arrived = await conn.send(data, method)
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            raise classify_exchange_error(exc) from None
         finally:
-            if reusable:
-                conn.idle_since = time.monotonic()
-                self._idle.append(conn)
-            else:
-                self._discard(conn)
-
-    @staticmethod
-    async def _read_response(reader: asyncio.StreamReader, method: str) -> tuple[int, bytes, bool]:
-        head = await reader.readuntil(b"\r\n\r\n")
-        lines = head[:-4].decode("latin-1").split("\r\n")
-        version, _, rest = lines[0].partition(" ")
-        if not version.startswith("HTTP/1."):
-            raise ValueError(f"status line {lines[0]!r}")
-        status = int(rest[:3])
-        headers: dict[str, str] = {}
-        for line in lines[1:]:
-            name, sep, value = line.partition(":")
-            if not sep:
-                raise ValueError(f"header line {line!r}")
-            headers[name.strip().lower()] = value.strip()
-        connection = headers.get("connection", "").lower()
-        keep_alive = connection != "close" if version == "HTTP/1.1" else connection == "keep-alive"
-        if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
-            return status, b"", keep_alive
-        if "chunked" in headers.get("transfer-encoding", "").lower():
-            chunks = []
-            total = 0
-            while True:
-                size = int((await reader.readuntil(b"\r\n")).split(b";", 1)[0], 16)
-                if size == 0:
-                    while (await reader.readuntil(b"\r\n")) != b"\r\n":  # trailers
-                        pass
-                    return status, b"".join(chunks), keep_alive
-                total += size
-                if total > MAX_BODY_BYTES:
-                    raise ValueError("body too large")
-                chunks.append(await reader.readexactly(size))
-                await reader.readexactly(2)
-        if "content-length" in headers:
-            length = int(headers["content-length"])
-            if length > MAX_BODY_BYTES:
-                raise ValueError("body too large")
-            return status, await reader.readexactly(length), keep_alive
-        return status, await reader.read(MAX_BODY_BYTES), False  # close-delimited
+            conn.waiter = None
+        conn.reusable = parsed.keep_alive and not conn.closed and not conn.buffer
+        return parsed.status, parsed.body, arrived
 
     def close(self) -> None:
         for conn in list(self._open):
-            self._discard(conn)
+            conn.close()
+        self._open.clear()
         self._idle.clear()

@@ -22,25 +22,26 @@ TXID_PLACEHOLDER = "{txid}"
 
 
 class Attempt:
-    __slots__ = ("step", "status", "t_ack")
+    __slots__ = ("step", "status", "t_ack", "t_done")
 
     def __init__(self) -> None:
         self.step = Step.NONE
         self.status = 0
-        self.t_ack: float | None = None
+        self.t_ack: float | None = None  # arrival of the write's acknowledgement
+        self.t_done: float | None = None  # arrival of the answer that completed the probe
 
 
 class PreparedRequest:
     """A request template compiled once: origin fixed, `{txid}` substituted per call."""
 
     def __init__(self, template: HttpRequestTemplate, pools: dict[Origin, Http1Pool], ssl_context: ssl.SSLContext | None,
-                 idle_reuse_s: float):
+                 idle_reuse_s: float, max_connections: int):
         origin, self.target = split_url(template.url)  # `{txid}` survives urlsplit in the path and query
         if TXID_PLACEHOLDER in origin.host:
             raise ValueError(f"{template.url!r}: {{txid}} may appear in the path or query, not in the host")
         self.template = template
         if origin not in pools:
-            pools[origin] = Http1Pool(origin, ssl_context, idle_reuse_s)
+            pools[origin] = Http1Pool(origin, ssl_context, idle_reuse_s, max_connections)
         self.pool = pools[origin]
         self.method = template.method
         self.has_body = template.json_body is not None
@@ -54,14 +55,22 @@ class PreparedRequest:
             TXID_PLACEHOLDER in v for _, v in self.headers
         )
 
-    async def send(self, txid: str) -> tuple[int, bytes]:
+    async def send(self, txid: str, conn) -> tuple[int, bytes, float]:
+        """Send on a connection lent by self.pool: (status, body, arrival time)."""
         target, headers, body = self.target, self.headers, None
         if self.needs_txid:
             target = target.replace(TXID_PLACEHOLDER, txid)
             headers = [(k, v.replace(TXID_PLACEHOLDER, txid)) for k, v in headers]
         if self.has_body:
             body = self.body_text.replace(TXID_PLACEHOLDER, txid).encode()
-        return await self.pool.request(self.method, target, headers, body)
+        return await self.pool.exchange(conn, self.method, target, headers, body)
+
+    async def send_alone(self, txid: str) -> tuple[int, bytes, float]:
+        conn = await self.pool.acquire()
+        try:
+            return await self.send(txid, conn)
+        finally:
+            self.pool.release(conn)
 
     def judge(self, status: int, payload: bytes, txid: str) -> None:
         """Raise ProbeFailure unless the answer meets the template's success criteria."""
@@ -86,8 +95,8 @@ class TransactionRunner:
     def __init__(self, probe: TransactionProbe, txid_prefix: str, pools: dict, ssl_context, idle_reuse_s: float):
         self.probe = probe
         self.txid_prefix = txid_prefix
-        self.write = PreparedRequest(probe.write, pools, ssl_context, idle_reuse_s)
-        self.read = PreparedRequest(probe.read, pools, ssl_context, idle_reuse_s)
+        self.write = PreparedRequest(probe.write, pools, ssl_context, idle_reuse_s, probe.max_connections)
+        self.read = PreparedRequest(probe.read, pools, ssl_context, idle_reuse_s, probe.max_connections)
         self.not_found = set(probe.reconcile.not_found_status)
 
     def txid(self, seq: int) -> str:
@@ -96,21 +105,32 @@ class TransactionRunner:
     async def once(self, seq: int, attempt: Attempt) -> None:
         txid = self.txid(seq)
         attempt.step = Step.WRITE
-        status, payload = await self.write.send(txid)
-        attempt.status = status
-        self.write.judge(status, payload, txid)
-        attempt.t_ack = time.monotonic()
-        attempt.step = Step.READ
-        status, payload = await self.read.send(txid)
+        pool = self.write.pool
+        conn = await pool.acquire()
+        try:
+            status, payload, arrived = await self.write.send(txid, conn)
+            attempt.status = status
+            self.write.judge(status, payload, txid)
+            attempt.t_ack = arrived
+            attempt.step = Step.READ
+            if self.read.pool is not pool:  # read-back served by another origin
+                pool.release(conn)
+                conn, pool = None, self.read.pool
+                conn = await pool.acquire()
+            status, payload, arrived = await self.read.send(txid, conn)
+        finally:
+            if conn is not None:
+                pool.release(conn)
         attempt.status = status
         if status in self.not_found:
             raise ProbeFailure(Outcome.NOT_FOUND, f"acknowledged transaction {txid} not found on read-back", status)
         self.read.judge(status, payload, txid)
+        attempt.t_done = arrived
 
     async def reconcile_one(self, txid: str) -> tuple[str, int | None]:
         """Final read-back of one acknowledged transaction: (verdict, HTTP status or None)."""
         try:
-            status, payload = await self.read.send(txid)
+            status, payload, _ = await self.read.send_alone(txid)
         except ProbeFailure:
             return classify_readback(None, None, ok_status=[], not_found_status=[], count_field=None, expected={}), None
         verdict = classify_readback(
@@ -123,15 +143,16 @@ class TransactionRunner:
 
 class HttpRunner:
     def __init__(self, probe: HttpProbe, pools: dict, ssl_context, idle_reuse_s: float):
-        self.request = PreparedRequest(probe.request, pools, ssl_context, idle_reuse_s)
+        self.request = PreparedRequest(probe.request, pools, ssl_context, idle_reuse_s, probe.max_connections)
         if self.request.needs_txid:
             raise ValueError(f"probe {probe.name!r}: an http probe has no transaction id; use kind: transaction")
 
     async def once(self, seq: int, attempt: Attempt) -> None:
         attempt.step = Step.WRITE
-        status, payload = await self.request.send("")
+        status, payload, arrived = await self.request.send_alone("")
         attempt.status = status
         self.request.judge(status, payload, "")
+        attempt.t_done = arrived
 
 
 class TcpRunner:
@@ -165,6 +186,7 @@ class TcpRunner:
                         received += chunk
                 except (OSError, ssl.SSLError) as exc:
                     raise classify_exchange_error(exc) from None
+            attempt.t_done = time.monotonic()
         finally:
             writer.close()
 

@@ -1,0 +1,208 @@
+"""Probe fidelity and throughput benchmark (issue 3).
+
+Part 1, fidelity: transaction probes at a fixed rate against a real lab ledger process; the ledger is frozen
+with SIGSTOP/SIGCONT for known lengths (10, 50, 100, 500, 2000 ms; how the lab models stop-and-copy).
+Ground truth is the time between just before SIGSTOP and just after SIGCONT returned, both on
+CLOCK_MONOTONIC; the measured figure is the longest gap between successful probe completions that overlaps
+the freeze, read back from the probe's series. Target: |error| <= max(2 ms, one probe period).
+
+Part 2, throughput: sustained transaction probes/s (each = write + read-back, two HTTP requests) and CPU
+use of the probe process at 100 / 500 / 1,000 / 2,000 probes/s. Target: >= 1,000 probes/s on one core.
+
+The probe process is pinned to CPU 0 and the ledger to CPU 1 (when the machine has two), so "one core" is
+literal. Run:  .venv/bin/python benchmarks/probe_fidelity.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+from livedrill.probe.engine import ProbeSession
+from livedrill.probe.series import ProbeRecord, iter_series
+from livedrill.spec import SLO, TransactionProbe
+
+FREEZES_MS = [10, 50, 100, 500, 2000]
+RATES = [100, 500, 1000, 2000]
+READY_TIMEOUT_S = 15.0
+NO_ABORT = SLO(max_downtime_ms=60_000, p99_latency_ms=60_000, max_failed_requests=10**9, max_failure_streak=None)
+
+
+def start_ledger(data_dir: Path, cpu: int | None) -> tuple[subprocess.Popen, int]:
+    proc = subprocess.Popen([sys.executable, "-m", "livedrill.lab.ledger", "--port", "0", "--data-dir", str(data_dir)])
+    if cpu is not None:
+        os.sched_setaffinity(proc.pid, {cpu})
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        ready = data_dir / "ready"
+        if ready.exists():
+            return proc, json.loads(ready.read_text())["port"]
+        if proc.poll() is not None:
+            raise RuntimeError(f"ledger exited with {proc.returncode}")
+        time.sleep(0.02)
+    proc.kill()
+    raise RuntimeError("ledger not ready")
+
+
+def stop_ledger(proc: subprocess.Popen) -> None:
+    os.kill(proc.pid, signal.SIGCONT)
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def probe(port: int, rate: float, timeout_ms: float, max_in_flight: int) -> TransactionProbe:
+    base = f"http://127.0.0.1:{port}"
+    return TransactionProbe.model_validate({
+        "kind": "transaction", "name": f"tx-{rate:g}", "vm": "lab/ledger", "rate_per_s": rate, "timeout_ms": timeout_ms,
+        "max_in_flight": max_in_flight,
+        "write": {"method": "POST", "url": f"{base}/transfers", "json": {"id": "{txid}", "from": "a", "to": "b", "amount": 1},
+                  "expect_status": [201]},
+        "read": {"url": f"{base}/transfers/{{txid}}", "expect_json": {"id": "{txid}", "postings": 1}},
+        "reconcile": {"count_field": "postings"},
+    })
+
+
+def precise_sleep(seconds: float) -> None:
+    """Sleep, then spin the last 2 ms so the freeze length does not depend on timer slack."""
+    end = time.monotonic() + seconds
+    if seconds > 0.002:
+        time.sleep(seconds - 0.002)
+    while time.monotonic() < end:
+        pass
+
+
+def fidelity(work: Path, rate: float, repeats: int, spacing_s: float, cpu_ledger: int | None) -> list[dict]:
+    proc, port = start_ledger(work / f"ledger-fid-{rate:g}", cpu_ledger)
+    freezes: list[tuple[int, float, float]] = []
+    try:
+        session = ProbeSession([probe(port, rate, timeout_ms=10_000, max_in_flight=8192)], NO_ABORT,
+                               work / f"series-fid-{rate:g}", gap_threshold_ms=5.0)
+        session.start()
+        time.sleep(1.0)
+        session.mark_window("during")
+        for _ in range(repeats):
+            for freeze_ms in FREEZES_MS:
+                t0 = time.monotonic()
+                os.kill(proc.pid, signal.SIGSTOP)
+                precise_sleep(freeze_ms / 1000.0)
+                os.kill(proc.pid, signal.SIGCONT)
+                t1 = time.monotonic()
+                freezes.append((freeze_ms, t0, t1))
+                time.sleep(spacing_s + freeze_ms / 1000.0)  # let the backlog drain before the next freeze
+        session.mark_window("after")
+        time.sleep(0.5)
+        report = session.stop()
+    finally:
+        stop_ledger(proc)
+    p = report.probes[0]
+    if p.gaps_above_threshold_total > len(p.gaps_above_threshold):
+        raise RuntimeError("gap list truncated; raise keep_at_most")
+    rows = []
+    for freeze_ms, t0, t1 in freezes:
+        overlapping = [g for g in p.gaps_above_threshold if g.start_monotonic <= t1 and g.end_monotonic >= t0]
+        measured = max((g.duration_ms for g in overlapping), default=None)
+        rows.append({"freeze_ms": freeze_ms, "truth_ms": (t1 - t0) * 1000.0, "measured_ms": measured})
+    return rows, p
+
+
+def throughput(work: Path, rate: float, seconds: float, cpu_ledger: int | None) -> dict:
+    proc, port = start_ledger(work / f"ledger-rate-{rate:g}", cpu_ledger)
+    ledger = psutil.Process(proc.pid)
+    try:
+        session = ProbeSession([probe(port, rate, timeout_ms=2000, max_in_flight=1024)], NO_ABORT,
+                               work / f"series-rate-{rate:g}")
+        session.start()
+        time.sleep(0.5)  # warm-up, not measured
+        session.mark_window("during")
+        live0 = session.live()[0]
+        c0, l0, w0 = time.process_time(), sum(ledger.cpu_times()[:2]), time.monotonic()
+        time.sleep(seconds)
+        c1, l1, w1 = time.process_time(), sum(ledger.cpu_times()[:2]), time.monotonic()
+        live1 = session.live()[0]
+        session.mark_window("after")
+        report = session.stop()
+    finally:
+        stop_ledger(proc)
+    p = report.probes[0]
+    during = p.windows["during"]
+    # lag of sends measured within the timed window, from the series
+    lags = [(r.t_start - r.t_sched) * 1000 for r in iter_series(Path(work / f"series-rate-{rate:g}" / p.series_file))
+            if isinstance(r, ProbeRecord) and w0 <= r.t_sched <= w1]
+    return {
+        "rate": rate, "achieved_ok_per_s": (live1.ok - live0.ok) / (w1 - w0),
+        "probe_cpu_pct": 100 * (c1 - c0) / (w1 - w0), "ledger_cpu_pct": 100 * (l1 - l0) / (w1 - w0),
+        "failed": p.failed, "p50": during.p50_ms, "p99": during.p99_ms, "max": during.max_ms,
+        "lag_p99": sorted(lags)[int(0.99 * (len(lags) - 1))] if lags else None,
+        "longest_gap": p.longest_gap.duration_ms, "reconciled": f"{p.reconciliation.verified}/{p.reconciliation.acknowledged}",
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="1 repeat per freeze, 3 s per rate")
+    parser.add_argument("--rate", type=float, default=1000.0, help="probe rate for the fidelity part")
+    args = parser.parse_args()
+    repeats, seconds = (1, 3.0) if args.quick else (3, 10.0)
+
+    cpu_probe = cpu_ledger = None
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) >= 2:
+        cpu_probe, cpu_ledger = cpus[0], cpus[1]
+        os.sched_setaffinity(0, {cpu_probe})
+
+    print("probe_fidelity: conditions")
+    print(f"  host {platform.node()}  {platform.platform()}  python {platform.python_version()}")
+    print(f"  cpus {len(cpus)} ({platform.processor() or platform.machine()}); probe pinned to {cpu_probe}, ledger to {cpu_ledger}")
+    print(f"  load average at start {os.getloadavg()[0]:.2f} (other work shares this machine)")
+    print(f"  target: lab ledger (python -m livedrill.lab.ledger) on 127.0.0.1, transaction probe = POST + GET read-back")
+
+    with tempfile.TemporaryDirectory(prefix="livedrill-bench-") as tmp:
+        work = Path(tmp)
+        rows, p = fidelity(work, args.rate, repeats, spacing_s=0.6, cpu_ledger=cpu_ledger)
+        period_ms = 1000.0 / args.rate
+        tolerance = max(2.0, period_ms)
+        print(f"\nPart 1: freeze fidelity at {args.rate:g} probes/s (period {period_ms:g} ms), {repeats} repeat(s) per length;"
+              f" tolerance ±{tolerance:g} ms")
+        print(f"  {'freeze':>7} {'truth ms':>9} {'measured ms':>12} {'error ms':>9}  within")
+        worst = 0.0
+        for r in rows:
+            err = None if r["measured_ms"] is None else r["measured_ms"] - r["truth_ms"]
+            ok = err is not None and abs(err) <= tolerance
+            worst = max(worst, abs(err) if err is not None else float("inf"))
+            measured = f"{r['measured_ms']:12.2f}" if r["measured_ms"] is not None else f"{'none':>12}"
+            print(f"  {r['freeze_ms']:>5}ms {r['truth_ms']:9.2f} {measured} {err if err is not None else float('nan'):+9.2f}  {'yes' if ok else 'NO'}")
+        by_len: dict[int, list[float]] = {}
+        for r in rows:
+            if r["measured_ms"] is not None:
+                by_len.setdefault(r["freeze_ms"], []).append(r["measured_ms"] - r["truth_ms"])
+        print("  per length (error ms): " + "; ".join(
+            f"{k} ms: median {statistics.median(v):+.2f}, range {min(v):+.2f}..{max(v):+.2f}" for k, v in by_len.items()))
+        print(f"  worst |error| {worst:.2f} ms -> {'MEETS' if worst <= tolerance else 'MISSES'} ±{tolerance:g} ms;"
+              f" failed probes {p.failed}, reconciled {p.reconciliation.verified}/{p.reconciliation.acknowledged},"
+              f" lost {p.reconciliation.lost}, duplicated {p.reconciliation.duplicated}")
+
+        print(f"\nPart 2: sustained rate and CPU, {seconds:g} s per rate after 0.5 s warm-up "
+              f"(probe CPU = whole probe process, pinned to one core)")
+        print(f"  {'target/s':>8} {'ok/s':>8} {'probe CPU':>9} {'ledger CPU':>10} {'failed':>6} {'p50 ms':>7} {'p99 ms':>7}"
+              f" {'max ms':>7} {'send lag p99 ms':>15} {'longest gap ms':>14} reconciled")
+        for rate in RATES:
+            t = throughput(work, rate, seconds, cpu_ledger)
+            print(f"  {t['rate']:>8g} {t['achieved_ok_per_s']:8.1f} {t['probe_cpu_pct']:8.1f}% {t['ledger_cpu_pct']:9.1f}%"
+                  f" {t['failed']:>6} {t['p50']:7.2f} {t['p99']:7.2f} {t['max']:7.2f} {t['lag_p99']:15.2f}"
+                  f" {t['longest_gap']:14.2f} {t['reconciled']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
