@@ -82,9 +82,16 @@ def test_slo_breach_fails_the_drill_with_the_reason(lab, tmp_path):
     assert verdict.outcome is DrillOutcome.FAILED
     assert verdict.observed_downtime_ms > 100
     assert any("gap" in r.lower() or "downtime" in r.lower() for r in verdict.reasons), verdict.reasons
-    # The stop condition fired during the freeze and the drill cancelled the migration: the VM stayed home.
+    # The stop condition fired during the freeze and the drill asked to cancel. Whether the abort won the race
+    # with the end of stop-and-copy is KubeVirt's to decide; either way the outcome is recorded and the VM runs.
     assert any("probe breach" in r for r in verdict.reasons), verdict.reasons
-    assert _vmi(lab)["status"]["nodeName"] == "node-1"
+    timeline = [json.loads(line) for line in (Path(verdict.evidence_dir) / "timeline.jsonl").read_text().splitlines()]
+    cancelled = [e for e in timeline if e["kind"] == "cancelled"]
+    assert len(cancelled) == 1
+    vmi = _vmi(lab)
+    assert vmi["status"]["phase"] == "Running"
+    expected_node = "node-2" if "completed before the cancel" in cancelled[0]["detail"]["outcome"] else "node-1"
+    assert vmi["status"]["nodeName"] == expected_node, cancelled[0]["detail"]
 
 
 def test_bad_target_is_refused_before_anything_changes(lab, tmp_path):
