@@ -106,7 +106,7 @@ def _tar_gz(source_dir: Path, out: Path, mtime: int) -> None:
         return info
 
     try:
-        with open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=mtime) as gz, tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        with open(tmp, "wb") as raw, gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=mtime) as gz, tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
             entries = [source_dir, *sorted(source_dir.rglob("*"))]
             for path in entries:
                 arcname = Path(source_dir.name, path.relative_to(source_dir)).as_posix() if path != source_dir else source_dir.name

@@ -43,6 +43,9 @@ probes:
       url: http://10.0.0.5:8080/transfer/{txid}
       headers:
         Authorization: Bearer eyJhbGciOiJSUzI1NiIsImtpZCI6IjEyMyJ9.payload.signature
+slo:
+  max_downtime_ms: 500
+  p99_latency_ms: 50
 """
 
 
