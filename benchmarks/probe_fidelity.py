@@ -9,8 +9,12 @@ the freeze, read back from the probe's series. Target: |error| <= max(2 ms, one 
 Part 2, throughput: sustained transaction probes/s (each = write + read-back, two HTTP requests) and CPU
 use of the probe process at 100 / 500 / 1,000 / 2,000 probes/s. Target: >= 1,000 probes/s on one core.
 
-The probe process is pinned to CPU 0 and the ledger to CPU 1 (when the machine has two), so "one core" is
-literal. Run:  .venv/bin/python benchmarks/probe_fidelity.py [--quick]
+With --pin, the probe process is pinned to CPU 0 and the ledger to CPU 1, so "one core" is literal (on a
+machine shared with other work, pinning can also trap the probe on a busy core; hence off by default).
+The probe process's CPU use is reported as a share of one core either way. Linux CPU pressure (PSI,
+/proc/pressure/cpu "some avg10") is printed around each part: above a few percent, other work was
+competing for the CPU and stretched the measured figures.
+Run:  .venv/bin/python benchmarks/probe_fidelity.py [--quick] [--pin]
 """
 
 from __future__ import annotations
@@ -71,6 +75,14 @@ def probe(port: int, rate: float, timeout_ms: float, max_in_flight: int) -> Tran
         "read": {"url": f"{base}/transfers/{{txid}}", "expect_json": {"id": "{txid}", "postings": 1}},
         "reconcile": {"count_field": "postings"},
     })
+
+
+def cpu_pressure() -> str:
+    try:
+        some = Path("/proc/pressure/cpu").read_text().splitlines()[0]
+    except OSError:
+        return "n/a"
+    return some.split()[1].replace("avg10=", "") + "%"
 
 
 def precise_sleep(seconds: float) -> None:
@@ -152,19 +164,20 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1 repeat per freeze, 3 s per rate")
     parser.add_argument("--rate", type=float, default=1000.0, help="probe rate for the fidelity part")
+    parser.add_argument("--pin", action="store_true", help="pin the probe to CPU 0 and the ledger to CPU 1")
     args = parser.parse_args()
     repeats, seconds = (1, 3.0) if args.quick else (3, 10.0)
 
     cpu_probe = cpu_ledger = None
     cpus = sorted(os.sched_getaffinity(0))
-    if len(cpus) >= 2:
+    if args.pin and len(cpus) >= 2:
         cpu_probe, cpu_ledger = cpus[0], cpus[1]
         os.sched_setaffinity(0, {cpu_probe})
 
     print("probe_fidelity: conditions")
     print(f"  host {platform.node()}  {platform.platform()}  python {platform.python_version()}")
     print(f"  cpus {len(cpus)} ({platform.processor() or platform.machine()}); probe pinned to {cpu_probe}, ledger to {cpu_ledger}")
-    print(f"  load average at start {os.getloadavg()[0]:.2f} (other work shares this machine)")
+    print(f"  load average at start {os.getloadavg()[0]:.2f}, CPU pressure some-avg10 {cpu_pressure()}")
     print(f"  target: lab ledger (python -m livedrill.lab.ledger) on 127.0.0.1, transaction probe = POST + GET read-back")
 
     with tempfile.TemporaryDirectory(prefix="livedrill-bench-") as tmp:
@@ -188,6 +201,7 @@ def main() -> int:
                 by_len.setdefault(r["freeze_ms"], []).append(r["measured_ms"] - r["truth_ms"])
         print("  per length (error ms): " + "; ".join(
             f"{k} ms: median {statistics.median(v):+.2f}, range {min(v):+.2f}..{max(v):+.2f}" for k, v in by_len.items()))
+        print(f"  CPU pressure after part 1: {cpu_pressure()}")
         print(f"  worst |error| {worst:.2f} ms -> {'MEETS' if worst <= tolerance else 'MISSES'} ±{tolerance:g} ms;"
               f" failed probes {p.failed}, reconciled {p.reconciliation.verified}/{p.reconciliation.acknowledged},"
               f" lost {p.reconciliation.lost}, duplicated {p.reconciliation.duplicated}")
@@ -195,12 +209,12 @@ def main() -> int:
         print(f"\nPart 2: sustained rate and CPU, {seconds:g} s per rate after 0.5 s warm-up "
               f"(probe CPU = whole probe process, pinned to one core)")
         print(f"  {'target/s':>8} {'ok/s':>8} {'probe CPU':>9} {'ledger CPU':>10} {'failed':>6} {'p50 ms':>7} {'p99 ms':>7}"
-              f" {'max ms':>7} {'send lag p99 ms':>15} {'longest gap ms':>14} reconciled")
+              f" {'max ms':>7} {'send lag p99 ms':>15} {'longest gap ms':>14} {'reconciled':>11} CPU pressure")
         for rate in RATES:
             t = throughput(work, rate, seconds, cpu_ledger)
             print(f"  {t['rate']:>8g} {t['achieved_ok_per_s']:8.1f} {t['probe_cpu_pct']:8.1f}% {t['ledger_cpu_pct']:9.1f}%"
                   f" {t['failed']:>6} {t['p50']:7.2f} {t['p99']:7.2f} {t['max']:7.2f} {t['lag_p99']:15.2f}"
-                  f" {t['longest_gap']:14.2f} {t['reconciled']}")
+                  f" {t['longest_gap']:14.2f} {t['reconciled']:>11} {cpu_pressure()}")
     return 0
 
 

@@ -16,7 +16,7 @@ Contract (other code relies on it):
 Storage is sqlite in WAL mode in ``DIR/ledger.sqlite3``. The idempotency key is deliberately NOT a unique
 index: idempotency is enforced by this single-threaded server (look-up then insert, with no await in
 between), so that a duplicate injected from outside stays visible to reconciliation instead of being
-impossible to represent. A write is committed before its 201 is sent; ``synchronous=NORMAL`` in WAL mode
+impossible to represent. Writes read in one event-loop iteration share one commit (group commit), and a write is committed before its 201 is sent; ``synchronous=NORMAL`` in WAL mode
 makes a commit survive a crash or restart of this process (not a power loss of the host, which a lab
 does not model).
 
@@ -54,6 +54,7 @@ _REASONS = {
     404: "Not Found",
     405: "Method Not Allowed",
     409: "Conflict",
+    503: "Service Unavailable",
     411: "Length Required",
     413: "Payload Too Large",
     431: "Request Header Fields Too Large",
@@ -113,26 +114,54 @@ class LedgerStore:
         seq, src, dst, amount = rows[0]
         return seq, src, dst, amount, len(rows)
 
-    def post(self, txid: str, src: str, dst: str, amount: int) -> int:
-        """Insert one posting and commit it; return its seq."""
-        cur = self._db.execute(
-            "INSERT INTO postings (txid, src, dst, amount) VALUES (?, ?, ?, ?)", (txid, src, dst, amount)
-        )
-        self.postings += 1
-        return cur.lastrowid
+    def post_batch(self, transfers: list[tuple[str, str, str, int]]) -> list[tuple[int, dict]]:
+        """Apply validated transfers in order in ONE committed transaction; return each (status, answer).
+
+        Group commit: after a freeze, hundreds of writes arrive at once and one commit per write would
+        make the backlog drain (and the observed outage) longer. Nothing is answered before COMMIT returns.
+        """
+        answers: list[tuple[int, dict]] = []
+        inserted = 0
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            for txid, src, dst, amount in transfers:
+                existing = self.lookup(txid)
+                if existing is not None:
+                    seq, old_src, old_dst, old_amount, _ = existing
+                    if (old_src, old_dst, old_amount) != (src, dst, amount):
+                        answers.append((409, {"error": f"id {txid!r} was already posted with a different from/to/amount",
+                                              "seq": seq}))
+                    else:
+                        answers.append((200, {"id": txid, "seq": seq, "status": "committed", "replayed": True}))
+                    continue
+                cur = self._db.execute(
+                    "INSERT INTO postings (txid, src, dst, amount) VALUES (?, ?, ?, ?)", (txid, src, dst, amount)
+                )
+                inserted += 1
+                answers.append((201, {"id": txid, "seq": cur.lastrowid, "status": "committed"}))
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            return [(503, {"error": f"storage failure, nothing posted: {exc}"})] * len(transfers)
+        self.postings += inserted
+        return answers
 
     def close(self) -> None:
         self._db.close()
 
 
 class LedgerApp:
-    """Routes one request to a (status, JSON body) answer."""
+    """Routes one request to a (status, JSON body) answer; valid transfers are queued for the next group commit."""
 
     def __init__(self, store: LedgerStore, boot_id: str):
         self.store = store
         self.boot_id = boot_id
+        self._batch: list[tuple["HttpConnection", tuple[str, str, str, int], bool]] = []
 
-    def handle(self, method: str, target: str, body: bytes) -> tuple[int, dict]:
+    def handle(self, conn: "HttpConnection", method: str, target: str, body: bytes,
+               keep_alive: bool) -> tuple[int, dict] | None:
+        """The answer now, or None when the request joined the group commit (conn is answered by flush)."""
         path = target.split("?", 1)[0]
         if path == "/healthz":
             if method != "GET":
@@ -141,30 +170,33 @@ class LedgerApp:
         if path == "/transfers":
             if method != "POST":
                 return 405, {"error": f"{method} not allowed on /transfers"}
-            return self._post_transfer(body)
+            return self._post_transfer(conn, body, keep_alive)
         if path.startswith("/transfers/"):
             if method != "GET":
                 return 405, {"error": f"{method} not allowed on {path}"}
             return self._get_transfer(path[len("/transfers/"):])
         return 404, {"error": "not found"}
 
-    def _post_transfer(self, body: bytes) -> tuple[int, dict]:
+    def _post_transfer(self, conn: "HttpConnection", body: bytes, keep_alive: bool) -> tuple[int, dict] | None:
         try:
             payload = json.loads(body)
         except (ValueError, UnicodeDecodeError):
             return 400, {"error": "body is not valid JSON"}
         try:
-            txid, src, dst, amount = validate_transfer(payload)
+            transfer = validate_transfer(payload)
         except BadInput as exc:
             return 400, {"error": str(exc)}
-        existing = self.store.lookup(txid)
-        if existing is not None:
-            seq, old_src, old_dst, old_amount, _ = existing
-            if (old_src, old_dst, old_amount) != (src, dst, amount):
-                return 409, {"error": f"id {txid!r} was already posted with a different from/to/amount", "seq": seq}
-            return 200, {"id": txid, "seq": seq, "status": "committed", "replayed": True}
-        seq = self.store.post(txid, src, dst, amount)
-        return 201, {"id": txid, "seq": seq, "status": "committed"}
+        if not self._batch:
+            # runs after every request already read in this loop iteration: they share one commit
+            asyncio.get_running_loop().call_soon(self.flush)
+        self._batch.append((conn, transfer, keep_alive))
+        return None
+
+    def flush(self) -> None:
+        batch, self._batch = self._batch, []
+        answers = self.store.post_batch([transfer for _, transfer, _ in batch])
+        for (conn, _, keep_alive), (status, answer) in zip(batch, answers):
+            conn.answer_deferred(status, answer, keep_alive)
 
     def _get_transfer(self, raw_id: str) -> tuple[int, dict]:
         from urllib.parse import unquote
@@ -185,6 +217,7 @@ class HttpConnection(asyncio.Protocol):
         self.connections = connections
         self.buffer = bytearray()
         self.transport: asyncio.Transport | None = None
+        self.awaiting_commit = False  # answers go out in request order: parse no further until then
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -195,7 +228,7 @@ class HttpConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
-        while self.transport is not None and not self.transport.is_closing():
+        while self.transport is not None and not self.transport.is_closing() and not self.awaiting_commit:
             end = self.buffer.find(b"\r\n\r\n")
             if end < 0:
                 if len(self.buffer) > MAX_HEADER_BYTES:
@@ -233,8 +266,19 @@ class HttpConnection(asyncio.Protocol):
                 return
             body = bytes(self.buffer[end + 4:total])
             del self.buffer[:total]
-            status, answer = self.app.handle(method, target, body)
-            self._respond(status, answer, keep_alive)
+            result = self.app.handle(self, method, target, body, keep_alive)
+            if result is None:
+                self.awaiting_commit = True
+                return
+            self._respond(*result, keep_alive)
+
+    def answer_deferred(self, status: int, answer: dict, keep_alive: bool) -> None:
+        self.awaiting_commit = False
+        if self.transport is None or self.transport.is_closing():
+            return  # the client left; the write is committed and a replay of its id will say so
+        self._respond(status, answer, keep_alive)
+        if self.buffer:
+            self.data_received(b"")
 
     def _respond(self, status: int, answer: dict, keep_alive: bool) -> None:
         payload = json.dumps(answer, separators=(",", ":")).encode()

@@ -108,3 +108,60 @@ def test_ready_file_is_complete_json_and_port_zero_is_ephemeral(ledger):
     assert info == {"pid": lp.proc.pid, "port": lp.port, "boot_id": lp.boot_id}
     assert lp.port > 0
     assert not list(lp.data_dir.glob(".ready.*"))
+
+
+def _raw_exchange(sock, payload: bytes, responses: int) -> list[bytes]:
+    """Send raw bytes, read `responses` complete HTTP responses (Content-Length framed)."""
+    sock.sendall(payload)
+    buf, out = b"", []
+    while len(out) < responses:
+        chunk = sock.recv(65536)
+        assert chunk, "connection closed early"
+        buf += chunk
+        while b"\r\n\r\n" in buf:
+            head, rest = buf.split(b"\r\n\r\n", 1)
+            length = int([h.split(b":")[1] for h in head.split(b"\r\n") if h.lower().startswith(b"content-length")][0])
+            if len(rest) < length:
+                break
+            out.append(head.split(b"\r\n")[0] + b" " + rest[:length])
+            buf = rest[length:]
+    return out
+
+
+def _post(txid: str) -> bytes:
+    body = json.dumps({"id": txid, "from": "a", "to": "b", "amount": 1}).encode()
+    return b"POST /transfers HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+
+
+def test_pipelined_write_then_read_are_answered_in_order(ledger):
+    import socket
+
+    lp = ledger()
+    with socket.create_connection(("127.0.0.1", lp.port), timeout=5) as sock:
+        replies = _raw_exchange(sock, _post("p1") + b"GET /transfers/p1 HTTP/1.1\r\nHost: t\r\n\r\n" + _post("p1"), 3)
+    assert replies[0].startswith(b"HTTP/1.1 201") and b'"seq":1' in replies[0]
+    assert replies[1].startswith(b"HTTP/1.1 200") and b'"postings":1' in replies[1]
+    assert replies[2].startswith(b"HTTP/1.1 200") and b'"replayed":true' in replies[2]
+
+
+def test_a_backlog_released_by_sigcont_is_committed_once_per_id(ledger):
+    import socket
+
+    lp = ledger()
+    socks = [socket.create_connection(("127.0.0.1", lp.port), timeout=5) for _ in range(20)]
+    try:
+        os.kill(lp.proc.pid, signal.SIGSTOP)
+        try:
+            for i, s in enumerate(socks):  # ten ids, each sent twice on different connections
+                s.sendall(_post(f"b{i % 10}"))
+            time.sleep(0.1)
+        finally:
+            os.kill(lp.proc.pid, signal.SIGCONT)
+        replies = [_raw_exchange(s, b"", 1)[0] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+    assert sum(r.startswith(b"HTTP/1.1 201") for r in replies) == 10
+    assert sum(b'"replayed":true' in r for r in replies) == 10
+    with sqlite3.connect(lp.db_path) as db:
+        assert db.execute("SELECT COUNT(*), COUNT(DISTINCT txid) FROM postings").fetchone() == (10, 10)
