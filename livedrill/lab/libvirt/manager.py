@@ -81,12 +81,19 @@ def netns_name(state_dir: Path) -> str:
 
 
 def _start_time(pid: int) -> int | None:
-    """The kernel's start time of pid (field 22 of /proc/PID/stat), or None if it is gone."""
+    """The kernel's start time of pid (field 22 of /proc/PID/stat), or None if it is gone or a zombie."""
+    try:
+        os.waitpid(pid, os.WNOHANG)  # reap it if it is our own exited child
+    except ChildProcessError:
+        pass
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    return int(stat.rsplit(")", 1)[1].split()[19])
+    fields = stat.rsplit(")", 1)[1].split()
+    if fields[0] in ("Z", "X"):  # exited; only the process table entry is left
+        return None
+    return int(fields[19])
 
 
 def _alive(proc: dict) -> bool:
@@ -359,8 +366,7 @@ def stop_libvirt_lab(state_dir: Path, config: LibvirtLabConfig | None = None) ->
     if netns and Path(f"/run/netns/{netns}").exists():
         _run(["ip", "netns", "del", netns], config.timeouts.command_s)  # takes the bridge and taps with it
         done.append(f"deleted network namespace {netns}")
-    for root in host_roots:
-        shutil.rmtree(root, ignore_errors=True)
+    shutil.rmtree(state_dir / "hosts", ignore_errors=True)
     for name in ("lab.json", "drill.yaml", "resources.json"):
         (state_dir / name).unlink(missing_ok=True)
     return done

@@ -4,7 +4,12 @@ A package rather than one module so each part stays small: connection.py (bounde
 adapter.py (LibvirtAdapter), compliance.py (hardware-isolation checks), admin.py (lab host administration).
 """
 
+import libvirt
+
 from livedrill.platforms.libvirt.adapter import LibvirtAdapter
 from livedrill.platforms.libvirt.connection import LibvirtTimeouts
+
+# libvirt prints every error to stderr as well as raising it; the drill reports errors itself, once.
+libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
 
 __all__ = ["LibvirtAdapter", "LibvirtTimeouts"]

@@ -461,8 +461,10 @@ class LibvirtAdapter:
                 stats = dict(self._call("jobStats", dom.jobStats, 0))
                 state = tuple(self._call("state", dom.state))
         except PlatformError as exc:
-            # Gone from the source = the migration is finishing; transient = look again next time.
-            if not (exc.transient or exc.reason == str(libvirt.VIR_ERR_NO_DOMAIN)):
+            # Gone from the source, or no longer running there = the migration is finishing;
+            # transient = look again next time. Either way the next observation tells.
+            finishing = exc.reason in (str(libvirt.VIR_ERR_NO_DOMAIN), str(libvirt.VIR_ERR_OPERATION_INVALID))
+            if not (exc.transient or finishing):
                 raise
             return MigrationObservation(phase="Running", terminal=False, succeeded=False, source=h.source,
                                         target=h.target, raw={"observe_error": str(exc)})

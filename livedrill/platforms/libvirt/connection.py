@@ -115,7 +115,3 @@ def close_quietly(conn: libvirt.virConnect | None, timeouts: LibvirtTimeouts) ->
         call_bounded(conn.close, timeouts.call_s, "close")
     except (libvirt.libvirtError, LibvirtCallTimeout):
         pass
-
-
-# libvirt logs every error to stderr by default as well as raising it; the drill reports errors itself.
-libvirt.registerErrorHandler(lambda _ctx, _err: None, None)

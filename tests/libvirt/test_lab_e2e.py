@@ -1,0 +1,266 @@
+"""End to end on the real lab: two libvirtd hosts, a real QEMU guest, real live migrations.
+
+What a user checks: the guest keeps its memory (boot id, pid, postings) across hosts; the transaction
+probes see no lost transfer; libvirt's downtime figure sits next to the probe-observed gap; an abort
+leaves the VM running on the source, recorded; the hardware-isolation check tells the truth about TCG.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+from livedrill.lab.libvirt.manager import lab_processes_alive, stop_libvirt_lab
+from livedrill.migration_monitor import MonitorConfig
+from livedrill.outcomes import CheckStatus
+from livedrill.platforms.base import MigrationHandle, MigrationObservation
+from livedrill.probe.engine import ProbeSession
+from livedrill.spec import load_spec
+
+pytestmark = [pytest.mark.e2e, pytest.mark.libvirt]
+
+
+@pytest.fixture
+def drill(libvirt_lab):
+    return load_spec(libvirt_lab.drill_spec)
+
+
+def make_adapter(spec, events=None, **platform_changes):
+    from livedrill.platforms.libvirt import LibvirtAdapter
+
+    platform = spec.platform.model_copy(update=platform_changes)
+    return LibvirtAdapter(platform, budgets=spec.budgets, emit=events.append if events is not None else None,
+                          **({"monitor": platform_changes.pop("monitor")} if "monitor" in platform_changes else {}))
+
+
+def wait_terminal(adapter, handle: MigrationHandle, budget_s: float) -> tuple[MigrationObservation, list[str]]:
+    phases: list[str] = []
+    deadline = time.monotonic() + budget_s
+    while True:
+        obs = adapter.observe_migration(handle)
+        if not phases or phases[-1] != obs.phase:
+            phases.append(obs.phase)
+        if obs.terminal:
+            return obs, phases
+        assert time.monotonic() < deadline, f"migration not terminal within {budget_s} s, phases {phases}"
+        time.sleep(adapter.poll_interval_s)
+
+
+def ledger(info) -> httpx.Client:
+    return httpx.Client(base_url=info.ledger_url, timeout=5.0)
+
+
+def post_transfer(client: httpx.Client) -> str:
+    txid = f"pre-{uuid.uuid4()}"
+    r = client.post("/transfers", json={"id": txid, "from": "acct-1", "to": "acct-2", "amount": 7})
+    assert r.status_code == 201, r.text
+    return txid
+
+
+def other_host(spec, host: str) -> str:
+    return next(h.name for h in spec.platform.hosts if h.name != host)
+
+
+# ------------------------------------------------------------------ the lab itself
+
+
+def test_lab_hosts_are_separate_and_guest_answers(libvirt_lab, drill):
+    adapter = make_adapter(drill)
+    try:
+        versions = adapter.versions()
+        state = adapter.describe_vm(drill.vms[0])
+    finally:
+        adapter.close()
+    assert {"host-a:libvirt", "host-b:libvirt", "host-a:hypervisor", "host-b:hypervisor"} <= set(versions)
+    assert state.running and state.node in {"host-a", "host-b"}
+    assert [h for h, p in state.raw["placement"].items() if p["active"]] == [state.node]
+    # Two daemons, each in its own mount namespace (different from ours and from each other), own host UUID.
+    mnt = {h.name: os.readlink(f"/proc/{h.daemon_pid}/ns/mnt") for h in libvirt_lab.hosts}
+    assert len(set(mnt.values())) == 2 and os.readlink("/proc/self/ns/mnt") not in mnt.values()
+    assert len({h.host_uuid for h in libvirt_lab.hosts}) == 2
+    # The bridge exists only in the lab's own network namespace.
+    shown = subprocess.run(["ip", "netns", "exec", libvirt_lab.netns, "ip", "-j", "addr", "show", libvirt_lab.bridge],
+                           capture_output=True, text=True, timeout=10, check=True)
+    addrs = {a["local"] for link in json.loads(shown.stdout) for a in link["addr_info"]}
+    assert {"10.99.0.1", "10.99.0.2"} <= addrs
+    assert subprocess.run(["ip", "link", "show", libvirt_lab.bridge], capture_output=True, timeout=10).returncode != 0
+    with ledger(libvirt_lab) as client:
+        health = client.get("/healthz").json()
+        txid = post_transfer(client)
+        assert client.post("/transfers", json={"id": txid, "from": "acct-1", "to": "acct-2", "amount": 7}).json() == \
+            {"id": txid, "seq": client.get(f"/transfers/{txid}").json()["seq"], "status": "committed", "replayed": True}
+        assert client.get(f"/transfers/{txid}").json()["postings"] == 1
+        assert client.get("/transfers/nope").status_code == 404
+        assert client.post("/transfers", json={"id": "x", "from": "a", "to": "b", "amount": 1.5}).status_code == 400
+    assert health["status"] == "ok" and health["boot_id"]
+
+
+# ------------------------------------------------------------------ real migrations with probes
+
+
+def test_migration_there_and_back_keeps_guest_state(libvirt_lab, drill, tmp_path):
+    vm = drill.vms[0]
+    events: list = []
+    adapter = make_adapter(drill, events)
+    rounds = []
+    try:
+        with ledger(libvirt_lab) as client:
+            before = client.get("/healthz").json()
+            written = post_transfer(client)
+        for leg in range(2):
+            state = adapter.describe_vm(vm)
+            source, target = state.node, other_host(drill, state.node)
+            checks = {c.name: c for c in adapter.preflight(drill.model_copy(update={"mode": drill.mode.model_copy(
+                update={"target_node": target})}), vm)}
+            assert all(checks[n].status is CheckStatus.PASS for n in
+                       ("domain-active", "domain-persistent", "target-capacity", "cpu-compatible", "storage",
+                        "no-job-running", "cpu-pinning")), {n: c.message for n, c in checks.items()}
+            probes = ProbeSession(drill.probes, drill.slo, tmp_path / f"series-{leg}")
+            probes.start()
+            time.sleep(1.0)
+            probes.mark_window("during")
+            handle = adapter.start_migration(vm, target, lambda action, params: None)
+            obs, phases = wait_terminal(adapter, handle, budget_s=120)
+            probes.mark_window("after")
+            time.sleep(1.0)
+            report = probes.stop()
+            assert obs.succeeded and phases[-1] == "Succeeded", (phases, obs.failure_reason, obs.raw)
+            post = {c.name: c for c in adapter.postcheck(handle, state)}
+            for name in ("vm-on-target", "persistent-on-target", "source-undefined", "migration-job-stats", "cpu-pinning"):
+                assert post[name].status is CheckStatus.PASS, (name, post[name].message)
+            stats = obs.raw["completed_job_stats"]
+            probe = report.probes[0]
+            rounds.append({"source": source, "target": target, "libvirt_downtime_ms": stats["downtime"],
+                           "probe_longest_gap_ms": probe.longest_gap.duration_ms if probe.longest_gap else 0.0,
+                           "memory_iteration": stats["memory_iteration"], "data_processed": stats["data_processed"],
+                           "failed": probe.failed, "lost": probe.reconciliation.lost if probe.reconciliation else None})
+            assert stats["downtime"] > 0 and stats["memory_iteration"] >= 1 and stats["data_processed"] > 0
+            assert probe.ok > 0 and probe.failed == 0, probe.failures_by_kind
+            assert probe.reconciliation is not None and probe.reconciliation.lost == 0
+            assert probe.reconciliation.duplicated == 0
+            # The probe gap includes libvirt's stop-and-copy downtime: it can only be longer.
+            assert probe.longest_gap is not None and probe.longest_gap.duration_ms >= stats["downtime"]
+            assert adapter.describe_vm(vm).node == target
+        with ledger(libvirt_lab) as client:
+            after = client.get("/healthz").json()
+            kept = client.get(f"/transfers/{written}")
+        # The same kernel and process kept running across both hosts: its RAM moved with it.
+        assert after["boot_id"] == before["boot_id"] and after["pid"] == before["pid"]
+        assert after["postings"] > before["postings"]
+        assert kept.status_code == 200 and kept.json()["postings"] == 1
+        assert rounds[0]["source"] == rounds[1]["target"]
+    finally:
+        adapter.close()
+    kinds = [e.kind for e in events]
+    assert kinds.count("migration-succeeded") == 2 and "migrate-call" in kinds
+    print("\nlibvirt downtime vs probe gap:", json.dumps(rounds, indent=1))
+
+
+def test_monitor_aborts_a_migration_that_cannot_finish_in_budget(libvirt_lab, drill):
+    """Bandwidth throttled to 1 MiB/s (~80 MiB to send) and a 2 s budget: the monitor must abort it."""
+    vm = drill.vms[0]
+    events: list = []
+    adapter = make_adapter(drill, events, bandwidth_mib_s=1,
+                           monitor=MonitorConfig(completion_timeout_per_gib_s=0.5, min_completion_timeout_s=2.0))
+    try:
+        with ledger(libvirt_lab) as client:
+            before = client.get("/healthz").json()
+        source = adapter.describe_vm(vm).node
+        handle = adapter.start_migration(vm, None, lambda action, params: None)
+        obs, phases = wait_terminal(adapter, handle, budget_s=60)
+        assert not obs.succeeded and obs.phase == "Failed"
+        assert "Running" in phases
+        assert "completion timeout" in obs.failure_reason and "aborting" in obs.failure_reason
+        assert obs.raw["where"] == "source"
+        assert [d["action"] for d in obs.raw["monitor_decisions"]][-1] == "abort"
+        state = adapter.describe_vm(vm)
+        assert state.node == source and state.raw["placement"][handle.target]["defined"] is False
+        assert state.raw["placement"][source]["persistent"] is True
+        assert "monitor-abort" in [e.kind for e in events] and "migration-failed" in [e.kind for e in events]
+        with ledger(libvirt_lab) as client:
+            after = client.get("/healthz").json()
+        assert after["boot_id"] == before["boot_id"] and after["pid"] == before["pid"]
+    finally:
+        adapter.close()
+
+
+def test_cancel_leaves_vm_on_source_and_is_idempotent(libvirt_lab, drill):
+    vm = drill.vms[0]
+    adapter = make_adapter(drill, bandwidth_mib_s=1)
+    try:
+        source = adapter.describe_vm(vm).node
+        registered = []
+        handle = adapter.start_migration(vm, None, lambda action, params: registered.append((action, params)))
+        assert registered == [("cancel-migration", {"vm": vm.name, "source": source, "target": handle.target,
+                                                    "platform_id": handle.platform_id})]
+        deadline = time.monotonic() + 30
+        while adapter.observe_migration(handle).phase != "Running":
+            assert time.monotonic() < deadline, "the migration job never showed up"
+            time.sleep(adapter.poll_interval_s)
+        outcome = adapter.cancel_migration(handle, timeout_s=drill.budgets.abort_timeout_s)
+        assert outcome == f"migration aborted; VM running on the source {source} only"
+        obs, _ = wait_terminal(adapter, handle, budget_s=30)
+        assert obs.phase == "Failed" and obs.failure_reason == "cancelled by the drill"
+        # The journal's undo may run again after a crash: a fresh adapter, same params, same settled answer.
+        fresh = make_adapter(drill)
+        try:
+            again = fresh.undo_actions()["cancel-migration"](registered[0][1])
+        finally:
+            fresh.close()
+        assert again == outcome
+        assert adapter.describe_vm(vm).node == source
+    finally:
+        adapter.close()
+
+
+# ------------------------------------------------------------------ compliance
+
+
+def test_hardware_isolation_fails_on_tcg_unless_lab_exempt(libvirt_lab, drill):
+    vm = drill.vms[0]
+    assert libvirt_lab.accelerator == "tcg"  # this machine: /dev/kvm is kvm_pvm only (shared/notes/libvirt-lab.md)
+    required = make_adapter(drill, hardware_isolation="required")
+    exempt = make_adapter(drill, hardware_isolation="lab-exempt")
+    try:
+        strict = {c.name: c for c in required.preflight(drill, vm)}["hardware-isolation"]
+        lab = {c.name: c for c in exempt.preflight(drill, vm)}["hardware-isolation"]
+    finally:
+        required.close()
+        exempt.close()
+    assert strict.status is CheckStatus.FAIL
+    assert "domain type is 'qemu'" in strict.message and "QEMU reports KVM not enabled" in strict.message
+    assert strict.evidence["domain_type"] == "qemu"
+    assert strict.evidence["qemu_query_kvm"]["enabled"] is False
+    assert strict.evidence["host_modules"]["kvm_intel"] is False and strict.evidence["host_modules"]["kvm_amd"] is False
+    assert lab.status is CheckStatus.NOT_APPLICABLE
+    assert lab.message.startswith("lab runs TCG: no hardware virtualization on this machine")
+
+
+# ------------------------------------------------------------------ lifecycle
+
+
+def test_stop_removes_every_process_namespace_and_mount(start_own_lab):
+    info = start_own_lab()
+    state_dir = Path(info.state_dir)
+    alive_before = lab_processes_alive(state_dir)
+    assert {p["role"] for p in alive_before} >= {"libvirtd:host-a", "libvirtd:host-b", "forwarder", "qemu"}
+    assert Path(f"/run/netns/{info.netns}").exists()
+    done = stop_libvirt_lab(state_dir)
+    assert any("destroyed domain banking-core-vm" in line for line in done)
+    assert lab_processes_alive(state_dir) == []
+    for proc in alive_before:
+        assert not Path(f"/proc/{proc['pid']}").exists() or \
+            Path(f"/proc/{proc['pid']}/stat").read_text().rsplit(")", 1)[1].split()[19] != str(proc["start_time"])
+    assert not Path(f"/run/netns/{info.netns}").exists()
+    assert str(state_dir) not in Path("/proc/self/mountinfo").read_text()
+    assert not (state_dir / "lab.json").exists() and not (state_dir / "hosts").exists()
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"{info.ledger_url}/healthz", timeout=2.0)
+    assert stop_libvirt_lab(state_dir) == []  # idempotent
