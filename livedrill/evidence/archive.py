@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from livedrill.evidence.atomic import atomic_write_bytes, fsync_dir
 from livedrill.evidence.keys import Signer
@@ -31,6 +31,7 @@ from livedrill.evidence.manifest import (
     NOT_IN_MANIFEST,
     RUN_ID_RE,
     SIGNATURE_NAME,
+    TIMESTAMP_NAME,
     UNSEALED_NAME,
     ChainEntry,
     ChainLink,
@@ -40,6 +41,9 @@ from livedrill.evidence.manifest import (
     sha256_file,
 )
 from livedrill.evidence.redact import redact, redact_text
+
+if TYPE_CHECKING:
+    from livedrill.evidence.timestamp import TimestampAuthority
 
 # A seal hashes one run (a few MB); waiting longer than this means the other sealer is stuck.
 DEFAULT_SEAL_LOCK_TIMEOUT_S = 120.0
@@ -187,6 +191,21 @@ class EvidenceRun:
             self._remove_marker(marker)
             return manifest
 
+    def timestamp(self, tsa: "TimestampAuthority") -> datetime:
+        """Get an RFC 3161 timestamp of the sealed manifest from `tsa` and store it as MANIFEST.tsr; returns the TSA time.
+
+        Separate from `seal` so a drill is sealed even while the TSA is unreachable, and stamped later.
+        """
+        from livedrill.evidence.timestamp import request_timestamp  # optional dependency: rfc3161-client
+
+        if not self.sealed:
+            raise EvidenceError(f"run {self.run_id} is not sealed: only a sealed manifest is timestamped")
+        token = request_timestamp((self.path / MANIFEST_NAME).read_bytes(), tsa)
+        atomic_write_bytes(self.path / TIMESTAMP_NAME, token)
+        from rfc3161_client import decode_timestamp_response
+
+        return decode_timestamp_response(token).tst_info.gen_time
+
     def _remove_marker(self, marker: Path) -> None:
         marker.unlink()
         fsync_dir(self.path)
@@ -243,6 +262,19 @@ class Archive:
             return [ChainEntry.model_validate_json(line) for line in text.splitlines() if line.strip()]
         except ValueError as exc:
             raise EvidenceError(f"{self.root / CHAIN_NAME} is unreadable ({exc}); run `livedrill evidence verify`") from exc
+
+    def timestamp_unstamped(self, tsa: "TimestampAuthority") -> dict[str, str]:
+        """Timestamp every sealed run without MANIFEST.tsr (after a TSA outage); run id -> TSA time or the error."""
+        from livedrill.evidence.timestamp import TimestampError
+
+        done: dict[str, str] = {}
+        for run in self.runs():
+            if run.sealed and not (run.path / TIMESTAMP_NAME).exists():
+                try:
+                    done[run.run_id] = run.timestamp(tsa).isoformat()
+                except TimestampError as exc:
+                    done[run.run_id] = f"error: {exc}"
+        return done
 
     def publish_key(self, signer: Signer) -> Path:
         """Write keys/<key id>.pub once; refuse if a different key already sits under that name."""

@@ -22,10 +22,11 @@ MANIFEST_FORMAT = "livedrill-evidence-manifest/1"
 MANIFEST_NAME = "MANIFEST.json"
 SIGNATURE_NAME = "MANIFEST.sig"
 UNSEALED_NAME = "UNSEALED"
+TIMESTAMP_NAME = "MANIFEST.tsr"  # RFC 3161 reply over MANIFEST.json, optional, may be added after sealing
 CHAIN_NAME = "chain.jsonl"
 KEYS_DIR = "keys"
-# Files of a run directory that the manifest cannot list: itself, its signature, the unsealed marker.
-NOT_IN_MANIFEST = frozenset({MANIFEST_NAME, SIGNATURE_NAME, UNSEALED_NAME})
+# Files of a run directory that the manifest cannot list: itself, its signature and timestamp, the unsealed marker.
+NOT_IN_MANIFEST = frozenset({MANIFEST_NAME, SIGNATURE_NAME, TIMESTAMP_NAME, UNSEALED_NAME})
 
 RUN_ID_RE = re.compile(r"^(?P<stamp>\d{8}T\d{6}Z)-(?P<drill>[a-z0-9][a-z0-9-]*)-(?P<nonce>[0-9a-f]{6})$")
 _SHA256_HEX = r"^[0-9a-f]{64}$"

@@ -12,9 +12,11 @@ import os
 import stat
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
+from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import ValidationError
 
@@ -25,6 +27,7 @@ from livedrill.evidence.manifest import (
     MANIFEST_NAME,
     RUN_ID_RE,
     SIGNATURE_NAME,
+    TIMESTAMP_NAME,
     UNSEALED_NAME,
     ChainEntry,
     FileEntry,
@@ -38,6 +41,21 @@ from livedrill.outcomes import Record
 
 # Hashing threads: hashlib releases the GIL on large buffers, so reads and hashes overlap.
 DEFAULT_HASH_WORKERS = min(4, os.cpu_count() or 1)
+# How far the sealing host's clock may run ahead of the TSA's before a timestamp looks earlier than its seal.
+DEFAULT_CLOCK_SKEW = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class TimestampPolicy:
+    """How verification treats RFC 3161 timestamps (MANIFEST.tsr).
+
+    roots: trusted TSA root certificates; without them only the imprint (token covers this manifest)
+    is checked, not who signed the token. required: a sealed run without a timestamp is a problem.
+    """
+
+    roots: list[x509.Certificate] = field(default_factory=list)
+    required: bool = False
+    clock_skew: timedelta = DEFAULT_CLOCK_SKEW
 
 
 class Problem(Record):
@@ -140,7 +158,7 @@ def _scan(run_dir: Path) -> dict[str, FoundFile]:
         for name in filenames + [d for d in dirnames if (base / d).is_symlink()]:
             path = base / name
             rel = path.relative_to(run_dir).as_posix()
-            if rel in (MANIFEST_NAME, SIGNATURE_NAME):
+            if rel in (MANIFEST_NAME, SIGNATURE_NAME, TIMESTAMP_NAME):
                 continue
             st = path.lstat()
             found[rel] = FoundFile(regular=stat.S_ISREG(st.st_mode), size=st.st_size)
@@ -179,7 +197,9 @@ class _RunCheck:
     manifest_sha256: str | None
 
 
-def _check_run(run_dir: Path, keys: dict[str, Ed25519PublicKey], *, pinned: bool, check_files: bool, pool: ThreadPoolExecutor | None) -> _RunCheck:
+def _check_run(
+    run_dir: Path, keys: dict[str, Ed25519PublicKey], *, pinned: bool, check_files: bool, pool: ThreadPoolExecutor | None, timestamps: TimestampPolicy
+) -> _RunCheck:
     run_id = run_dir.name
     problems: list[Problem] = []
     if (run_dir / UNSEALED_NAME).exists() and not (run_dir / MANIFEST_NAME).exists():
@@ -211,6 +231,7 @@ def _check_run(run_dir: Path, keys: dict[str, Ed25519PublicKey], *, pinned: bool
         elif not signature_valid(key, signature, manifest_bytes):
             problems.append(Problem(code="bad-signature", run_id=run_id, file=SIGNATURE_NAME, message=f"signature does not verify against key {key_id}: the manifest was edited after signing, or signed with another key"))
 
+    problems.extend(_timestamp_problems(run_dir, manifest_bytes, manifest, timestamps))
     if manifest is not None and check_files:
         listing, to_hash = listing_problems(run_id, manifest.files, _scan(run_dir))
         problems.extend(listing)
@@ -220,6 +241,24 @@ def _check_run(run_dir: Path, keys: dict[str, Ed25519PublicKey], *, pinned: bool
             if problem:
                 problems.append(problem)
     return _RunCheck(problems, manifest, manifest_sha256)
+
+
+def _timestamp_problems(run_dir: Path, manifest_bytes: bytes, manifest: Manifest | None, policy: TimestampPolicy) -> list[Problem]:
+    run_id = run_dir.name
+    try:
+        token = (run_dir / TIMESTAMP_NAME).read_bytes()
+    except FileNotFoundError:
+        if policy.required:
+            return [Problem(code="missing-timestamp", run_id=run_id, file=TIMESTAMP_NAME, message="no RFC 3161 timestamp of the manifest, and timestamps are required")]
+        return []
+    if manifest is None:
+        return []  # the manifest itself is already reported unreadable
+    from livedrill.evidence.timestamp import check_timestamp  # optional dependency: rfc3161-client
+
+    check = check_timestamp(token, manifest_bytes, roots=policy.roots or None, sealed_at=manifest.sealed_at, clock_skew=policy.clock_skew)
+    if check.problem is None:
+        return []
+    return [Problem(code="bad-timestamp", run_id=run_id, file=TIMESTAMP_NAME, message=check.problem, actual=check.gen_time.isoformat() if check.gen_time else None)]
 
 
 def _key_id_from_broken(manifest_bytes: bytes) -> str | None:
@@ -235,7 +274,13 @@ def _trusted(trusted_keys: Iterable[Ed25519PublicKey] | None) -> dict[str, Ed255
     return None if trusted_keys is None else {key_id_of(k): k for k in trusted_keys}
 
 
-def verify_run(run_dir: Path, *, trusted_keys: Iterable[Ed25519PublicKey] | None = None, hash_workers: int = DEFAULT_HASH_WORKERS) -> list[Problem]:
+def verify_run(
+    run_dir: Path,
+    *,
+    trusted_keys: Iterable[Ed25519PublicKey] | None = None,
+    timestamps: TimestampPolicy | None = None,
+    hash_workers: int = DEFAULT_HASH_WORKERS,
+) -> list[Problem]:
     """Verify one run directory: manifest, signature, every file. Keys: the trusted ones, else the archive's keys/."""
     run_dir = Path(run_dir)
     pinned = _trusted(trusted_keys)
@@ -244,7 +289,7 @@ def verify_run(run_dir: Path, *, trusted_keys: Iterable[Ed25519PublicKey] | None
     else:
         keys, problems = pinned, []
     with ThreadPoolExecutor(hash_workers) as pool:
-        check = _check_run(run_dir, keys, pinned=pinned is not None, check_files=True, pool=pool)
+        check = _check_run(run_dir, keys, pinned=pinned is not None, check_files=True, pool=pool, timestamps=timestamps or TimestampPolicy())
     if check.manifest is not None and check.manifest.run_id != run_dir.name:
         problems.append(Problem(code="run-id-mismatch", run_id=run_dir.name, file=MANIFEST_NAME, message="the manifest in this directory belongs to another run", expected=run_dir.name, actual=check.manifest.run_id))
     return problems + check.problems
@@ -273,6 +318,7 @@ def verify_archive(
     quarter: str | None = None,
     trusted_keys: Iterable[Ed25519PublicKey] | None = None,
     anchor: str | None = None,
+    timestamps: TimestampPolicy | None = None,
     hash_workers: int = DEFAULT_HASH_WORKERS,
 ) -> list[Problem]:
     """Verify a whole archive offline: published keys, chain index, every sealed run, stray directories.
@@ -283,6 +329,7 @@ def verify_archive(
     is what catches an archive re-signed throughout with another key.
     anchor: a chain hash recorded at an earlier verification (see `chain_head`); it must still be
     in the chain, which catches the removal of the latest runs.
+    timestamps: how MANIFEST.tsr files are judged (default: imprint checked when present, none required).
     """
     root = Path(root)
     if quarter is not None:
@@ -306,7 +353,7 @@ def verify_archive(
                 continue
             selected = quarter is None or in_quarter(entry.run_id, quarter)
             sealed_in_quarter += selected
-            check = _check_run(run_dir, keys, pinned=pinned is not None, check_files=selected, pool=pool)
+            check = _check_run(run_dir, keys, pinned=pinned is not None, check_files=selected, pool=pool, timestamps=timestamps or TimestampPolicy())
             problems.extend(check.problems)
             if check.manifest is not None and check.manifest_sha256 is not None:
                 problems.extend(link_problems(position, entry, previous, check.manifest, check.manifest_sha256, chained))
