@@ -104,6 +104,8 @@ def load_run_dir(run_dir: str | Path) -> DrillRunRecords:
         verdict = Verdict.model_validate_json((path / VERDICT_FILE).read_bytes())
     except FileNotFoundError as exc:
         raise InputError(f"{path} is not a finished drill run: {Path(exc.filename).name} is missing") from exc
+    except ValueError as exc:
+        raise InputError(f"{path}: run.json or verdict.json is not a livedrill record: {exc}") from exc
     slo = None
     if (path / SPEC_FILE).exists():
         try:
