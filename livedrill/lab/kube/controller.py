@@ -55,6 +55,8 @@ EVACUATION_ANNOTATION = "kubevirt.io/evacuationMigration"
 KNOB = "lab.livedrill.io/"
 LAUNCHER_LABEL = "kubevirt.io"  # = "virt-launcher" on launcher pods
 VMI_NAME_LABEL = "vm.kubevirt.io/name"
+# How long the freeze waits for the kernel to actually stop the workload after SIGSTOP is queued.
+STOP_CONFIRM_TIMEOUT_S = 0.5
 WEBHOOK_DENIAL = 'admission webhook "virt-launcher-eviction-interceptor.kubevirt.io" denied the request: '
 
 
@@ -259,18 +261,18 @@ class VirtController:
     def _migrate(self, vmim: Obj, abort: threading.Event) -> None:
         uid = vmim["metadata"]["uid"]
         namespace = vmim["metadata"]["namespace"]
-        target_pod = None
+        created: dict[str, str] = {}  # what this migration created so far, for the clean-up of a failure
         try:
             vmi = self.store.get(VMIS, namespace, vmim["spec"]["vmiName"])
             knobs = _knobs(vmi, vmim)
             settings = self._settings(vmi)
-            target_pod = self._run_phases(vmim, vmi, knobs, settings, abort)
+            self._run_phases(vmim, vmi, knobs, settings, abort, created)
         except MigrationAborted:
-            self._finish_aborted(vmim, target_pod)
+            self._finish_aborted(vmim, created.get("target_pod"))
         except MigrationFailed as failure:
-            self._finish_failed(vmim, target_pod, failure.reason)
+            self._finish_failed(vmim, created.get("target_pod"), failure.reason)
         except errors.ApiError as error:
-            self._finish_failed(vmim, target_pod, f"lab controller: {error.message}")
+            self._finish_failed(vmim, created.get("target_pod"), f"lab controller: {error.message}")
         finally:
             with self._lock:
                 self._workers.pop(uid, None)
@@ -288,13 +290,13 @@ class VirtController:
             raise MigrationAborted()
 
     def _run_phases(self, vmim: Obj, vmi: Obj, knobs: dict[str, str], settings: policy.MigrationSettings,
-                    abort: threading.Event) -> str | None:
+                    abort: threading.Event, created: dict[str, str]) -> None:
         namespace, vmi_name = vmi["metadata"]["namespace"], vmi["metadata"]["name"]
         step = self.config.phase_step_s
         source_node = vmi["status"]["nodeName"]
         source_pod = self._launcher_pod_name(namespace, vmi_name, source_node)
         self._enter(vmim, "Scheduling", knobs, abort)
-        target_pod = self._create_target_pod(vmim, vmi)
+        target_pod = created["target_pod"] = self._create_target_pod(vmim, vmi)
         self._update_migration_state(vmim, {
             "sourceNode": source_node, "sourcePod": source_pod, "targetPod": target_pod,
             "migrationUid": vmim["metadata"]["uid"], "mode": "PreCopy", "completed": False, "failed": False,
@@ -328,7 +330,6 @@ class VirtController:
             self._event(VMIMS, vmim, "Warning", "FailedAbortMigration",
                         "Failed to abort the migration: it was already completing")
         self._finish_succeeded(vmim, vmi, source_pod, target_pod, target_node)
-        return target_pod
 
     def _plan(self, vmi: Obj, knobs: dict[str, str], settings: policy.MigrationSettings) -> PrecopyPlan:
         bandwidth = settings.bandwidth_bytes_per_s or self.config.unlimited_bandwidth_bytes_per_s
@@ -386,8 +387,11 @@ class VirtController:
         wall_before_stop, mono_before_stop = time.time(), time.monotonic()
         stopped = _signal(pid, signal.SIGSTOP)
         mono_after_stop = time.monotonic()
-        # Sleep to the modelled end measured from the moment the process was stopped.
-        remaining = mono_after_stop + downtime_ms / 1000.0 - time.monotonic()
+        # kill() returns once the signal is queued; the process stops when the kernel next schedules it.
+        # The modelled pause runs from the moment /proc confirms it is stopped.
+        confirmed = stopped and _wait_until_stopped(pid, STOP_CONFIRM_TIMEOUT_S)
+        mono_confirmed = time.monotonic()
+        remaining = mono_confirmed + downtime_ms / 1000.0 - time.monotonic()
         if remaining > 0:
             time.sleep(remaining)
         mono_before_cont = time.monotonic()
@@ -397,6 +401,7 @@ class VirtController:
             self._frozen_pids.discard(pid)
         record.update({
             "signalled": stopped,
+            "stop_confirmed": confirmed, "stop_confirmed_monotonic": mono_confirmed,
             "stop_monotonic": mono_before_stop, "stop_returned_monotonic": mono_after_stop,
             "cont_monotonic": mono_before_cont, "cont_returned_monotonic": mono_after_cont,
             "stop_wall": wall_before_stop, "cont_wall": wall_after_cont,
@@ -478,6 +483,9 @@ class VirtController:
             status["phase"] = phase
             status.setdefault("phaseTransitionTimestamps", []).append(
                 {"phase": phase, "phaseTransitionTimestamp": _now_rfc3339()})
+            if phase in policy.FINAL_PHASES:  # a final migration is released in the same write
+                m["metadata"]["finalizers"] = [f for f in m["metadata"].get("finalizers", [])
+                                               if f != MIGRATION_FINALIZER]
 
         self.store.mutate(VMIMS, vmim["metadata"]["namespace"], vmim["metadata"]["name"], change, "all")
 
@@ -722,6 +730,22 @@ def _node_address(node: str) -> str:
 
 def _iso(wall: float) -> str:
     return datetime.fromtimestamp(wall, timezone.utc).isoformat(timespec="microseconds")
+
+
+def _wait_until_stopped(pid: int, timeout_s: float) -> bool:
+    """Poll /proc/PID/stat until the process state is stopped ("T"), for at most timeout_s."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as stat:
+                state = stat.read().rsplit(b")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return False
+        if state in (b"T", b"t"):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.0001)
 
 
 def _signal(pid: int, sig: signal.Signals) -> bool:
