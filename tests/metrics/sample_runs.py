@@ -112,8 +112,8 @@ def _at(drill: SampleDrill, seconds_after_creation: float) -> tuple[datetime, fl
             MONO0 + WARMUP_S + seconds_after_creation)
 
 
-def write_sample_run(archive_root: Path, drill: SampleDrill, signer: Signer) -> Path:
-    """Write and seal one run directory; returns its path."""
+def write_sample_run(archive_root: Path, drill: SampleDrill, signer: Signer | None) -> Path:
+    """Write one run directory, sealed when a signer is given (else left open, as before seal-evidence)."""
     run = Archive(archive_root).new_run(drill.drill, now=drill.started_at)
     run.write_text("spec.yaml", SPEC.format(drill=drill.drill, cluster=drill.cluster, target=drill.target,
                                             slo_downtime_ms=drill.slo_downtime_ms, slo_p99_ms=drill.slo_p99_ms))
@@ -181,7 +181,8 @@ def write_sample_run(archive_root: Path, drill: SampleDrill, signer: Signer) -> 
         "run_id": run.run_id, "drill": drill.drill, "cluster": drill.cluster, "platform": "kubevirt", "mode": "targeted",
         "vms": [VM], "started_at": drill.started_at.isoformat(), "ended_at": drill.ended_at.isoformat(),
         "outcome": drill.outcome.value, "operator": "ops-alice", "livedrill_version": "0.1.0"})
-    run.seal(signer)
+    if signer is not None:
+        run.seal(signer)
     return run.path
 
 

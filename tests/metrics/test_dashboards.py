@@ -10,18 +10,22 @@ values come from the sample drills' definitions, never from the exporter.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import httpx
 import pytest
+from prefect.logging import disable_run_logger
 
+from livedrill.evidence.archive import Archive
 from livedrill.evidence.keys import Signer
 from livedrill.metrics.config import MetricsConfig, PrometheusQuery, PushSink
 from livedrill.metrics.export import kubevirt_evidence_for_run, export_run
+from livedrill.metrics.kubevirt import KubeVirtMetricsEvidence
 from livedrill.metrics.push import push_samples
 from livedrill.outcomes import CompensationState, DrillOutcome
+from tasks.metrics import export_metrics, kubevirt_metrics_evidence
 from tests.metrics import stores
 from tests.metrics.dashboard_queries import PanelQuery, panel_queries, substitute, variable_queries
 from tests.metrics.kubevirt_samples import (
@@ -283,3 +287,19 @@ def test_kubevirt_evidence_for_the_drill_window(store, run_dirs):
     assert by_vmi == {f"kubevirt_vmi_migration_phase_transition_time_from_creation_seconds_{x}" for x in ("bucket", "count", "sum")}
     assert {s.metric["__name__"] for s in results["migrations in flight"].series} == {
         f"kubevirt_vmi_migrations_in_{p}_phase" for p in ("pending", "scheduling", "running")}
+
+
+def test_prefect_tasks_record_evidence_then_export(store, tmp_path):
+    """The flow's order: KubeVirt evidence into the open run, seal, then push the run's metrics."""
+    # Its own cluster, so the store's other tests (counts per cluster) do not see this run.
+    run_dir = write_sample_run(tmp_path / "archive", replace(DETAIL, cluster="task-test"), signer=None)
+    config = MetricsConfig(kubevirt=PrometheusQuery(url=store.base_url, step_s=15),
+                           push=[PushSink(kind=STORES[store.kind][2], url=store.base_url + STORES[store.kind][3])])
+    with disable_run_logger():
+        evidence = kubevirt_metrics_evidence.fn(str(run_dir), config, [VM])
+        manifest = Archive(run_dir.parent).find(run_dir.name).seal(Signer.generate())
+        report = export_metrics.fn(str(run_dir), config)
+    stored = KubeVirtMetricsEvidence.model_validate_json((run_dir / "metrics/kubevirt-migration.json").read_bytes())
+    assert stored == evidence and evidence.errors == [] and evidence.results[0].series
+    assert "metrics/kubevirt-migration.json" in {f.path for f in manifest.files}
+    assert report.ok and report.sinks[0].pushed.samples == report.samples
