@@ -9,9 +9,14 @@
 One thread runs one asyncio loop for every probe of the session. Each probe has a scheduler that launches
 probe number k at `origin + k / rate` (CLOCK_MONOTONIC) whatever happened to earlier probes: a stalled
 request never delays the next send (open loop). At most `max_in_flight` probes wait at once; a send that
-would exceed it is recorded as an `in-flight-limit` failure instead. Each probe is bounded by its
-`timeout_ms` (a transaction's write and read-back together). Every completed probe is appended to the
+would exceed it is recorded as an `in-flight-limit` failure instead. A probe uses one of at most
+`max_connections` keep-alive connections for its whole exchange; while all are busy (a frozen target) it
+waits for one, and that wait is part of its latency, counted from its launch. Each probe is bounded by
+its `timeout_ms` (a transaction's write and read-back together). Every completed probe is appended to the
 probe's series file (see livedrill.probe.series), and the report is computed from those files.
+
+Gaps are measured between successful completions, each stamped when its final answer arrived: a freeze
+of F ms shows as a gap of about F plus at most one probe period (see benchmarks/probe_fidelity.py).
 
 `on_event` is called from the probe thread with TimelineEvents (window marks, gaps above the threshold
 as they close, the abort signal); keep it quick and thread-safe.
@@ -328,11 +333,13 @@ class ProbeSession:
                 outcome: Outcome, step: int, status: int) -> None:
         s.writer.append(seq, t_sched, t_start, t_ack, t_end, outcome, step, status)
         if outcome == Outcome.OK:
-            previous = s.last_ok if s.last_ok is not None else s.origin
-            s.last_ok = t_end
-            s.last_gap_ms = (t_end - previous) * 1000.0
             s.ok += 1
             s.streak = 0
+            previous = s.last_ok if s.last_ok is not None else s.origin
+            if t_end <= previous:  # stamped on arrival: a sibling that arrived later resumed first
+                return
+            s.last_ok = t_end
+            s.last_gap_ms = (t_end - previous) * 1000.0
             if s.last_gap_ms > self._threshold_ms(s):
                 self._emit("gap", t_end, {"probe": s.probe.name, "gap_ms": round(s.last_gap_ms, 3),
                                           "start_monotonic": previous, "end_monotonic": t_end})

@@ -24,8 +24,9 @@ One file per probe, ``<series_dir>/<probe-name>.series``:
    status   u16    HTTP status of the last response, 0 if none
    ======== ====== ============================================================================
 
-Records are appended in completion order (so successful completion times never decrease along
-the file) and flushed at least every ``FLUSH_INTERVAL_S`` seconds. An hour at 1 kHz is about 100 MB
+Records are appended as probes complete, so the file is in completion order up to a few
+microseconds (a success is stamped when its answer arrived; a reader must not rely on strict order),
+and flushed at least every ``FLUSH_INTERVAL_S`` seconds. An hour at 1 kHz is about 100 MB
 and is never held in memory: the summary is computed by streaming the file.
 
 Reading it with only the standard library::
