@@ -38,8 +38,8 @@ from livedrill.evidence.export_report import render_report
 from livedrill.evidence.export_summary import DrillSummary, summarize_run
 from livedrill.evidence.export_verify_md import verify_md
 from livedrill.evidence.keys import Signer
-from livedrill.evidence.manifest import CHAIN_NAME, KEYS_DIR, MANIFEST_NAME, SIGNATURE_NAME, Manifest, in_quarter, parse_quarter
-from livedrill.evidence.verify import format_problems, verify_archive
+from livedrill.evidence.manifest import CHAIN_NAME, KEYS_DIR, MANIFEST_NAME, SIGNATURE_NAME, TIMESTAMP_NAME, Manifest, in_quarter, parse_quarter
+from livedrill.evidence.verify import TimestampPolicy, format_problems, verify_archive
 from livedrill.outcomes import Record
 
 SUMS_NAME = "SHA256SUMS"
@@ -78,8 +78,9 @@ def _copy_archive_slice(root: Path, dest: Path, chained: list[str], quarter_runs
             shutil.copytree(root / run_id, dest / run_id, symlinks=True)
         else:
             (dest / run_id).mkdir()
-            for name in (MANIFEST_NAME, SIGNATURE_NAME):
-                shutil.copy2(root / run_id / name, dest / run_id / name)
+            for name in (MANIFEST_NAME, SIGNATURE_NAME, TIMESTAMP_NAME):
+                if (root / run_id / name).exists():
+                    shutil.copy2(root / run_id / name, dest / run_id / name)
 
 
 def _sha256sums(bundle_dir: Path) -> str:
@@ -127,13 +128,14 @@ def build_bundle_dir(
     *,
     signer: Signer | None = None,
     trusted_keys: Iterable[Ed25519PublicKey] | None = None,
+    timestamps: TimestampPolicy | None = None,
     now: datetime | None = None,
 ) -> ExportResult:
     """Write the bundle's files into `bundle_dir` (created); `export_quarter` packs it into one file."""
     parse_quarter(quarter)
     root = Path(archive_root)
     generated_at = now or datetime.now(timezone.utc)
-    problems = verify_archive(root, quarter=quarter, trusted_keys=trusted_keys)
+    problems = verify_archive(root, quarter=quarter, trusted_keys=trusted_keys, timestamps=timestamps)
     unsealed = sorted(p.run_id for p in problems if p.code == "unsealed-run" and p.run_id)
     blocking = [p for p in problems if p.code != "unsealed-run"]
     if blocking:
@@ -170,7 +172,11 @@ def build_bundle_dir(
         render_report(summaries, latency, quarter=quarter, generated_at=generated_at, chain_head_sha256=head, key_ids=key_ids, unsealed=unsealed),
         encoding="utf-8",
     )
-    (bundle_dir / "VERIFY.md").write_text(verify_md(quarter=quarter, chained=chained, quarter_runs=quarter_runs, key_ids=key_ids, chain_head_sha256=head, signed_statements=signer is not None), encoding="utf-8")
+    stamped = [r for r in quarter_runs if (bundle_dir / "archive" / r / TIMESTAMP_NAME).exists()]
+    (bundle_dir / "VERIFY.md").write_text(
+        verify_md(quarter=quarter, chained=chained, quarter_runs=quarter_runs, key_ids=key_ids, chain_head_sha256=head, signed_statements=signer is not None, timestamped_runs=stamped),
+        encoding="utf-8",
+    )
     (bundle_dir / SUMS_NAME).write_text(_sha256sums(bundle_dir), encoding="utf-8")
     files = sum(1 for p in bundle_dir.rglob("*") if p.is_file())
     return ExportResult(bundle=str(bundle_dir), bundle_sha256="", quarter=quarter, runs=quarter_runs, unsealed_runs=unsealed, chain_head_sha256=head, files=files)
@@ -183,13 +189,14 @@ def export_quarter(
     *,
     signer: Signer | None = None,
     trusted_keys: Iterable[Ed25519PublicKey] | None = None,
+    timestamps: TimestampPolicy | None = None,
     now: datetime | None = None,
 ) -> ExportResult:
     """Verify the archive, then write the quarter's bundle to `out` (a .tar.gz) atomically."""
     generated_at = now or datetime.now(timezone.utc)
     with tempfile.TemporaryDirectory(prefix="livedrill-export-") as tmp:
         bundle_dir = Path(tmp) / bundle_name(quarter)
-        result = build_bundle_dir(archive_root, quarter, bundle_dir, signer=signer, trusted_keys=trusted_keys, now=generated_at)
+        result = build_bundle_dir(archive_root, quarter, bundle_dir, signer=signer, trusted_keys=trusted_keys, timestamps=timestamps, now=generated_at)
         _tar_gz(bundle_dir, Path(out), int(generated_at.timestamp()))
     with open(out, "rb") as f:
         digest = hashlib.file_digest(f, "sha256").hexdigest()

@@ -149,6 +149,7 @@ def _drill_section(summary: DrillSummary, latency: dict[str, LatencySeries]) -> 
             [
                 ("链序号 Chain sequence", str(summary.sequence)),
                 ("封存时间 Sealed at", _t(summary.sealed_at)),
+                ("可信时间戳 RFC 3161 timestamp", _t(summary.timestamped_at) + (" (MANIFEST.tsr)" if summary.timestamped_at else "")),
                 ("清单 SHA-256 Manifest", f'<span class="mono">{escape(summary.manifest_sha256)}</span>'),
                 ("签名密钥 Signing key id", f'<span class="mono">{escape(summary.key_id)}</span>'),
                 ("文件数 Files", str(summary.files)),

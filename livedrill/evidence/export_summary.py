@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from livedrill.evidence.manifest import MANIFEST_NAME, Manifest, sha256_bytes
+from livedrill.evidence.manifest import MANIFEST_NAME, TIMESTAMP_NAME, Manifest, sha256_bytes
 from livedrill.outcomes import Compensation, Record, TimelineEvent
 
 
@@ -83,6 +83,7 @@ class DrillSummary(Record):
     key_id: str
     sequence: int
     sealed_at: datetime
+    timestamped_at: datetime | None  # the TSA's time in MANIFEST.tsr, if the run has one
     files: int
     missing: list[str]  # expected evidence files this run does not have
 
@@ -162,6 +163,19 @@ def _time(value: Any) -> datetime | None:
         return None
 
 
+def _tsa_time(run_dir: Path) -> datetime | None:
+    try:
+        token = (run_dir / TIMESTAMP_NAME).read_bytes()
+    except FileNotFoundError:
+        return None
+    from rfc3161_client import decode_timestamp_response  # optional dependency: only runs with a timestamp need it
+
+    try:
+        return decode_timestamp_response(token).tst_info.gen_time
+    except ValueError:
+        return None  # verification (run before any export) names the broken token
+
+
 def summarize_run(run_dir: Path) -> DrillSummary:
     """Read one sealed run directory into the auditor's summary."""
     missing: list[str] = []
@@ -215,6 +229,7 @@ def summarize_run(run_dir: Path) -> DrillSummary:
         key_id=manifest.key_id,
         sequence=manifest.sequence,
         sealed_at=manifest.sealed_at,
+        timestamped_at=_tsa_time(run_dir),
         files=len(manifest.files),
         missing=sorted(set(missing)),
     )

@@ -66,7 +66,7 @@ for run in {runs}; do
   (cd "$run" && awk -F'"' '/^      "path":/{{p=$4}} /^      "sha256":/{{print $4 "  " p}}' MANIFEST.json | sha256sum --quiet --strict -c -) \\
     || {{ echo "FILES: $run has files that differ from its manifest"; fail=1; }}
   listed=$(awk -F'"' '/^      "path":/{{print $4}}' "$run/MANIFEST.json" | LC_ALL=C sort)
-  present=$(cd "$run" && find . -type f ! -name MANIFEST.json ! -name MANIFEST.sig | sed 's|^\\./||' | LC_ALL=C sort)
+  present=$(cd "$run" && find . -type f ! -name MANIFEST.json ! -name MANIFEST.sig ! -name MANIFEST.tsr | sed 's|^\\./||' | LC_ALL=C sort)
   [ "$listed" = "$present" ] || {{ echo "FILES: $run has files added or removed since sealing"; fail=1; }}
 done
 cd ..
@@ -76,7 +76,30 @@ exit $fail
 ```"""
 
 
-def verify_md(*, quarter: str, chained: list[str], quarter_runs: list[str], key_ids: list[str], chain_head_sha256: str, signed_statements: bool) -> str:
+def _timestamps_section(timestamped_runs: list[str]) -> str:
+    if not timestamped_runs:
+        return "The manifests of this quarter carry no RFC 3161 timestamp. 本季度清单无 RFC 3161 可信时间戳。\n"
+    commands = "\n".join(
+        f"openssl ts -verify -data archive/{r}/MANIFEST.json -in archive/{r}/MANIFEST.tsr -CAfile TSA-ROOT.pem" for r in timestamped_runs
+    )
+    return f"""## Step 6: trusted timestamps / 第 6 步：可信时间戳
+
+`MANIFEST.tsr` is an RFC 3161 reply from a Time-Stamping Authority over the exact bytes of `MANIFEST.json`: the manifest
+existed at the TSA's time, whatever the clock of the host that sealed it. Get the TSA's root certificate from the TSA
+(not from this bundle), save it as `TSA-ROOT.pem`, and run (each must print `Verification: OK`):
+`MANIFEST.tsr` 是时间戳机构对 `MANIFEST.json` 的 RFC 3161 签名回执。请从时间戳机构获取其根证书（勿使用本包内的文件），然后执行：
+
+```
+{commands}
+```
+
+`openssl ts -reply -in archive/<run>/MANIFEST.tsr -text` shows the TSA time (`Time stamp:`).
+"""
+
+
+def verify_md(
+    *, quarter: str, chained: list[str], quarter_runs: list[str], key_ids: list[str], chain_head_sha256: str, signed_statements: bool, timestamped_runs: list[str]
+) -> str:
     keys = "\n".join(f"- `{k}` — `archive/keys/{k}.pub`" for k in key_ids)
     runs = "\n".join(f"- `{r}`" for r in quarter_runs)
     statements = (
@@ -135,6 +158,7 @@ Drills of {quarter} checked in step 4 第 4 步校验的本季度演练:
 
 {statements}
 
+{_timestamps_section(timestamped_runs)}
 ## With livedrill / 使用 livedrill
 
 `livedrill evidence verify --archive archive --quarter {quarter}` performs the same checks and names the run, the file

@@ -218,3 +218,31 @@ def test_an_unsealed_run_is_not_timestamped(tmp_path: Path, local_tsa: LocalTSA)
     run = Archive(tmp_path / "a").new_run("lab")
     with pytest.raises(EvidenceError, match="not sealed"):
         run.timestamp(_authority(local_tsa.url))
+
+
+def test_exported_bundle_carries_timestamps_an_auditor_checks_with_openssl(local_tsa: LocalTSA, tmp_path: Path, signer: Signer) -> None:
+    import re
+
+    from livedrill.evidence.export import export_quarter
+
+    from .test_export import QUARTER, _run_verify_md, _unpack, drill
+
+    archive = Archive(tmp_path / "evidence")
+    first = drill(archive, signer, datetime(2026, 9, 30, tzinfo=timezone.utc))
+    second = drill(archive, signer, datetime(2026, 10, 2, tzinfo=timezone.utc))
+    for run_id in (first, second):
+        archive.find(run_id).timestamp(_authority(local_tsa.url))
+    policy = TimestampPolicy(roots=[local_tsa.root], required=True)
+    result = export_quarter(archive.root, QUARTER, tmp_path / "bundle.tar.gz", signer=signer, timestamps=policy)
+    bundle = _unpack(Path(result.bundle), tmp_path / "unpacked")
+
+    assert (bundle / "archive" / first / "MANIFEST.tsr").is_file()  # the previous quarter's token travels with its manifest
+    assert verify_archive(bundle / "archive", quarter=QUARTER, timestamps=policy) == []
+    assert _run_verify_md(bundle).returncode == 0
+    shutil.copy(local_tsa.directory / "root.pem", bundle / "TSA-ROOT.pem")
+    verify_md = (bundle / "VERIFY.md").read_text()
+    [command] = re.findall(r"^openssl ts -verify .*$", verify_md, flags=re.M)
+    proc = subprocess.run(command, shell=True, cwd=bundle, capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0 and "Verification: OK" in proc.stdout, proc.stdout + proc.stderr
+    html = (bundle / "report.html").read_text()
+    assert "RFC 3161 timestamp" in html and "(MANIFEST.tsr)" in html
