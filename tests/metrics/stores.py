@@ -16,6 +16,7 @@ import psutil
 
 PROMETHEUS = shutil.which("prometheus")
 VICTORIA_METRICS = shutil.which("victoria-metrics")
+PUSHGATEWAY = shutil.which("prometheus-pushgateway")
 START_TIMEOUT_S = 60.0
 
 # Drill samples are historical (a year of quarterly drills): the store must accept old, out-of-order samples.
@@ -82,11 +83,25 @@ def _running(cmd: list[str], kind: str, ready_path: str, log: Path) -> Iterator[
             proc.wait(timeout=10)
 
 
+def _scrape_config(target: str) -> str:
+    # honor_labels keeps the job and grouping labels the Pushgateway holds, as Pushgateway docs require.
+    return f"""\
+scrape_configs:
+  - job_name: pushgateway
+    honor_labels: true
+    scrape_interval: 1s
+    scrape_timeout: 1s
+    static_configs:
+      - targets: ["{target}"]
+"""
+
+
 @contextlib.contextmanager
-def prometheus(workdir: Path) -> Iterator[Store]:
+def prometheus(workdir: Path, scrape_target: str | None = None) -> Iterator[Store]:
+    """Prometheus with the remote-write receiver; scraping `scrape_target` (host:port) every second when given."""
     workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "prometheus.yml"
-    config.write_text(PROMETHEUS_CONFIG)
+    config.write_text(PROMETHEUS_CONFIG + (_scrape_config(scrape_target) if scrape_target else ""))
     cmd = [PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={workdir / 'data'}",
            "--storage.tsdb.retention.time=5y", "--web.listen-address=127.0.0.1:0",
            "--web.enable-remote-write-receiver", "--log.level=warn"]
@@ -101,4 +116,12 @@ def victoria_metrics(workdir: Path) -> Iterator[Store]:
            "-httpListenAddr=127.0.0.1:0", "-loggerLevel=WARN", "-search.latencyOffset=0s",
            "-search.disableCache"]
     with _running(cmd, "victoriametrics", "/health", workdir / "victoria-metrics.log") as store:
+        yield store
+
+
+@contextlib.contextmanager
+def pushgateway(workdir: Path) -> Iterator[Store]:
+    workdir.mkdir(parents=True, exist_ok=True)
+    cmd = [PUSHGATEWAY, "--web.listen-address=127.0.0.1:0", "--persistence.file=", "--log.level=warn"]
+    with _running(cmd, "pushgateway", "/-/ready", workdir / "pushgateway.log") as store:
         yield store

@@ -226,8 +226,10 @@ def test_every_dashboard_query_has_an_expectation():
 
 @pytest.mark.parametrize("query", panel_queries(), ids=lambda q: f"{q.dashboard}:{q.panel}:{q.ref}")
 def test_panel_query(store, run_ids, query: PanelQuery):
-    expect = expectations(run_ids)[query.key]
-    got = run_query(store, query, variables(run_ids), RANGES[query.dashboard])
+    check_result(store, run_query(store, query, variables(run_ids), RANGES[query.dashboard]), expectations(run_ids)[query.key])
+
+
+def check_result(store, got: dict, expect: Expect) -> None:
     by_key: dict[tuple, object] = {}
     for labels, value in got["series"]:
         for name, want in expect.fixed.items():
