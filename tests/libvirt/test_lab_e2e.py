@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -264,3 +265,38 @@ def test_stop_removes_every_process_namespace_and_mount(start_own_lab):
     with pytest.raises(httpx.TransportError):
         httpx.get(f"{info.ledger_url}/healthz", timeout=2.0)
     assert stop_libvirt_lab(state_dir) == []  # idempotent
+
+
+# ------------------------------------------------------------------ the whole drill, as an operator runs it
+
+
+def test_livedrill_run_drill_on_the_lab_passes(libvirt_lab, tmp_path):
+    """`livedrill run` on the lab's rendered drill: pre-flight, migration with probes, post-checks, sealed evidence."""
+    spec = load_spec(libvirt_lab.drill_spec)
+    adapter = make_adapter(spec)
+    try:
+        source = adapter.describe_vm(spec.vms[0]).node
+    finally:
+        adapter.close()
+    target = other_host(spec, source)
+    text = Path(libvirt_lab.drill_spec).read_text().replace("target_node: host-b", f"target_node: {target}")
+    drill_file = tmp_path / "drill.yaml"
+    drill_file.write_text(text)
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect")}
+    done = subprocess.run([str(Path(sys.executable).with_name("livedrill")), "run", str(drill_file)], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=240, env=env)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "VERDICT: PASSED" in done.stdout
+    runs = [p for p in (tmp_path / "evidence").iterdir() if (p / "run.json").exists()]
+    assert len(runs) == 1, sorted(p.name for p in (tmp_path / "evidence").iterdir())
+    run_dir = runs[0]
+    preflight = json.loads((run_dir / "preflight.json").read_text())
+    checks = {c["name"]: c for c in (preflight["checks"] if isinstance(preflight, dict) else preflight)}
+    assert checks["hardware-isolation"]["status"] == "not_applicable"
+    after = json.loads((run_dir / "objects" / "default-banking-core-vm-after.json").read_text())
+    assert after["where"] == "target" and after["completed_job_stats"]["downtime"] > 0
+    adapter = make_adapter(spec)
+    try:
+        assert adapter.describe_vm(spec.vms[0]).node == target
+    finally:
+        adapter.close()
