@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -62,11 +63,41 @@ def run_drill(spec: DrillSpec, spec_text: str):
     return drill(spec, spec_text)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, delivered like Ctrl-C so that every layer's cleanup (cancel, rollback, seal) runs, then re-raised."""
+
+
+def _raise_on_sigterm(signum, frame):  # noqa: ARG001 - signal handler signature
+    raise Terminated(f"signal {signum}")
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     loaded = _load(args.file)
     if loaded is None:
         return EXIT_BAD_INPUT
+    signal.signal(signal.SIGTERM, _raise_on_sigterm)
     verdict = run_drill(*loaded)
+    print_verdict(verdict)
+    return verdict.outcome.exit_code
+
+
+def cmd_recover(args: argparse.Namespace) -> int:
+    from livedrill.evidence.archive import Archive, EvidenceError
+    from livedrill.stages.recovery import RunInProgress, recover_run
+
+    try:
+        run = Archive(Path(args.archive)).find(args.run_id)
+    except EvidenceError as exc:
+        print(f"recover: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        verdict = recover_run(run)
+    except RunInProgress as exc:
+        print(f"recover: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if verdict is None:
+        print(f"{run.run_id}: already sealed, nothing to recover")
+        return EXIT_OK
     print_verdict(verdict)
     return verdict.outcome.exit_code
 
@@ -143,6 +174,28 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(Path(args.state_dir), Path(args.spec))
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    loaded = [(Path(path), _load(path)) for path in args.files]
+    if any(spec is None for _, spec in loaded):
+        return EXIT_BAD_INPUT
+    from datetime import datetime, timezone
+
+    from livedrill.deploy.schedule import planned_starts
+
+    now = datetime.now(timezone.utc)
+    specs = [(path, spec) for path, (spec, _) in loaded]
+    for path, spec in specs:
+        print(f"quarterly-drill-{spec.name}: cron {spec.schedule.cron!r} {spec.schedule.timezone} ({path})")
+        for start in planned_starts(spec.schedule, now, now.replace(year=now.year + 1))[:args.show]:
+            why = f"  SKIPPED: change freeze {start.frozen_by.reason or start.frozen_by.start}" if start.skipped else ""
+            print(f"  {start.at.isoformat()}{why}")
+    _prefect_defaults()
+    from flows.serve import serve_drills  # imported late: Prefect is slow to import and reads env at import
+
+    serve_drills(specs, now)
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="livedrill", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -154,6 +207,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run a drill (pre-flight, migration with probes, post-checks, rollback, evidence)")
     p.add_argument("file")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("recover", help="finish a crashed drill: roll back what it left and seal its evidence")
+    p.add_argument("run_id")
+    p.add_argument("--archive", default="evidence", help="the archive holding the run (the spec's evidence.dir)")
+    p.set_defaults(func=cmd_recover)
 
     p = sub.add_parser("preflight", help="run only the pre-flight gate of a drill; nothing is changed")
     p.add_argument("file")
@@ -174,6 +232,11 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--quarter", help="e.g. 2026Q4")
     v.set_defaults(func=cmd_evidence_verify)
 
+    p = sub.add_parser("serve", help="serve the Prefect deployments: quarterly-drill-<name> per spec, and on-demand")
+    p.add_argument("files", nargs="+", help="drill specs the deployments may run")
+    p.add_argument("--show", type=int, default=4, help="upcoming starts to print per spec")
+    p.set_defaults(func=cmd_serve)
+
     p = sub.add_parser("demo", help="start the lab and run the targeted-migration drill on it")
     p.add_argument("--state-dir", default=str(DEFAULT_LAB_DIR))
     p.add_argument("--spec", default="drills/lab-targeted.yaml")
@@ -185,8 +248,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
+    except Terminated:
+        print("terminated: in-flight work was cancelled, rolled back and its evidence sealed", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print("interrupted: in-flight work was cancelled, rolled back and its evidence sealed", file=sys.stderr)
         return 130
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -57,9 +58,46 @@ def _evidence_check(session: DrillSession, longest_migration_s: float) -> CheckR
     return evidence_check(signer_error, free, needed, str(spec.evidence.dir))
 
 
+def _recover_crashed(session: DrillSession) -> CheckResult:
+    """Finish any crashed drill of this cluster first; refuse if another drill on it is alive."""
+    from livedrill.stages.recovery import crashed_runs, recover_run
+
+    dead, live = crashed_runs(session.spec.evidence.dir, session.spec.cluster, exclude=session.run_id)
+    if live:
+        return CheckResult(name="no-drill-in-progress", status=CheckStatus.FAIL, subject=f"cluster {session.spec.cluster}",
+                           message=f"another drill is in progress on this cluster: {[r.run_id for r in live]}",
+                           remedy="wait for it to finish; one drill per cluster at a time")
+    recovered = []
+    for run in dead:
+        try:
+            verdict = recover_run(run)
+        except Exception as exc:  # noqa: BLE001 - the gate reports it; the crashed run stays for `livedrill recover`
+            return CheckResult(name="no-drill-in-progress", status=CheckStatus.FAIL, subject=f"run {run.run_id}",
+                               message=f"a crashed drill of this cluster could not be recovered: {exc}",
+                               remedy=f"run `livedrill recover {run.run_id}` and follow what it says")
+        recovered.append({"run_id": run.run_id, "outcome": verdict.outcome.value if verdict else "already sealed"})
+        session.event("livedrill", "recovered-crashed-run", run_id=run.run_id)
+    failed = [r for r in recovered if r["outcome"] == "FAILED" and _rollback_failed(session, r["run_id"])]
+    return CheckResult(
+        name="no-drill-in-progress", status=CheckStatus.FAIL if failed else CheckStatus.PASS,
+        subject=f"cluster {session.spec.cluster}",
+        message=(f"recovered crashed drill(s) first: {recovered}" if recovered else "no other drill on this cluster")
+        + (f"; rollback of {failed} needs a human (see its verdict)" if failed else ""),
+        evidence={"recovered": recovered})
+
+
+def _rollback_failed(session: DrillSession, run_id: str) -> bool:
+    path = session.spec.evidence.dir / run_id / "compensations.json"
+    try:
+        return any(c.get("state") == "failed" for c in json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError):
+        return False
+
+
 def run_preflight(session: DrillSession) -> PreflightResult:
     result = PreflightResult()
     session.event("livedrill", "stage", stage="preflight")
+    result.checks.append(_recover_crashed(session))
     try:
         adapter = session.adapter()
     except (InputError, PlatformError, ImportError) as exc:

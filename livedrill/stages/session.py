@@ -38,6 +38,9 @@ class DrillSession:
         text = spec_text if spec_text is not None else yaml.safe_dump(spec.model_dump(mode="json", by_alias=True), sort_keys=False)
         run.write_text(SPEC_FILE, text)
         session = cls(spec, run)
+        from livedrill.stages.recovery import claim
+
+        claim(run)
         session.event("livedrill", "run-created", run_id=run.run_id)
         return session
 
