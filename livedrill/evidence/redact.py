@@ -142,9 +142,18 @@ def _is_secret_object(obj: dict[str, Any]) -> bool:
     return "metadata" in obj and isinstance(obj.get("type"), str) and ("data" in obj or "stringData" in obj or "string_data" in obj)
 
 
+# Under a secret-named key, a nested structure may be a reference to a secret (a Kubernetes `secret:`
+# volume names its Secret); these keys name things and stay readable, every other leaf is redacted.
+_REFERENCE_KEYS = frozenset({"secretname", "name", "namespace", "key", "optional", "path", "mode", "defaultmode", "items", "secretref"})
+
+
 def _secret_value(value: Any) -> Any:
     if value is None or isinstance(value, bool) or value == "":
         return value
+    if isinstance(value, dict):
+        return {k: (_redact_tree(v) if _norm(str(k)) in _REFERENCE_KEYS else _secret_value(v)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_secret_value(v) for v in value]
     return REDACTED
 
 

@@ -69,6 +69,13 @@ TREE_CASES = [
     ),
     ("empty and boolean values are no secret", {"password": "", "token": None, "ssh_pwauth": True}, {"password": "", "token": None, "ssh_pwauth": True}),
     ("numeric password", {"password": 1234}, {"password": REDACTED}),
+    (
+        "secret volume keeps its reference",
+        {"volumes": [{"name": "ci", "secret": {"secretName": "cloudinit", "items": [{"key": "userdata", "path": "ud"}]}}]},
+        {"volumes": [{"name": "ci", "secret": {"secretName": "cloudinit", "items": [{"key": "userdata", "path": "ud"}]}}]},
+    ),
+    ("nested secret value", {"password": {"plain": "hunter2", "name": "db"}}, {"password": {"plain": REDACTED, "name": "db"}}),
+    ("secret list", {"token": ["a", "b"]}, {"token": [REDACTED, REDACTED]}),
 ]
 
 
