@@ -46,14 +46,30 @@ def _run(argv: list[str], timeout_s: float, cwd: Path | None = None) -> str:
     return done.stdout
 
 
-def kernel_package(timeout_s: float) -> str:
-    """The concrete kernel package behind Debian's `linux-image-amd64` metapackage (e.g. linux-image-6.1.0-56-amd64)."""
-    out = _run(["apt-cache", "depends", "linux-image-amd64"], timeout_s)
+def _kernel_dependency(timeout_s: float) -> str | None:
+    try:
+        out = _run(["apt-cache", "depends", "linux-image-amd64"], timeout_s)
+    except GuestBuildError:
+        return None
     for line in out.splitlines():
         line = line.strip()
         if line.startswith("Depends:") and "linux-image-" in line:
             return line.split(":", 1)[1].strip()
-    raise GuestBuildError("apt-cache knows no linux-image-amd64 dependency (run apt-get update first)")
+    return None
+
+
+def kernel_package(config: LibvirtLabConfig) -> str:
+    """The concrete kernel package behind Debian's `linux-image-amd64` metapackage (e.g. linux-image-6.1.0-56-amd64).
+
+    A machine whose package lists were emptied (common in images) learns them once with `apt-get update`.
+    """
+    package = _kernel_dependency(config.timeouts.command_s)
+    if package is None:
+        _run(["apt-get", "update", "-qq"], config.timeouts.apt_s)
+        package = _kernel_dependency(config.timeouts.command_s)
+    if package is None:
+        raise GuestBuildError("apt knows no linux-image-amd64 package even after apt-get update")
+    return package
 
 
 def module_depends(ko: Path) -> list[str]:
@@ -93,7 +109,7 @@ def _ensure_kernel(cache: Path, config: LibvirtLabConfig) -> tuple[Path, Path, s
     stamp = kdir / "version"
     if stamp.exists():
         return kdir / "vmlinuz", kdir / "modules", stamp.read_text().strip()
-    package = kernel_package(config.timeouts.command_s)
+    package = kernel_package(config)
     with tempfile.TemporaryDirectory(dir=cache) as scratch_name:
         scratch = Path(scratch_name)
         _run(["apt-get", "download", package], config.timeouts.apt_s, cwd=scratch)
