@@ -10,7 +10,6 @@ import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import httpx
 import pytest
@@ -292,3 +291,63 @@ def test_eviction_of_the_launcher_pod_triggers_an_evacuation(lab, custom, core):
     with pytest.raises(ApiException) as evicted_pod_gone:
         core.read_namespaced_pod(pod, NS)
     assert evicted_pod_gone.value.status == 404
+
+
+def test_kubectl_drain_evacuates_the_vm(lab, custom, core, kubectl):
+    annotate_vmi(custom, {"lab.livedrill.io/memory": "32Mi"})
+    # kubectl drain retries a 429 eviction every 5 s: the evacuation finishes before its second attempt.
+    result = kubectl("drain", "node-1", "--ignore-daemonsets", "--delete-emptydir-data", "--timeout=60s")
+    assert "Eviction triggered evacuation of VMI" in result.stderr + result.stdout
+    assert "node/node-1 drained" in result.stdout
+    vmi = get(custom, "virtualmachineinstances", VMI)
+    assert vmi["status"]["nodeName"] in ("node-2", "node-3")
+    assert core.read_node("node-1").spec.unschedulable is True
+    assert [f["migration"].startswith("kubevirt-evacuation-") for f in lab.freezes()] == [True]
+
+
+def test_evacuation_cancel_subresource(lab, custom, core):
+    annotate_vmi(custom, {"lab.livedrill.io/memory": "256Mi"})  # about 4 s of pre-copy: time to cancel
+    pod = launcher_pods(core)[0].metadata.name
+    with pytest.raises(ApiException):
+        core.create_namespaced_pod_eviction(pod, NS, client.V1Eviction(metadata=client.V1ObjectMeta(name=pod)))
+    evacuation = wait_for(
+        lambda: custom.list_namespaced_custom_object(GROUP, VERSION, NS, "virtualmachineinstancemigrations")["items"],
+        lambda items: any(m.get("status", {}).get("phase") == "Running" for m in items), 10, "the evacuation")[0]
+    lab.api("PUT", f"/apis/subresources.kubevirt.io/v1/namespaces/{NS}/virtualmachineinstances/{VMI}/evacuate/cancel",
+            {"evacuationNodeName": "node-1"})
+    vmi = get(custom, "virtualmachineinstances", VMI)
+    assert "evacuationNodeName" not in vmi["status"]
+
+    def gone():
+        try:
+            get(custom, "virtualmachineinstancemigrations", evacuation["metadata"]["name"])
+            return False
+        except ApiException as exc:
+            return exc.status == 404
+
+    wait_for(gone, bool, 10, "the evacuation migration to be aborted")
+    vmi = get(custom, "virtualmachineinstances", VMI)
+    assert vmi["status"]["nodeName"] == "node-1"
+    assert vmi["status"]["migrationState"]["abortStatus"] == "Succeeded"
+    with pytest.raises(httpx.HTTPStatusError) as not_evacuating:
+        lab.api("PUT", f"/apis/subresources.kubevirt.io/v1/namespaces/{NS}/virtualmachineinstances/{VMI}/evacuate/cancel", {})
+    assert not_evacuating.value.response.status_code == 400
+
+
+def test_eviction_of_a_non_migratable_vmi_is_refused(lab, custom, core):
+    custom.create_namespaced_custom_object(GROUP, VERSION, NS, "virtualmachineinstances", {
+        "apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
+        "metadata": {"name": "rwo-vm", "annotations": {"lab.livedrill.io/pvc-access-mode": "ReadWriteOnce"}},
+        "spec": {"evictionStrategy": "LiveMigrate", "domain": {"devices": {}},
+                 "volumes": [{"name": "root", "persistentVolumeClaim": {"claimName": "rwo-root"}}]}})
+    vmi = wait_for(lambda: get(custom, "virtualmachineinstances", "rwo-vm"),
+                   lambda v: v.get("status", {}).get("phase") == "Running", 10, "rwo-vm running")
+    condition = [c for c in vmi["status"]["conditions"] if c["type"] == "LiveMigratable"][0]
+    assert (condition["status"], condition["reason"]) == ("False", "DisksNotLiveMigratable")
+    pod = launcher_pods(core, "rwo-vm")[0].metadata.name
+    with pytest.raises(ApiException) as denied:
+        core.create_namespaced_pod_eviction(pod, NS, client.V1Eviction(metadata=client.V1ObjectMeta(name=pod)))
+    assert denied.value.status == 429 and "is not live-migratable" in json.loads(denied.value.body)["message"]
+    with pytest.raises(ApiException) as rejected:
+        create_vmim(custom, vmi="rwo-vm")
+    assert rejected.value.status == 422 and "DisksNotLiveMigratable" in json.loads(rejected.value.body)["message"]

@@ -13,6 +13,7 @@ import select
 import ssl
 import threading
 import time
+import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
@@ -152,6 +153,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_error(error)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
+        except Exception:  # a lab bug: answer like the apiserver does, and keep the traceback in the log
+            traceback.print_exc()
+            self.close_connection = True
+            self._send_error(errors.ApiError(500, "InternalError", "internal error in the lab's API server"))
 
     def _send_plain(self, code: int, text: str) -> None:
         payload = text.encode()
@@ -347,7 +352,7 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             raise errors.ApiError(415, "UnsupportedMediaType", f"the patch type {content_type!r} is not supported")
 
-        def change(current: Obj) -> Obj:
+        def change(current: Obj) -> None:
             try:
                 patched = apply(current, document)
             except patch.PatchTestFailed as exc:
@@ -360,7 +365,8 @@ class _Handler(BaseHTTPRequestHandler):
             if wanted_rv and wanted_rv != current["metadata"]["resourceVersion"]:
                 raise errors.conflict(r.group, r.plural, name, "the object has been modified; please apply your "
                                       "changes to the latest version and try again")
-            return patched
+            current.clear()
+            current.update(patched)
 
         self._send_json(200, self.server.store.mutate(r, ns, name, change, sub))
 
@@ -410,8 +416,10 @@ class _Handler(BaseHTTPRequestHandler):
                                                             "metadata": {"resourceVersion": str(store.current_rv())}}})
 
         try:
+            as_table = self._wants_table()
             for event in store.watch(r, namespace, matcher, since, should_stop, idle, idle_interval_s=1.0):
-                self._chunk({"type": event.type, "object": event.obj})
+                obj = render_table(r, [event.obj], event.resource_version) if as_table else event.obj
+                self._chunk({"type": event.type, "object": obj})
         except errors.ApiError as error:  # a too-old resourceVersion: the apiserver's ERROR event
             self._chunk({"type": "ERROR", "object": error.status()})
         except (BrokenPipeError, ConnectionResetError):

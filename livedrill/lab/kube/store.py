@@ -167,14 +167,15 @@ class Store:
                 raise errors.bad_request("the name of the object does not match the name on the URL")
             return self._write(r, old, body, subresource)
 
-    def mutate(self, r: ResourceType, namespace: str, name: str, change: Callable[[Obj], Obj | None],
+    def mutate(self, r: ResourceType, namespace: str, name: str, change: Callable[[Obj], Any],
                subresource: str | None = None) -> Obj:
-        """Read-modify-write under the lock (patches and the controller): `change` edits a copy in place."""
+        """Read-modify-write under the lock (patches and the controller): `change` edits a copy in place
+        (its return value is ignored)."""
         with self._lock:
             old = self.get(r, namespace, name)
             new = copy.deepcopy(old)
-            result = change(new)
-            return self._write(r, old, new if result is None else result, subresource)
+            change(new)
+            return self._write(r, old, new, subresource)
 
     def _write(self, r: ResourceType, old: Obj, body: Obj, subresource: str | None) -> Obj:
         new = copy.deepcopy(body)
