@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import re
+from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
+from cronsim import CronSim, CronSimError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 _DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
@@ -220,6 +223,64 @@ class EvidenceConfig(SpecModel):
         False, description="Create signing_key on first use. For labs only: production keys are provisioned")
 
 
+# ---------------------------------------------------------------- operations: schedule, approval, concurrency
+
+
+class ChangeFreeze(SpecModel):
+    """Dates (inclusive, in the schedule's timezone) on which no scheduled drill may start."""
+
+    start: date
+    end: date | None = Field(None, description="Last frozen day; default: the start day only")
+    reason: str = ""
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "ChangeFreeze":
+        if self.end is not None and self.end < self.start:
+            raise ValueError(f"end {self.end} is before start {self.start}")
+        return self
+
+
+class ScheduleConfig(SpecModel):
+    # cron's day-of-week field with `#n` picks the n-th such weekday: 6#1 is the first Saturday.
+    cron: str = Field("0 2 * 1,4,7,10 6#1", description="When the quarterly drill starts (5-field cron, local time)")
+    timezone: str = Field("Asia/Shanghai", description="IANA timezone of the cron and of the change-freeze dates")
+    change_freeze: list[ChangeFreeze] = Field(default_factory=list)
+    horizon_days: int = Field(1100, gt=0, le=3700, description="How far ahead `serve` lists the scheduled runs")
+
+    @field_validator("cron")
+    @classmethod
+    def _valid_cron(cls, v: str) -> str:
+        try:
+            CronSim(v, datetime(2000, 1, 1))
+        except CronSimError as exc:
+            raise ValueError(f"{v!r} is not a 5-field cron expression: {exc}") from None
+        return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{v!r} is not an IANA timezone (e.g. Asia/Shanghai)") from None
+        return v
+
+
+class ApprovalPolicy(SpecModel):
+    required: bool = Field(False, description="Pause for a human approval before the first disruptive step")
+    timeout_s: int = Field(3600, gt=0, description="An approval not given within this time ends the drill unchanged")
+    poll_interval_s: int = Field(5, gt=0, description="How often the paused run asks the server for the answer")
+
+
+class ConcurrencyPolicy(SpecModel):
+    """One drill per cluster: what a second drill does while another holds the cluster."""
+
+    on_busy: Literal["wait", "fail"] = "fail"
+    wait_timeout_s: float = Field(3600.0, gt=0, description="With on_busy: wait, give up after this long")
+    fail_fast_s: float = Field(
+        10.0, gt=0, description="With on_busy: fail, how long one attempt may take (an API round trip on a loaded server)")
+
+
 class DrillSpec(SpecModel):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
     description: str = ""
@@ -231,6 +292,9 @@ class DrillSpec(SpecModel):
     slo: SLO
     budgets: Budgets = Field(default_factory=Budgets)
     evidence: EvidenceConfig = Field(default_factory=EvidenceConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    approval: ApprovalPolicy = Field(default_factory=ApprovalPolicy)
+    concurrency: ConcurrencyPolicy = Field(default_factory=ConcurrencyPolicy)
 
     @model_validator(mode="after")
     def _consistent(self) -> "DrillSpec":

@@ -1,0 +1,75 @@
+"""When the quarterly drill runs: the spec's cron in its timezone, minus the change-freeze days.
+
+Prefect schedules cannot exclude dates from a cron, so `serve` gives the server the starts computed here
+as an explicit iCalendar RDATE list (local wall-clock times with the schedule's timezone).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from cronsim import CronSim
+
+from livedrill.spec import ChangeFreeze, ScheduleConfig
+
+
+@dataclass(frozen=True)
+class PlannedStart:
+    """One start the cron asked for: kept, or skipped because a change freeze covers its day."""
+
+    at: datetime  # aware, in the schedule's timezone
+    frozen_by: ChangeFreeze | None = None
+
+    @property
+    def skipped(self) -> bool:
+        return self.frozen_by is not None
+
+
+def freeze_covering(day: date, freezes: list[ChangeFreeze]) -> ChangeFreeze | None:
+    """The first change freeze whose inclusive date range contains `day`, if any."""
+    for freeze in freezes:
+        if freeze.start <= day <= (freeze.end or freeze.start):
+            return freeze
+    return None
+
+
+def planned_starts(schedule: ScheduleConfig, after: datetime, until: datetime) -> list[PlannedStart]:
+    """Every cron start in (after, until], each marked with the freeze that skips it.
+
+    `after` and `until` must be timezone-aware; the cron and the freeze days are read in the schedule's zone
+    (cronsim steps through local time, so 02:00 stays 02:00 across daylight-saving changes).
+    """
+    if after.tzinfo is None or until.tzinfo is None:
+        raise ValueError("after and until must be timezone-aware")
+    zone = ZoneInfo(schedule.timezone)
+    starts = []
+    for at in CronSim(schedule.cron, after.astimezone(zone)):
+        if at > until:
+            break
+        starts.append(PlannedStart(at=at, frozen_by=freeze_covering(at.date(), schedule.change_freeze)))
+    return starts
+
+
+def kept_starts(schedule: ScheduleConfig, now: datetime) -> list[datetime]:
+    """The starts a deployment gets: within the schedule's horizon from `now`, frozen days removed."""
+    until = now + timedelta(days=schedule.horizon_days)
+    return [p.at for p in planned_starts(schedule, now, until) if not p.skipped]
+
+
+def rdate_rruleset(starts: list[datetime]) -> str:
+    """An iCalendar rule set listing exactly these starts, as local times (the zone is given separately).
+
+    Raises ValueError for an empty list: a schedule with no start would silently never run.
+    """
+    if not starts:
+        raise ValueError("no start left in the horizon (every cron start falls on a change freeze?)")
+    stamps = ",".join(s.strftime("%Y%m%dT%H%M%S") for s in starts)
+    return f"DTSTART:{starts[0].strftime('%Y%m%dT%H%M%S')}\nRDATE:{stamps}"
+
+
+def frozen_now(schedule: ScheduleConfig, at: datetime) -> ChangeFreeze | None:
+    """The freeze covering `at` in the schedule's zone: a run whose start falls in a freeze added after
+    `serve` computed the schedule must still not drill."""
+    return freeze_covering(at.astimezone(ZoneInfo(schedule.timezone)).date(), schedule.change_freeze)
