@@ -1,119 +1,33 @@
-"""The probe session: open-loop probes at a fixed rate from a background thread, measured to the millisecond.
+"""The drill's measuring instrument: ProbeSession, the one entry point the drill flow calls.
 
     session = ProbeSession(spec.probes, spec.slo, series_dir, on_event=journal.append)
-    session.start()                  # window "baseline"
+    session.start()                  # probes start; window "baseline"
     session.mark_window("during")    # migration starts; a breach now sets session.abort_event
     session.mark_window("after")     # migration ended
-    report = session.stop()          # SessionReport; report.checks(spec.slo)
+    report = session.stop()          # SessionReport; report.checks(spec.slo), report.observed_downtime_ms
 
-One thread runs one asyncio loop for every probe of the session. Each probe has a scheduler that launches
-probe number k at `origin + k / rate` (CLOCK_MONOTONIC) whatever happened to earlier probes: a stalled
-request never delays the next send (open loop). At most `max_in_flight` probes wait at once; a send that
-would exceed it is recorded as an `in-flight-limit` failure instead. A probe uses one of at most
-`max_connections` keep-alive connections for its whole exchange; while all are busy (a frozen target) it
-waits for one, and that wait is part of its latency, counted from its launch. Each probe is bounded by
-its `timeout_ms` (a transaction's write and read-back together). Every completed probe is appended to the
-probe's series file (see livedrill.probe.series), and the report is computed from those files.
+`isolation="process"` (default) runs the engine (livedrill.probe.threaded) in a child process so that
+the caller's threads cannot delay the stamping of answers (see livedrill.probe.process for the
+measurement that motivated it); `isolation="thread"` runs it in a thread of this process, for callers that
+have nothing else running. Both write the same series files and return the same report.
 
-Gaps are measured between successful completions, each stamped when its final answer arrived: a freeze
-of F ms shows as a gap of about F plus at most one probe period (see benchmarks/probe_fidelity.py).
-
-`on_event` is called from the probe thread with TimelineEvents (window marks, gaps above the threshold
-as they close, the abort signal); keep it quick and thread-safe.
+`on_event` receives TimelineEvents (window marks, gaps above the threshold as they close, the abort
+signal) on a background thread; keep it quick and thread-safe.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
-import logging
-import os
-import secrets
 import threading
-import time
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Sequence
-
-from pydantic import BaseModel, ConfigDict
+from typing import Callable, Literal, Sequence
 
 from livedrill.outcomes import TimelineEvent
-from livedrill.probe.http1 import Http1Pool, ProbeFailure, build_ssl_context
-from livedrill.probe.measure import (
-    DUPLICATED,
-    LOST,
-    VERIFIED,
-    StopLimits,
-    breach_reason,
-    default_gap_threshold_ms,
-)
-from livedrill.probe.report import ProbeReport, ReconciliationReport, SessionReport
-from livedrill.probe.runners import Attempt, HttpRunner, TcpRunner, TransactionRunner
-from livedrill.probe.series import WINDOWS, Outcome, SeriesWriter, iter_series, ProbeRecord, safe_file_stem
-from livedrill.probe.summary import summarise_series
-from livedrill.spec import SLO, HttpProbe, TcpProbe, TransactionProbe
+from livedrill.probe.process import ProcessProbeSession
+from livedrill.probe.report import ProbeReport, SessionReport
+from livedrill.probe.threaded import Probe, ProbeLive, SessionConfig, ThreadProbeSession
+from livedrill.spec import SLO
 
-log = logging.getLogger(__name__)
-
-Probe = TransactionProbe | HttpProbe | TcpProbe
-
-
-class ProbeLive(BaseModel):
-    """A cheap snapshot for the terminal."""
-
-    model_config = ConfigDict(extra="forbid")
-    name: str
-    window: str
-    rate_per_s: float
-    sent: int
-    ok: int
-    failed: int
-    in_flight: int
-    last_gap_ms: float | None  # the gap closed by the latest success
-    current_gap_ms: float  # time since the latest success
-
-
-@dataclass(frozen=True)
-class SessionConfig:
-    """Budgets of the session's own bookkeeping; they scale with the work, see each field."""
-
-    idle_reuse_s: float = 4.0  # keep-alive connections idle longer are not reused (gateways drop idle ones)
-    stop_grace_s: float = 1.0  # added to the longest probe timeout when waiting for in-flight probes at stop
-    reconcile_concurrency: int = 32
-    reconcile_min_budget_s: float = 10.0
-    reconcile_budget_per_id_ms: float = 5.0  # the budget grows with the number of acknowledged transactions
-    ids_listed_at_most: int = 1000  # in the report; the JSONL details file lists every one
-    watchdog_max_interval_s: float = 0.01  # the gap watchdog runs at least this often (more often for tight SLOs)
-
-
-@dataclass
-class _ProbeState:
-    probe: Probe
-    runner: TransactionRunner | HttpRunner | TcpRunner
-    writer: SeriesWriter
-    series_path: Path
-    period: float
-    timeout_s: float
-    origin: float = 0.0
-    sent: int = 0
-    ok: int = 0
-    failed: int = 0
-    in_flight: int = 0
-    streak: int = 0
-    last_ok: float | None = None
-    last_gap_ms: float | None = None
-    tasks: set = field(default_factory=set)
-    in_flight_at_stop: int = 0
-    reconciliation: ReconciliationReport | None = None
-
-
-def probe_target(probe: Probe) -> str:
-    if isinstance(probe, TransactionProbe):
-        return probe.write.url
-    if isinstance(probe, HttpProbe):
-        return probe.request.url
-    return f"tcp://{probe.host}:{probe.port}"
+__all__ = ["ProbeSession", "SessionConfig", "SessionReport", "ProbeReport", "ProbeLive"]
 
 
 class ProbeSession:
@@ -125,353 +39,35 @@ class ProbeSession:
         gap_threshold_ms: float | None = None,
         on_event: Callable[[TimelineEvent], None] | None = None,
         config: SessionConfig = SessionConfig(),
+        isolation: Literal["process", "thread"] = "process",
     ):
-        if not probes:
-            raise ValueError("a probe session needs at least one probe")
-        names = [p.name for p in probes]
-        if len(set(names)) != len(names):
-            raise ValueError(f"probe names must be unique, got {names}")
-        self.probes = list(probes)
-        self.slo = slo
-        self.series_dir = Path(series_dir)
-        self.gap_threshold_ms = gap_threshold_ms
-        self.on_event = on_event
-        self.config = config
-        self.limits = StopLimits(max_gap_ms=slo.max_downtime_ms, max_failed=slo.max_failed_requests,
-                                 max_failure_streak=slo.max_failure_streak)
-        self.abort_event = threading.Event()
-        self.breach: str | None = None
-        self.breach_monotonic: float | None = None
-        self.run_id = secrets.token_hex(6)
-        self._window = WINDOWS[0]
-        self._states: list[_ProbeState] = []
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._ready = threading.Event()
-        self._stop_requested: asyncio.Event | None = None
-        self._stopping = False
-        self._stopped_monotonic: float | None = None
-        self._failure: BaseException | None = None
-        self._started_at: datetime | None = None
+        engine = ProcessProbeSession if isolation == "process" else ThreadProbeSession
+        self._engine = engine(probes, slo, series_dir, gap_threshold_ms, on_event, config)
+        self.isolation = isolation
 
-    # ------------------------------------------------------------ public API (any thread)
+    @property
+    def abort_event(self) -> threading.Event:
+        """Set when a stop condition fires in the "during" window: the migration step cancels the migration."""
+        return self._engine.abort_event
+
+    @property
+    def breach(self) -> str | None:
+        """Which probe, which condition, which figures; None while no stop condition fired."""
+        return self._engine.breach
+
+    @property
+    def run_id(self) -> str | None:
+        """Part of every transaction id this session writes (`ld-<run_id>-<probe index>-<seq>`)."""
+        return self._engine.run_id
 
     def start(self) -> None:
-        if self._thread is not None:
-            raise RuntimeError("session already started")
-        self.series_dir.mkdir(parents=True, exist_ok=True)
-        self._thread = threading.Thread(target=self._thread_main, name="livedrill-probes", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(timeout=30):
-            raise RuntimeError("the probe thread did not start")
-        if self._failure is not None:
-            raise self._failure
+        self._engine.start()
 
     def mark_window(self, window: str) -> None:
-        """Start window `during` (migration start) or `after` (migration end), stamped now."""
-        if window not in WINDOWS[1:]:
-            raise ValueError(f"window must be one of {WINDOWS[1:]}, got {window!r}")
-        if WINDOWS.index(window) <= WINDOWS.index(self._window):
-            raise ValueError(f"window {window!r} cannot follow {self._window!r}")
-        t = time.monotonic()
-        self._window = window
-        assert self._loop is not None
-        self._loop.call_soon_threadsafe(self._write_marks, window, t)
+        self._engine.mark_window(window)
 
     def live(self) -> list[ProbeLive]:
-        now = time.monotonic()
-        return [
-            ProbeLive(name=s.probe.name, window=self._window, rate_per_s=s.probe.rate_per_s, sent=s.sent, ok=s.ok,
-                      failed=s.failed, in_flight=s.in_flight, last_gap_ms=s.last_gap_ms,
-                      current_gap_ms=(now - (s.last_ok if s.last_ok is not None else s.origin)) * 1000.0)
-            for s in self._states
-        ]
+        return self._engine.live()
 
     def stop(self) -> SessionReport:
-        """Stop sending, wait for in-flight probes (bounded), reconcile, and summarise from the series."""
-        if self._thread is None or self._loop is None:
-            raise RuntimeError("session not started")
-        if not self._stopping:
-            self._stopping = True
-            self._loop.call_soon_threadsafe(self._request_stop)
-        self._thread.join(timeout=self._join_budget_s())
-        if self._thread.is_alive():
-            raise TimeoutError("the probe thread did not finish within its budget")
-        if self._failure is not None:
-            raise self._failure
-        assert self._stopped_monotonic is not None
-        return SessionReport(
-            probes=[self._probe_report(s) for s in self._states],
-            breach=self.breach,
-            breach_monotonic=self.breach_monotonic,
-        )
-
-    # ------------------------------------------------------------ probe thread
-
-    def _thread_main(self) -> None:
-        try:
-            asyncio.run(self._main())
-        except BaseException as exc:  # surfaced by start()/stop() in the caller's thread
-            self._failure = exc
-            self._ready.set()
-
-    async def _main(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop_requested = asyncio.Event()
-        all_pools: list[dict] = []
-        try:
-            self._build_states(all_pools)
-            self._ready.set()
-            schedulers = [asyncio.create_task(self._schedule(s)) for s in self._states]
-            watchdog = asyncio.create_task(self._watchdog())
-            await self._stop_requested.wait()
-            self._stopped_monotonic = time.monotonic()
-            for task in schedulers:
-                task.cancel()
-            watchdog.cancel()
-            await asyncio.gather(*schedulers, watchdog, return_exceptions=True)
-            await self._drain()
-            for s in self._states:
-                s.writer.close()
-            for s in self._states:
-                if isinstance(s.runner, TransactionRunner) and s.probe.reconcile.enabled:
-                    s.reconciliation = await self._reconcile(s)
-        finally:
-            for s in self._states:
-                s.writer.close()
-            for pools in all_pools:
-                for pool in pools.values():
-                    pool.close()
-
-    def _build_states(self, all_pools: list[dict[object, Http1Pool]]) -> None:
-        wall, origin = time.time(), time.monotonic()
-        self._started_at = datetime.fromtimestamp(wall, timezone.utc)
-        for index, probe in enumerate(self.probes):
-            pools = {}  # per probe: probes of one origin may differ in TLS identity
-            all_pools.append(pools)
-            ssl_context = build_ssl_context(probe.tls) if probe.tls is not None or self._uses_https(probe) else None
-            txid_prefix = f"ld-{self.run_id}-{index}-"
-            if isinstance(probe, TransactionProbe):
-                runner = TransactionRunner(probe, txid_prefix, pools, ssl_context, self.config.idle_reuse_s)
-            elif isinstance(probe, HttpProbe):
-                runner = HttpRunner(probe, pools, ssl_context, self.config.idle_reuse_s)
-            else:
-                runner = TcpRunner(probe, ssl_context)
-            path = self.series_dir / f"{safe_file_stem(probe.name)}.series"
-            header = {
-                "probe": probe.name, "kind": probe.kind, "vm": probe.vm, "target": probe_target(probe),
-                "rate_per_s": probe.rate_per_s, "timeout_ms": probe.timeout_ms, "max_in_flight": probe.max_in_flight,
-                "txid_prefix": txid_prefix if isinstance(probe, TransactionProbe) else None,
-                "run_id": self.run_id, "first_send_monotonic": origin,
-            }
-            writer = SeriesWriter(path, header, (wall, origin))
-            writer.mark(WINDOWS[0], origin)
-            self._states.append(_ProbeState(probe=probe, runner=runner, writer=writer, series_path=path,
-                                            period=1.0 / probe.rate_per_s, timeout_s=probe.timeout_ms / 1000.0,
-                                            origin=origin))
-        self._emit("window", origin, {"window": WINDOWS[0]})
-
-    @staticmethod
-    def _uses_https(probe: Probe) -> bool:
-        return probe_target(probe).startswith("https://") or (
-            isinstance(probe, TransactionProbe) and probe.read.url.startswith("https://"))
-
-    def _request_stop(self) -> None:
-        assert self._stop_requested is not None
-        self._stop_requested.set()
-
-    def _write_marks(self, window: str, t: float) -> None:
-        for s in self._states:
-            s.writer.mark(window, t)
-        self._emit("window", t, {"window": window})
-
-    async def _schedule(self, s: _ProbeState) -> None:
-        k = 0
-        while True:
-            now = time.monotonic()
-            due = s.origin + k * s.period
-            if due > now:
-                await asyncio.sleep(due - now)
-                now = time.monotonic()
-            while s.origin + k * s.period <= now:  # everything due now, even after a stall: open loop
-                self._launch(s, k, s.origin + k * s.period)
-                k += 1
-
-    def _launch(self, s: _ProbeState, seq: int, t_sched: float) -> None:
-        s.sent += 1
-        if s.in_flight >= s.probe.max_in_flight:
-            now = time.monotonic()
-            self._record(s, seq, t_sched, now, None, now, Outcome.IN_FLIGHT_LIMIT, 0, 0)
-            return
-        s.in_flight += 1
-        task = asyncio.get_running_loop().create_task(self._one(s, seq, t_sched))
-        s.tasks.add(task)
-        task.add_done_callback(s.tasks.discard)
-
-    async def _one(self, s: _ProbeState, seq: int, t_sched: float) -> None:
-        attempt = Attempt()
-        t_start = time.monotonic()
-        outcome = Outcome.OK
-        try:
-            async with asyncio.timeout(s.timeout_s):
-                await s.runner.once(seq, attempt)
-        except ProbeFailure as failure:
-            outcome = failure.outcome
-        except TimeoutError:
-            outcome = Outcome.TIMEOUT
-        except asyncio.CancelledError:
-            self._record(s, seq, t_sched, t_start, attempt.t_ack, time.monotonic(), Outcome.UNRESOLVED_AT_STOP,
-                         attempt.step, attempt.status)
-            s.in_flight -= 1
-            raise
-        s.in_flight -= 1
-        # a success is stamped when its answer arrived, not when this coroutine resumed (see http1)
-        t_end = attempt.t_done if outcome == Outcome.OK and attempt.t_done is not None else time.monotonic()
-        self._record(s, seq, t_sched, t_start, attempt.t_ack, t_end, outcome, attempt.step, attempt.status)
-
-    def _record(self, s: _ProbeState, seq: int, t_sched: float, t_start: float, t_ack: float | None, t_end: float,
-                outcome: Outcome, step: int, status: int) -> None:
-        s.writer.append(seq, t_sched, t_start, t_ack, t_end, outcome, step, status)
-        if outcome == Outcome.OK:
-            s.ok += 1
-            s.streak = 0
-            previous = s.last_ok if s.last_ok is not None else s.origin
-            if t_end <= previous:  # stamped on arrival: a sibling that arrived later resumed first
-                return
-            s.last_ok = t_end
-            s.last_gap_ms = (t_end - previous) * 1000.0
-            if s.last_gap_ms > self._threshold_ms(s):
-                self._emit("gap", t_end, {"probe": s.probe.name, "gap_ms": round(s.last_gap_ms, 3),
-                                          "start_monotonic": previous, "end_monotonic": t_end})
-        else:
-            s.failed += 1
-            s.streak += 1
-            self._check_breach(s, t_end)
-
-    def _threshold_ms(self, s: _ProbeState) -> float:
-        return self.gap_threshold_ms if self.gap_threshold_ms is not None else default_gap_threshold_ms(s.probe.rate_per_s)
-
-    def _check_breach(self, s: _ProbeState, now: float) -> None:
-        if self.breach is not None:
-            return
-        reason = breach_reason(window=self._window, now=now, last_ok=s.last_ok if s.last_ok is not None else s.origin,
-                               failed_total=sum(x.failed for x in self._states), failure_streak=s.streak,
-                               limits=self.limits)
-        if reason is not None:
-            self.breach = f"probe {s.probe.name}: {reason}"
-            self.breach_monotonic = now
-            self.abort_event.set()
-            self._emit("abort-signal", now, {"probe": s.probe.name, "reason": reason})
-
-    async def _watchdog(self) -> None:
-        interval = min(self.config.watchdog_max_interval_s, self.slo.max_downtime_ms / 1000.0 / 20)
-        while True:
-            await asyncio.sleep(interval)
-            now = time.monotonic()
-            for s in self._states:
-                self._check_breach(s, now)
-
-    async def _drain(self) -> None:
-        pending = [t for s in self._states for t in s.tasks]
-        for s in self._states:
-            s.in_flight_at_stop = len(s.tasks)
-        if not pending:
-            return
-        wait_s = max(s.timeout_s for s in self._states) + self.config.stop_grace_s
-        _, still = await asyncio.wait(pending, timeout=wait_s)
-        for task in still:
-            task.cancel()
-        if still:
-            await asyncio.wait(still, timeout=self.config.stop_grace_s)
-
-    async def _reconcile(self, s: _ProbeState) -> ReconciliationReport:
-        """Read back every acknowledged transaction once more, streaming the ids from the series file."""
-        assert isinstance(s.runner, TransactionRunner)
-        cfg = self.config
-        acknowledged = sum(1 for r in iter_series(s.series_path) if isinstance(r, ProbeRecord) and r.t_ack is not None)
-        budget_s = max(cfg.reconcile_min_budget_s, acknowledged * cfg.reconcile_budget_per_id_ms / 1000.0)
-        deadline = time.monotonic() + budget_s
-        started = time.monotonic()
-        counts = {VERIFIED: 0, LOST: 0, DUPLICATED: 0, "unverifiable": 0}
-        listed: dict[str, list[str]] = {LOST: [], DUPLICATED: [], "unverifiable": []}
-        details_path = s.series_path.with_suffix(".reconcile.jsonl")
-        semaphore = asyncio.Semaphore(cfg.reconcile_concurrency)
-        exhausted: list[str] = []  # ids left unread because the budget ran out
-
-        with open(details_path, "w", encoding="utf-8") as details:
-
-            def note(txid: str, verdict: str, status: int | None) -> None:
-                counts[verdict] += 1
-                if verdict != VERIFIED:
-                    details.write(json.dumps({"id": txid, "verdict": verdict, "status": status}) + "\n")
-                    if len(listed[verdict]) < cfg.ids_listed_at_most:
-                        listed[verdict].append(txid)
-
-            async def check(txid: str) -> None:
-                verdict, status = "unverifiable", None
-                try:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        exhausted.append(txid)
-                        return
-                    async with asyncio.timeout(min(s.timeout_s, remaining)):
-                        verdict, status = await s.runner.reconcile_one(txid)
-                except TimeoutError:
-                    verdict, status = "unverifiable", None
-                finally:
-                    semaphore.release()
-                    note(txid, verdict, status)
-
-            tasks = set()
-            for rec in iter_series(s.series_path):
-                if not isinstance(rec, ProbeRecord) or rec.t_ack is None:
-                    continue
-                await semaphore.acquire()
-                task = asyncio.create_task(check(s.runner.txid(rec.seq)))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
-            if tasks:
-                await asyncio.wait(set(tasks))
-        return ReconciliationReport(
-            acknowledged=acknowledged, verified=counts[VERIFIED], lost=counts[LOST], duplicated=counts[DUPLICATED],
-            unverifiable=counts["unverifiable"], lost_ids=listed[LOST], duplicated_ids=listed[DUPLICATED],
-            unverifiable_ids=listed["unverifiable"], ids_listed_at_most=cfg.ids_listed_at_most, budget_s=budget_s,
-            budget_exhausted=bool(exhausted), duration_s=round(time.monotonic() - started, 3),
-            details_file=details_path.name,
-        )
-
-    def _join_budget_s(self) -> float:
-        cfg = self.config
-        drain = max(p.timeout_ms for p in self.probes) / 1000.0 + 2 * cfg.stop_grace_s
-        # reconciliation budget grows with the acknowledged writes, bounded above by everything sent
-        sent = sum(s.sent for s in self._states)
-        reconcile = len(self.probes) * (cfg.reconcile_min_budget_s + sent * cfg.reconcile_budget_per_id_ms / 1000.0)
-        summary_read = 10.0 + sent * 20e-6
-        return drain + reconcile + summary_read
-
-    def _emit(self, kind: str, t: float, detail: dict) -> None:
-        if self.on_event is None:
-            return
-        wall = datetime.fromtimestamp(time.time() - (time.monotonic() - t), timezone.utc)
-        try:
-            self.on_event(TimelineEvent(at=wall, monotonic=t, source="probe", kind=kind, detail=detail))
-        except Exception:  # a broken journal callback must not stop the measurement
-            log.exception("probe on_event callback failed for %s", kind)
-
-    # ------------------------------------------------------------ report (caller's thread)
-
-    def _probe_report(self, s: _ProbeState) -> ProbeReport:
-        assert self._stopped_monotonic is not None and self._started_at is not None
-        threshold = self._threshold_ms(s)
-        summary = summarise_series(s.series_path, threshold, self._stopped_monotonic)
-        return ProbeReport(
-            name=s.probe.name, kind=s.probe.kind, vm=s.probe.vm, target=probe_target(s.probe),
-            rate_per_s=s.probe.rate_per_s, series_file=os.path.basename(s.series_path),
-            started_at=self._started_at, started_monotonic=s.origin, stopped_monotonic=self._stopped_monotonic,
-            window_marks={name: t for t, name in summary.marks},
-            sent=summary.sent, ok=summary.ok, failed=summary.failed, windows=summary.windows,
-            longest_gap=summary.longest_gap, gap_threshold_ms=threshold, gaps_above_threshold=summary.gaps_above,
-            gaps_above_threshold_total=summary.gaps_above_total, failures_by_kind=summary.failures_by_kind,
-            in_flight_at_stop=s.in_flight_at_stop, unresolved_at_stop=summary.unresolved_at_stop,
-            max_send_lag_ms=round(summary.max_send_lag_ms, 3), reconciliation=s.reconciliation,
-        )
+        return self._engine.stop()
