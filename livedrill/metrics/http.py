@@ -21,7 +21,11 @@ class MetricsEndpointError(PlatformError):
 def request_headers(endpoint: HttpEndpoint) -> dict[str, str]:
     headers = {"User-Agent": USER_AGENT, **endpoint.headers}
     if endpoint.bearer_token_file is not None:
-        token = endpoint.bearer_token_file.read_text(encoding="utf-8").strip()
+        try:
+            token = endpoint.bearer_token_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:  # a missing credential is this endpoint's failure, not the whole export's
+            raise MetricsEndpointError(f"cannot read bearer_token_file {endpoint.bearer_token_file}: {exc.strerror}",
+                                       transient=False) from exc
         headers["Authorization"] = f"Bearer {token}"
     return headers
 

@@ -10,6 +10,7 @@ values come from the sample drills' definitions, never from the exporter.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -24,10 +25,11 @@ from livedrill.metrics.config import MetricsConfig, PrometheusQuery, PushSink
 from livedrill.metrics.export import kubevirt_evidence_for_run, export_run
 from livedrill.metrics.kubevirt import KubeVirtMetricsEvidence
 from livedrill.metrics.push import push_samples
+from livedrill.metrics.samples import CATALOGUE
 from livedrill.outcomes import CompensationState, DrillOutcome
 from tasks.metrics import export_metrics, kubevirt_metrics_evidence
 from tests.metrics import stores
-from tests.metrics.dashboard_queries import PanelQuery, panel_queries, substitute, variable_queries
+from tests.metrics.dashboard_queries import PanelQuery, dashboards, panel_queries, substitute, variable_queries
 from tests.metrics.kubevirt_samples import (
     data_remaining, in_flight, kubevirt_samples, migration_name, p95_in_bucket, transfer_rate, window,
 )
@@ -214,6 +216,30 @@ def variables(run_ids: list[str]) -> dict[str, str]:
 
 
 # ---------------------------------------------------------------- tests
+
+
+def test_dashboards_import_with_any_prometheus_datasource():
+    """What Grafana's import needs: a datasource variable every panel, target and variable points at;
+    unique ids and refIds; panels inside the 24-column grid; only livedrill metrics that are exported."""
+    boards = dashboards()
+    assert set(boards) == {"livedrill-drill-history", "livedrill-drill-detail", "livedrill-kubevirt-migrations"}
+    selected = {"type": "prometheus", "uid": "${datasource}"}
+    for uid, board in boards.items():
+        variables_ = board["templating"]["list"]
+        assert variables_[0]["type"] == "datasource" and variables_[0]["name"] == "datasource" and variables_[0]["query"] == "prometheus"
+        assert all(v["datasource"] == selected for v in variables_[1:]), uid
+        ids = [p["id"] for p in board["panels"]]
+        assert len(ids) == len(set(ids)), uid
+        for panel in board["panels"]:
+            where = f"{uid}: {panel['title']}"
+            assert panel["datasource"] == selected, where
+            assert 0 <= panel["gridPos"]["x"] and panel["gridPos"]["x"] + panel["gridPos"]["w"] <= 24, where
+            refs = [t["refId"] for t in panel["targets"]]
+            assert refs and len(refs) == len(set(refs)), where
+            for target in panel["targets"]:
+                assert target["datasource"] == selected, where
+                for name in re.findall(r"\blivedrill_[a-z_]+", target["expr"]):
+                    assert name in CATALOGUE, f"{where}: {name} is not a metric livedrill exports"
 
 
 def test_every_dashboard_query_has_an_expectation():

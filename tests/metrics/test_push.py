@@ -146,6 +146,12 @@ def test_bearer_token_is_read_from_its_file(tmp_path):
     assert store.requests[0][2]["Authorization"] == "Bearer s3cret"
 
 
+def test_a_missing_token_file_fails_only_that_push(tmp_path):
+    with pytest.raises(MetricsEndpointError, match="bearer_token_file") as err:
+        push_samples([s()], PushSink(kind="pushgateway", url="http://127.0.0.1:9", bearer_token_file=tmp_path / "absent"))
+    assert err.value.transient is False
+
+
 def test_export_reports_each_sink(tmp_path):
     """One sink refusing does not stop the other; both outcomes are in the report."""
     run_dir = write_sample_run(tmp_path / "archive", QUARTERLY[0], Signer.generate())
