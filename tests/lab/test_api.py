@@ -12,7 +12,16 @@ import pytest
 from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 
+from livedrill.lab.manager import running_lab
+
 pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """One lab for this module: these tests leave the objects they judge as they found them."""
+    with running_lab(tmp_path_factory.mktemp("api")) as info:
+        yield info
 
 KV = ("kubevirt.io", "v1")
 JSON_PATCH = "application/json-patch+json"

@@ -267,7 +267,7 @@ def test_outbound_parallelism_limit_keeps_the_extra_migration_pending(lab, custo
 
 
 def test_eviction_of_the_launcher_pod_triggers_an_evacuation(lab, custom, core):
-    annotate_vmi(custom, {"lab.livedrill.io/memory": "32Mi"})
+    annotate_vmi(custom, {"lab.livedrill.io/memory": "32Mi", "lab.livedrill.io/extra-downtime-ms": "40"})
     pod = launcher_pods(core)[0].metadata.name
     eviction = client.V1Eviction(metadata=client.V1ObjectMeta(name=pod, namespace=NS))
     with pytest.raises(ApiException) as denied:
@@ -291,6 +291,10 @@ def test_eviction_of_the_launcher_pod_triggers_an_evacuation(lab, custom, core):
     with pytest.raises(ApiException) as evicted_pod_gone:
         core.read_namespaced_pod(pod, NS)
     assert evicted_pod_gone.value.status == 404
+    [freeze] = lab.freezes()
+    assert freeze["modelled_downtime_ms"] == pytest.approx(freeze["model_downtime_ms"] + 40)
+    paused_ms = (freeze["cont_monotonic"] - freeze["stop_confirmed_monotonic"]) * 1000
+    assert paused_ms == pytest.approx(freeze["modelled_downtime_ms"], abs=FREEZE_TOLERANCE_MS)
 
 
 def test_kubectl_drain_evacuates_the_vm(lab, custom, core, kubectl):

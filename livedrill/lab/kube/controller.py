@@ -57,6 +57,7 @@ LAUNCHER_LABEL = "kubevirt.io"  # = "virt-launcher" on launcher pods
 VMI_NAME_LABEL = "vm.kubevirt.io/name"
 # How long the freeze waits for the kernel to actually stop the workload after SIGSTOP is queued.
 STOP_CONFIRM_TIMEOUT_S = 0.5
+SPIN_S = 0.001
 WEBHOOK_DENIAL = 'admission webhook "virt-launcher-eviction-interceptor.kubevirt.io" denied the request: '
 
 
@@ -391,9 +392,7 @@ class VirtController:
         # The modelled pause runs from the moment /proc confirms it is stopped.
         confirmed = stopped and _wait_until_stopped(pid, STOP_CONFIRM_TIMEOUT_S)
         mono_confirmed = time.monotonic()
-        remaining = mono_confirmed + downtime_ms / 1000.0 - time.monotonic()
-        if remaining > 0:
-            time.sleep(remaining)
+        _sleep_until(mono_confirmed + downtime_ms / 1000.0)
         mono_before_cont = time.monotonic()
         _signal(pid, signal.SIGCONT)
         mono_after_cont, wall_after_cont = time.monotonic(), time.time()
@@ -730,6 +729,14 @@ def _node_address(node: str) -> str:
 
 def _iso(wall: float) -> str:
     return datetime.fromtimestamp(wall, timezone.utc).isoformat(timespec="microseconds")
+
+
+def _sleep_until(deadline: float) -> None:
+    """Sleep to a monotonic deadline; the last stretch is spun, as a sleep may overshoot by a scheduler tick."""
+    while (remaining := deadline - time.monotonic()) > SPIN_S:
+        time.sleep(remaining - SPIN_S)
+    while time.monotonic() < deadline:
+        pass
 
 
 def _wait_until_stopped(pid: int, timeout_s: float) -> bool:
