@@ -61,6 +61,7 @@ class PrometheusQuery(HttpEndpoint):
     multi-tenant `http://vmselect:8481/select/<tenant>/prometheus`.
     """
 
+    retry_deadline_s: float = Field(20.0, gt=0, description="Per query; the evidence is read before sealing, so keep it short")
     step_s: float = Field(5.0, gt=0, description="Resolution of the drill-window query; raised for long windows")
     max_points_per_series: int = Field(10_000, gt=0, le=11_000, description="Prometheus refuses more than 11000")
     timeout_s: float = Field(15.0, gt=0, description="Per-query timeout")

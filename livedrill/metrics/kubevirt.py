@@ -50,11 +50,16 @@ def collect_kubevirt_evidence(endpoint: PrometheusQuery, vms: list[str], start: 
     window_start, window_end = start - timedelta(seconds=endpoint.margin_s), end + timedelta(seconds=endpoint.margin_s)
     step = range_step_s(window_start, window_end, endpoint.step_s, endpoint.max_points_per_series)
     evidence = KubeVirtMetricsEvidence(source=endpoint.url, start=window_start, end=window_end, step_s=step, queried_at=utcnow())
-    for name, query in kubevirt_queries(vms, endpoint.selector):
+    queries = kubevirt_queries(vms, endpoint.selector)
+    for index, (name, query) in enumerate(queries):
         try:
             series = query_range(endpoint, query, window_start, window_end, step, client=client)
         except (PlatformError, httpx.HTTPError, ValueError) as exc:
             evidence.errors.append(f"{name}: {exc}")
+            if isinstance(exc, PlatformError) and exc.status is None:
+                # Unreachable after its whole retry budget: the other queries would only wait as long again.
+                evidence.errors += [f"{later}: skipped, {endpoint.url} unreachable" for later, _q in queries[index + 1:]]
+                break
             continue
         evidence.results.append(RangeResult(name=name, query=query, series=series))
     return evidence

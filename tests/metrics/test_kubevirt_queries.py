@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+import socket
+
 import pytest
 
-from livedrill.metrics.kubevirt import kubevirt_queries
+from livedrill.metrics.config import PrometheusQuery
+from livedrill.metrics.kubevirt import collect_kubevirt_evidence, kubevirt_queries
 from livedrill.metrics.promql import quote_label_value, range_step_s, selector
 
 T0 = datetime(2026, 11, 3, 10, tzinfo=timezone.utc)
@@ -44,3 +47,16 @@ def test_queries_per_vm_and_cluster_wide():
     }
     assert dict(kubevirt_queries([], {}))["migrations in flight"] == '{__name__=~"kubevirt_vmi_migrations_in_.+_phase"}'
     assert selector({}) == ""
+
+
+def test_an_unreachable_store_is_tried_once_and_the_rest_skipped():
+    with socket.socket() as sock:  # a port nobody listens on (bound, never listening)
+        sock.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        evidence = collect_kubevirt_evidence(PrometheusQuery(url=url, retry_deadline_s=0.5, connect_timeout_s=0.5),
+                                             ["banking/banking-core-vm"], T0, T0 + timedelta(minutes=2))
+    assert evidence.results == []
+    assert len(evidence.errors) == 3
+    assert "ConnectError" in evidence.errors[0]
+    assert evidence.errors[1:] == [f"banking/banking-core-vm by vmi: skipped, {url} unreachable",
+                                   f"migrations in flight: skipped, {url} unreachable"]
