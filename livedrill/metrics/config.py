@@ -1,4 +1,17 @@
-"""Where a drill's metrics go and where KubeVirt's metrics are read from (the spec's `metrics:` section)."""
+"""Where a drill's metrics go and where KubeVirt's metrics are read from (the spec's `metrics:` section).
+
+    metrics:
+      push:
+        - kind: victoriametrics_import
+          url: http://vminsert.monitoring:8480/insert/42/prometheus/api/v1/import/prometheus
+          extra_labels: {env: prod}
+        - kind: remote_write
+          url: http://prometheus.monitoring:9090/api/v1/write
+          bearer_token_file: /etc/livedrill/prometheus-token
+      kubevirt:
+        url: http://vmselect.monitoring:8481/select/42/prometheus
+        selector: {cluster: prod-core-a}
+"""
 
 from __future__ import annotations
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Callable
 
 import httpx
@@ -37,7 +38,7 @@ def payload_timeout(endpoint: HttpEndpoint, base_s: float, per_mib_s: float, bod
 
 
 def make_client(endpoint: HttpEndpoint) -> httpx.Client:
-    verify: bool | str = str(endpoint.tls_ca_bundle) if endpoint.tls_ca_bundle else True
+    verify: bool | ssl.SSLContext = ssl.create_default_context(cafile=str(endpoint.tls_ca_bundle)) if endpoint.tls_ca_bundle else True
     return httpx.Client(verify=verify, follow_redirects=False)
 
 

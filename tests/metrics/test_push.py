@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import base64
+import ssl
 import threading
+from pathlib import Path
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from livedrill.evidence.keys import Signer
+from livedrill.lab.kube.tls import issue_server_certificate
 from livedrill.metrics.config import MetricsConfig, PushSink
 from livedrill.metrics.encode import snappy_decompress
 from livedrill.metrics.export import export_run
@@ -75,7 +78,7 @@ def test_payload_timeout_scales_with_the_body(base_s, per_mib_s, body, expected_
 class ScriptedStore:
     """A real HTTP server on 127.0.0.1:0 answering each request with the next scripted status."""
 
-    def __init__(self, statuses: list[int]):
+    def __init__(self, statuses: list[int], tls: tuple[Path, Path] | None = None):
         self.statuses = list(statuses)
         self.requests: list[tuple[str, str, dict, bytes]] = []
         store = self
@@ -97,7 +100,13 @@ class ScriptedStore:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        scheme = "http"
+        if tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+            scheme = "https"
+        self.url = f"{scheme}://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def __enter__(self):
@@ -146,6 +155,15 @@ def test_bearer_token_is_read_from_its_file(tmp_path):
     assert store.requests[0][2]["Authorization"] == "Bearer s3cret"
 
 
+def test_https_with_the_banks_ca_bundle(tmp_path):
+    _ca_pem, cert, key = issue_server_certificate(tmp_path, "127.0.0.1")
+    with ScriptedStore([204], tls=(cert, key)) as store:
+        push_samples([s()], PushSink(kind="remote_write", url=store.url + "/api/v1/write", tls_ca_bundle=tmp_path / "ca.crt"))
+        with pytest.raises(MetricsEndpointError, match="CERTIFICATE_VERIFY_FAILED"):  # the system CAs do not know the bank's
+            push_samples([s()], PushSink(kind="remote_write", url=store.url + "/api/v1/write", retry_deadline_s=0.2))
+    assert len(store.requests) == 1
+
+
 def test_a_missing_token_file_fails_only_that_push(tmp_path):
     with pytest.raises(MetricsEndpointError, match="bearer_token_file") as err:
         push_samples([s()], PushSink(kind="pushgateway", url="http://127.0.0.1:9", bearer_token_file=tmp_path / "absent"))
@@ -175,3 +193,14 @@ def test_export_reports_each_sink(tmp_path):
 def test_config_rejects(config):
     with pytest.raises(ValueError):
         MetricsConfig.model_validate(config)
+
+
+def test_the_documented_example_validates():
+    import yaml
+
+    from livedrill.metrics import config
+
+    example = yaml.safe_load(config.__doc__.split("\n\n", 1)[1])["metrics"]
+    parsed = MetricsConfig.model_validate(example)
+    assert [p.kind for p in parsed.push] == ["victoriametrics_import", "remote_write"]
+    assert parsed.kubevirt.selector == {"cluster": "prod-core-a"}
