@@ -144,7 +144,7 @@ Record the chain head of this export for the next audit 请记录本次链头以
 `{chain_head_sha256}` — the next quarter's bundle must still contain a run whose `MANIFEST.json` has this SHA-256
 (with livedrill: `livedrill evidence verify --archive archive --anchor {chain_head_sha256}` where available).
 
-## Steps 1–4: run these commands / 执行以下命令
+## Steps 1–{5 if signed_statements else 4}: run these commands / 执行以下命令
 
 Unpack the bundle (`tar xzf livedrill-evidence-{quarter}.tar.gz`), change into its top directory, and run the
 block below with `sh`. It prints what is wrong, if anything, and ends with `ALL CHECKS PASSED` or `VERIFICATION FAILED`.
