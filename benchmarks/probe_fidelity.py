@@ -6,6 +6,9 @@ Ground truth is the time between just before SIGSTOP and just after SIGCONT retu
 CLOCK_MONOTONIC; the measured figure is the longest gap between successful probe completions that overlaps
 the freeze, read back from the probe's series. Target: |error| <= max(2 ms, one probe period).
 
+Part 3, isolation: the same 1,000 probes/s while a CPU-bound thread runs in the caller's process (as in a
+Prefect worker), with the engine in a thread of that process vs in its own process (the default).
+
 Part 2, throughput: sustained transaction probes/s (each = write + read-back, two HTTP requests) and CPU
 use of the probe process at 100 / 500 / 1,000 / 2,000 probes/s. Target: >= 1,000 probes/s on one core.
 
@@ -16,7 +19,7 @@ The probe process's CPU use is reported as a share of one core either way. Linux
 competing for the CPU and stretched the measured figures.
 --priority N raises the scheduling priority of the probe and the ledger (nice -N, needs root) so that the
 figures describe the instrument rather than CPU starvation by other work; the conditions line says which.
-Run:  .venv/bin/python benchmarks/probe_fidelity.py [--quick] [--pin] [--priority 10] [--part fidelity|rate|both]
+Run:  .venv/bin/python benchmarks/probe_fidelity.py [--quick] [--pin] [--priority 10] [--part fidelity|rate|isolation|all]
 """
 
 from __future__ import annotations
@@ -213,13 +216,37 @@ def rate_part(work: Path, seconds: float, cpu_ledger: int | None) -> None:
               f" {t['longest_gap']:14.2f} {t['reconciled']:>11} {cpu_pressure()}")
 
 
+def isolation_part(work: Path, seconds: float, cpu_ledger: int | None) -> None:
+    print(f"\nPart 3: a CPU-bound thread in the caller's process for {seconds:g} s, 1000 probes/s, nothing frozen")
+    print(f"  {'isolation':>9} {'ok/s':>8} {'longest gap ms':>14} {'gaps > 5 ms':>11} {'p99 ms':>7} {'max send lag ms':>15}"
+          f" CPU pressure")
+    for isolation in ("thread", "process"):
+        proc, port = start_ledger(work / f"ledger-iso-{isolation}", cpu_ledger)
+        try:
+            session = ProbeSession([probe(port, 1000, timeout_ms=2000, max_in_flight=1024)], NO_ABORT,
+                                   work / f"series-iso-{isolation}", gap_threshold_ms=5.0, isolation=isolation)
+            session.start()
+            time.sleep(0.5)
+            end = time.monotonic() + seconds
+            spins = 0
+            while time.monotonic() < end:  # pure-Python work holding the GIL, like decoding a large API object
+                spins += 1
+            report = session.stop()
+        finally:
+            stop_ledger(proc)
+        p = report.probes[0]
+        duration = p.stopped_monotonic - p.started_monotonic
+        print(f"  {isolation:>9} {p.ok / duration:8.1f} {p.longest_gap.duration_ms:14.2f} {p.gaps_above_threshold_total:>11}"
+              f" {p.windows['baseline'].p99_ms:7.2f} {p.max_send_lag_ms:15.2f} {cpu_pressure()}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1 repeat per freeze, 3 s per rate")
     parser.add_argument("--rate", type=float, default=1000.0, help="probe rate for the fidelity part")
     parser.add_argument("--pin", action="store_true", help="pin the probe to CPU 0 and the ledger to CPU 1")
     parser.add_argument("--priority", type=int, default=0, help="lower the nice value of probe and ledger by N")
-    parser.add_argument("--part", choices=["fidelity", "rate", "both"], default="both")
+    parser.add_argument("--part", choices=["fidelity", "rate", "isolation", "all"], default="all")
     args = parser.parse_args()
     repeats, seconds = (1, 3.0) if args.quick else (3, 10.0)
 
@@ -240,10 +267,12 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="livedrill-bench-") as tmp:
         work = Path(tmp)
-        if args.part != "rate":
+        if args.part in ("fidelity", "all"):
             fidelity_part(work, args, repeats, cpu_ledger)
-        if args.part != "fidelity":
+        if args.part in ("rate", "all"):
             rate_part(work, seconds, cpu_ledger)
+        if args.part in ("isolation", "all"):
+            isolation_part(work, seconds / 2, cpu_ledger)
     return 0
 
 
