@@ -158,12 +158,13 @@ def _log_tail(log: Path, lines: int = 15) -> str:
 
 def start_lab(state_dir: Path, preset: str = "targeted", api_port: int = 18443, ledger_port_base: int = 18100,
               foreground: bool = False, controller: dict[str, Any] | None = None,
-              ready_timeout_s: float = DEFAULT_READY_TIMEOUT_S) -> LabInfo:
+              ready_timeout_s: float = DEFAULT_READY_TIMEOUT_S, exit_with_pid: int | None = None) -> LabInfo:
     """Start the lab's processes (ledgers first, then the API server) and wait until all answer.
 
     Port 0 means ephemeral (ledger_port_base=0: every ledger gets an ephemeral port). `controller` overrides
     ControllerConfig fields (e.g. {"unschedulable_timeout_s": 2}). With foreground=True, blocks until
-    interrupted (or the API server exits), then stops the lab.
+    interrupted (or the API server exits), then stops the lab. With exit_with_pid, the lab ends itself
+    (API server and workloads) once that process is gone, even if nobody calls stop_lab.
     """
     state_dir = Path(state_dir).resolve()
     running = lab_status(state_dir)
@@ -192,7 +193,8 @@ def start_lab(state_dir: Path, preset: str = "targeted", api_port: int = 18443, 
         workloads = [f"--workload={vmi}={info.workload_pid(vmi)}" for vmi in chosen.workload_vmis]
         process, record = _spawn("api", [
             sys.executable, "-m", "livedrill.lab.kube", "--state-dir", str(state_dir), "--port", str(api_port),
-            "--preset", preset, "--controller-config", json.dumps(controller or {}), *workloads],
+            "--preset", preset, "--controller-config", json.dumps(controller or {}), *workloads,
+            *([f"--exit-with-pid={exit_with_pid}"] if exit_with_pid else [])],
             state_dir / "logs" / "api.log", env={TOKEN_ENV: secrets.token_urlsafe(32)})
         info.processes.append(record)
         (state_dir / "api.pid").write_text(f"{record.pid}\n")
@@ -276,9 +278,13 @@ def _reap(record: ProcessRecord, timeout_s: float) -> None:
 
 @contextlib.contextmanager
 def running_lab(tmp_path: Path, preset: str = "targeted", controller: dict[str, Any] | None = None) -> Iterator[LabInfo]:
-    """A lab on ephemeral ports under `tmp_path/lab`, stopped on exit: for tests anywhere."""
+    """A lab on ephemeral ports under `tmp_path/lab`, stopped on exit: for tests anywhere.
+
+    Tied to this process: if it dies without cleaning up (a killed test run), the lab ends itself.
+    """
     state_dir = Path(tmp_path) / "lab"
-    info = start_lab(state_dir, preset=preset, api_port=0, ledger_port_base=0, controller=controller)
+    info = start_lab(state_dir, preset=preset, api_port=0, ledger_port_base=0, controller=controller,
+                     exit_with_pid=os.getpid())
     try:
         yield info
     finally:

@@ -7,6 +7,9 @@ import os
 import signal
 import socket
 import stat
+import subprocess
+import sys
+import time
 
 import httpx
 import pytest
@@ -66,3 +69,19 @@ def test_a_busy_api_port_is_reported_and_nothing_is_left_running(tmp_path):
     for record in recorded["processes"]:
         with pytest.raises(ProcessLookupError):
             os.kill(record["pid"], 0)
+
+
+def test_a_lab_tied_to_a_dead_process_ends_itself(tmp_path):
+    owner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    state = tmp_path / "lab"
+    try:
+        info = start_lab(state, api_port=0, ledger_port_base=0, exit_with_pid=owner.pid)
+        owner.kill()
+        owner.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(r.alive() for r in info.processes):
+            time.sleep(0.1)
+        assert not any(r.alive() for r in info.processes)
+    finally:
+        owner.kill()
+        stop_lab(state)

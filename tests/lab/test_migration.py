@@ -355,3 +355,14 @@ def test_eviction_of_a_non_migratable_vmi_is_refused(lab, custom, core):
     with pytest.raises(ApiException) as rejected:
         create_vmim(custom, vmi="rwo-vm")
     assert rejected.value.status == 422 and "DisksNotLiveMigratable" in json.loads(rejected.value.body)["message"]
+
+
+def test_vm_migrate_subresource_creates_a_migration(lab, custom):
+    path = f"/apis/subresources.kubevirt.io/v1/namespaces/{NS}/virtualmachines/{VMI}/migrate"
+    dry = lab.api("PUT", path, {"dryRun": ["All"], "addedNodeSelector": {"kubernetes.io/hostname": "node-2"}})
+    assert dry["spec"]["addedNodeSelector"] == {"kubernetes.io/hostname": "node-2"}
+    assert custom.list_namespaced_custom_object(GROUP, VERSION, NS, "virtualmachineinstancemigrations")["items"] == []
+    created = lab.api("PUT", path, {"addedNodeSelector": {"kubernetes.io/hostname": "node-2"}})
+    assert created["metadata"]["name"].startswith("kubevirt-migrate-vm-")
+    running = wait_phase(custom, created["metadata"]["name"], ("Scheduled", "PreparingTarget", "TargetReady", "Running"))
+    assert running["spec"]["vmiName"] == VMI

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import json
 import os
 import signal
@@ -26,6 +27,7 @@ from livedrill.lab.presets import Preset, load_preset
 
 TOKEN_ENV = "LIVEDRILL_LAB_TOKEN"
 CONTEXT = "livedrill-lab"
+PARENT_CHECK_INTERVAL_S = 0.5
 
 
 def kubeconfig_text(server_url: str, token: str, ca_pem: bytes) -> str:
@@ -69,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workload", action="append", default=[], metavar="NS/NAME=PID",
                         help="the process paused at a VMI's stop-and-copy")
     parser.add_argument("--controller-config", default="{}", help="JSON overrides of ControllerConfig")
+    parser.add_argument("--exit-with-pid", type=int, default=None,
+                        help="stop (and terminate the workloads) once this process is gone, e.g. a test run")
     args = parser.parse_args(argv)
     token = os.environ.get(TOKEN_ENV)
     if not token:
@@ -100,13 +104,32 @@ def main(argv: list[str] | None = None) -> int:
     controller.start()
     _write_private(args.state_dir / "kubeconfig", kubeconfig_text(f"https://{args.host}:{port}", token, ca_pem))
     _write_private(args.state_dir / "api-ready", json.dumps({"pid": os.getpid(), "port": port}))
+    orphaned = False
     try:
-        stop.wait()
+        while not stop.wait(PARENT_CHECK_INTERVAL_S):
+            if args.exit_with_pid is not None and not _alive(args.exit_with_pid):
+                orphaned = True
+                break
     finally:
         controller.stop()
         server.shutdown()
         server.server_close()
+        if orphaned:  # nobody is left to run stop_lab: end the lab's workloads too
+            for pid in workloads.values():
+                for sig in (signal.SIGCONT, signal.SIGTERM):
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, sig)
     return 0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
 
 
 if __name__ == "__main__":

@@ -45,6 +45,7 @@ NODES = resources.find("", "v1", "nodes")
 PODS = resources.find("", "v1", "pods")
 EVENTS = resources.find("", "v1", "events")
 NAMESPACES = resources.find("", "v1", "namespaces")
+VMS = resources.find(KUBEVIRT, "v1", "virtualmachines")
 VMIS = resources.find(KUBEVIRT, "v1", "virtualmachineinstances")
 VMIMS = resources.find(KUBEVIRT, "v1", "virtualmachineinstancemigrations")
 KUBEVIRTS = resources.find(KUBEVIRT, "v1", "kubevirts")
@@ -608,6 +609,21 @@ class VirtController:
                         and vmim.get("status", {}).get("phase") not in policy.FINAL_PHASES):
                     self.store.delete(VMIMS, namespace, vmim["metadata"]["name"])
         return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 200}
+
+    def migrate_vm(self, namespace: str, vm_name: str, body: Obj) -> Obj:
+        """The VM `migrate` subresource (virtctl migrate): a VMIM named kubevirt-migrate-vm-*; returns it."""
+        vm = self.store.get(VMS, namespace, vm_name)
+        if self.store.find(VMIS, namespace, vm_name) is None:
+            raise errors.conflict(KUBEVIRT, "virtualmachines", vm_name, "VM is not running")
+        migration = {
+            "apiVersion": f"{KUBEVIRT}/v1", "kind": "VirtualMachineInstanceMigration",
+            "metadata": {"generateName": "kubevirt-migrate-vm-"},
+            "spec": {"vmiName": vm["metadata"]["name"],
+                     **({"addedNodeSelector": body["addedNodeSelector"]} if body.get("addedNodeSelector") else {})},
+        }
+        if body.get("dryRun"):
+            return migration
+        return self.store.create(VMIMS, namespace, migration)
 
     def _evacuate(self) -> None:
         vmis, _ = self.store.list(VMIS, None)
