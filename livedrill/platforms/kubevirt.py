@@ -7,12 +7,14 @@ a create that timed out may still have created the object.
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any, Callable, TypeVar
 
 import urllib3
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
+from kubernetes import watch as k8s_watch
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
@@ -196,6 +198,10 @@ class KubeVirtAdapter:
             failure_reason=state.get("failureReason") if phase == "Failed" else None,
             raw={"vmim": vmim, "vmi": vmi})
 
+    def watch_migration(self, handle: MigrationHandle) -> "MigrationWatch":
+        """A background watch of the migration object: `changed` fires on every event, so the loop reacts at once."""
+        return MigrationWatch(self, handle.vm.namespace, handle.platform_id)
+
     def cancel_migration(self, handle: MigrationHandle, timeout_s: float) -> str:
         return self.cancel_by_params({"namespace": handle.vm.namespace, "name": handle.platform_id,
                                       "uid": handle.uid, "vmi": handle.vm.name, "source": handle.source},
@@ -238,6 +244,73 @@ class KubeVirtAdapter:
         phases = phases_seen if phases_seen is not None else [
             p.get("phase") for p in vmim.get("status", {}).get("phaseTransitionTimestamps", [])]
         return kubevirt_postchecks(vmim, vmi, before.node or "", phases)
+
+
+class MigrationWatch:
+    """Watches one VMIM from the last seen resourceVersion; on 410 Gone it relists and resumes from there.
+
+    It only signals: the loop still reads the objects with GET, so a missed or duplicated event can never
+    make the drill act on stale state (reconcile from observed state).
+    """
+
+    def __init__(self, adapter: KubeVirtAdapter, namespace: str, name: str, window_s: int = 5):
+        self.adapter, self.namespace, self.name, self.window_s = adapter, namespace, name, window_s
+        self.changed = threading.Event()
+        self.resource_version: str | None = None
+        self.events = 0
+        self.restarts = 0
+        self._stop = threading.Event()
+        self._watch = k8s_watch.Watch()
+        self._thread = threading.Thread(target=self._run, name=f"watch-{name}", daemon=True)
+
+    def __enter__(self) -> "MigrationWatch":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._watch.stop()
+        self._thread.join(timeout=self.window_s + self.adapter.timeout)
+
+    def wait(self, timeout_s: float) -> bool:
+        fired = self.changed.wait(timeout_s)
+        self.changed.clear()
+        return fired
+
+    def _relist(self) -> None:
+        listed = self.adapter._call(f"list vmims in {self.namespace}", self.adapter.custom.list_namespaced_custom_object,
+                                    KV_GROUP, KV_VERSION, self.namespace, "virtualmachineinstancemigrations",
+                                    field_selector=f"metadata.name={self.name}")
+        self.resource_version = listed.get("metadata", {}).get("resourceVersion")
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                if self.resource_version is None:
+                    self._relist()
+                    self.changed.set()
+                stream = self._watch.stream(
+                    self.adapter.custom.list_namespaced_custom_object, KV_GROUP, KV_VERSION, self.namespace,
+                    "virtualmachineinstancemigrations", field_selector=f"metadata.name={self.name}",
+                    resource_version=self.resource_version, timeout_seconds=self.window_s,
+                    _request_timeout=(self.adapter.timeout, self.window_s + self.adapter.timeout))
+                for event in stream:
+                    if event.get("type") == "ERROR":
+                        raise ApiException(status=event["raw_object"].get("code"), reason="watch error")
+                    self.resource_version = event["raw_object"].get("metadata", {}).get("resourceVersion")
+                    self.events += 1
+                    self.changed.set()
+                    if self._stop.is_set():
+                        return
+            except ApiException as exc:
+                self.restarts += 1
+                if exc.status == 410:
+                    self.resource_version = None  # too old: relist, then resume from the list's version
+                else:
+                    self._stop.wait(self.adapter.poll_interval_s)
+            except Exception:  # noqa: BLE001 - connection dropped: resume from the last version seen
+                self.restarts += 1
+                self._stop.wait(self.adapter.poll_interval_s)
 
 
 # ------------------------------------------------------------------ pure helpers (table-tested)

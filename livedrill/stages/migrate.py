@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from typing import Callable
+import contextlib
+from typing import Callable, Iterator
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -95,24 +96,8 @@ def run_migration(session: DrillSession, adapter: PlatformAdapter, vm: VMRef, be
             probe.mark_window("during")
             session.event("probe", "window", window="during")
 
-        while True:
-            observation = adapter.observe_migration(handle)
-            if not result.phases_seen or result.phases_seen[-1] != observation.phase:
-                result.phases_seen.append(observation.phase)
-                session.event("platform", "phase", phase=observation.phase, source=observation.source,
-                              target=observation.target)
-            _say(progress, _status_line(observation, probe))
-            action = migration_loop_action(terminal=observation.terminal, now=time.monotonic(), deadline=deadline,
-                                           breach=bool(probe and probe.abort_event.is_set()))
-            if action is LoopAction.FINISHED:
-                break
-            if action is not LoopAction.CONTINUE:
-                reason = "deadline: the migration did not finish within its budget" if action is LoopAction.CANCEL_DEADLINE \
-                    else f"probe breach: {probe.breach}"
-                _cancel(session, adapter, handle, result, reason)
-                observation = adapter.observe_migration(handle)
-                break
-            time.sleep(_poll_interval(adapter))
+        with _watch(session, adapter, handle) as changed:
+            observation = _follow(session, adapter, handle, result, probe, deadline, changed, progress)
     except BaseException as exc:
         # Never swallow cancellation: stop what is in flight, record it, then re-raise.
         if handle is not None and (observation is None or not observation.terminal) and result.cancel_reason is None:
@@ -136,6 +121,45 @@ def run_migration(session: DrillSession, adapter: PlatformAdapter, vm: VMRef, be
     if observation is not None:
         session.run.write_json(f"objects/{_slug(vm)}-after.json", observation.raw)
     return result
+
+
+def _follow(session: DrillSession, adapter: PlatformAdapter, handle: MigrationHandle, result: MigrationResult,
+            probe: ProbeSession | None, deadline: float, changed: Callable[[float], bool],
+            progress: Progress | None) -> MigrationObservation:
+    """Observe, decide, act, until the migration is over: the loop of the migration stage."""
+    while True:
+        observation = adapter.observe_migration(handle)
+        if not result.phases_seen or result.phases_seen[-1] != observation.phase:
+            result.phases_seen.append(observation.phase)
+            session.event("platform", "phase", phase=observation.phase, source=observation.source,
+                          target=observation.target)
+        _say(progress, _status_line(observation, probe))
+        action = migration_loop_action(terminal=observation.terminal, now=time.monotonic(), deadline=deadline,
+                                       breach=bool(probe and probe.abort_event.is_set()))
+        if action is LoopAction.FINISHED:
+            return observation
+        if action is not LoopAction.CONTINUE:
+            reason = "deadline: the migration did not finish within its budget" if action is LoopAction.CANCEL_DEADLINE \
+                else f"probe breach: {probe.breach}"
+            _cancel(session, adapter, handle, result, reason)
+            return adapter.observe_migration(handle)
+        # Woken early by a watch event; the probe's abort signal is checked at least every poll interval.
+        changed(_poll_interval(adapter))
+
+
+@contextlib.contextmanager
+def _watch(session: DrillSession, adapter: PlatformAdapter, handle: MigrationHandle) -> Iterator[Callable[[float], bool]]:
+    """The platform's change notification when it has one (a KubeVirt watch), else a plain sleep."""
+    watch = getattr(adapter, "watch_migration", None)
+    if watch is None:
+        yield lambda timeout_s: time.sleep(timeout_s) or False
+        return
+    with watch(handle) as w:
+        try:
+            yield w.wait
+        finally:
+            session.event("platform", "watch", events=w.events, restarts=w.restarts,
+                          resource_version=w.resource_version)
 
 
 def _cancel(session: DrillSession, adapter: PlatformAdapter, handle: MigrationHandle, result: MigrationResult, reason: str) -> None:

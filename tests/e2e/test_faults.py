@@ -194,3 +194,28 @@ def test_sigterm_during_migration_cancels_rolls_back_and_seals(lab, tmp_path):
     assert assert_safe(lab) == "node-1"
     run_dir = next(archive.glob("*-lab-targeted-*"))
     assert_sealed_with(run_dir, "cancelled", "interrupted")
+
+
+def test_watch_disconnects_and_410_gone_do_not_derail_the_drill(lab, tmp_path):
+    """Watches resume from the last resourceVersion; a compacted history (410) makes them relist."""
+    annotate_vmi(lab, "lab.livedrill.io/memory", "512Mi")  # a few seconds of pre-copy to disturb
+    import threading
+
+    def disturb():
+        for _ in range(600):
+            if any(m.get("status", {}).get("phase") == "Running" for m in lab.api("GET", VMIMS)["items"]):
+                lab.add_fault(r"/virtualmachineinstancemigrations$", method="GET", status=500, count=2)
+                lab.api("POST", "/lab/v1/compact")
+                return
+            time.sleep(0.05)
+
+    disturber = threading.Thread(target=disturb)
+    disturber.start()
+    spec, text = lab_spec(lab, tmp_path)
+    verdict = drill(spec, text)
+    disturber.join()
+    assert verdict.outcome is DrillOutcome.PASSED, verdict.reasons
+    timeline = [json.loads(line) for line in (_run_dir(verdict) / "timeline.jsonl").read_text().splitlines()]
+    watch = [e for e in timeline if e["kind"] == "watch"][0]["detail"]
+    assert watch["events"] >= 3 and watch["restarts"] >= 1, watch
+    assert assert_safe(lab) == "node-2"
