@@ -281,6 +281,48 @@ class ConcurrencyPolicy(SpecModel):
         10.0, gt=0, description="With on_busy: fail, how long one attempt may take (an API round trip on a loaded server)")
 
 
+_HOURS = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])-([01][0-9]|2[0-4]):([0-5][0-9])$")
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
+class DrillWindow(SpecModel):
+    """When a drill may start, read in `schedule.timezone`. A range may wrap midnight (22:00-04:00)."""
+
+    allowed_hours: str = Field("00:00-24:00", description="HH:MM-HH:MM; the end is exclusive; may wrap midnight")
+    weekdays: list[Weekday] = Field(
+        default_factory=lambda: ["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
+        description="Days on which the window opens (the day the range starts on)")
+
+    @field_validator("allowed_hours")
+    @classmethod
+    def _hours(cls, v: str) -> str:
+        match = _HOURS.match(v)
+        if not match or (match[3] == "24" and match[4] != "00"):
+            raise ValueError(f"{v!r} is not a range of HH:MM-HH:MM (e.g. 01:00-05:00)")
+        if v[:5] == v[6:]:
+            raise ValueError(f"{v!r} is an empty range")
+        return v
+
+    @field_validator("weekdays")
+    @classmethod
+    def _some_days(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("at least one weekday")
+        return v
+
+
+class PreflightPolicy(SpecModel):
+    """What the pre-flight's compliance checks hold the drill's VMs and cluster to (seed §2, §6)."""
+
+    core_tier_selector: dict[str, str] = Field(
+        default_factory=lambda: {"tier": "core"},
+        description="Labels marking core-tier workloads: these must run as VMs (virt-launcher), never as plain containers")
+    require_dedicated_cpus: bool = Field(
+        True, description="The VM's vCPUs must be pinned (spec.domain.cpu.dedicatedCpuPlacement, Guaranteed QoS)")
+    require_guest_agent: bool = Field(
+        False, description="The drill relies on the QEMU guest agent: its AgentConnected condition must be True")
+
+
 class DrillSpec(SpecModel):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
     description: str = ""
@@ -295,6 +337,8 @@ class DrillSpec(SpecModel):
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     approval: ApprovalPolicy = Field(default_factory=ApprovalPolicy)
     concurrency: ConcurrencyPolicy = Field(default_factory=ConcurrencyPolicy)
+    window: DrillWindow | None = Field(None, description="Allowed start hours and weekdays; default: any time")
+    preflight: PreflightPolicy = Field(default_factory=PreflightPolicy)
 
     @model_validator(mode="after")
     def _consistent(self) -> "DrillSpec":

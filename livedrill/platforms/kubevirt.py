@@ -19,14 +19,15 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
 from livedrill.errors import InputError, PlatformError, PlatformUnreachable, RetryPolicy, call_with_retry, parse_retry_after
-from livedrill.outcomes import CheckResult, CheckStatus
+from livedrill.outcomes import CheckResult, utcnow
 from livedrill.platforms.base import MigrationHandle, MigrationObservation, RegisterCompensation, VMState
 from livedrill.decisions import kubevirt_postchecks
-from livedrill.quantity import bytes_to_gib, parse_quantity
-from livedrill.spec import DrillSpec, KubeVirtPlatform, TargetedMode, VMRef, migration_deadline_s
+from livedrill.platforms.kubevirt_checks import CheckPolicy, ClusterObjects, missing_vmi_check, vm_checks, vmi_memory_gib
+from livedrill.spec import DrillSpec, KubeVirtPlatform, TargetedMode, VMRef
 
 T = TypeVar("T")
 KV_GROUP, KV_VERSION = "kubevirt.io", "v1"
+MIGRATIONS_GROUP, MIGRATIONS_VERSION = "migrations.kubevirt.io", "v1alpha1"
 TERMINAL_PHASES = {"Succeeded", "Failed"}
 MIGRATION_FINALIZED_ABORT = {"Succeeded", "Failed"}
 RUN_LABEL = "livedrill.io/run-id"
@@ -124,6 +125,42 @@ class KubeVirtAdapter:
                            KV_GROUP, KV_VERSION, "kubevirts").get("items", [])
         return items[0] if items else None
 
+    def get_vm(self, vm: VMRef) -> dict | None:
+        return self._get_or_none(f"get vm {vm}", self.custom.get_namespaced_custom_object, KV_GROUP, KV_VERSION,
+                                 vm.namespace, "virtualmachines", vm.name)
+
+    def list_all(self, group: str, version: str, plural: str, label_selector: str = "",
+                 cluster_scoped: bool = False) -> list[dict]:
+        """Custom objects of every namespace (or cluster-scoped ones); an API the cluster lacks lists nothing."""
+        describe = f"list {plural}.{group}"
+        try:
+            if cluster_scoped:
+                result = self._call(describe, self.custom.list_cluster_custom_object, group, version, plural,
+                                    label_selector=label_selector)
+            else:
+                result = self._call(describe, self.custom.list_custom_object_for_all_namespaces, group, version, plural,
+                                    label_selector=label_selector)
+        except PlatformError as exc:
+            if exc.status == 404:
+                return []
+            raise
+        return result.get("items", [])
+
+    def list_pods(self, label_selector: str = "") -> list[dict]:
+        pods = self._call("list pods", self.core.list_pod_for_all_namespaces, label_selector=label_selector)
+        return self.api_client.sanitize_for_serialization(pods).get("items", [])
+
+    def list_pvcs(self, namespace: str | None = None) -> list[dict]:
+        if namespace:
+            claims = self._call(f"list pvcs in {namespace}", self.core.list_namespaced_persistent_volume_claim, namespace)
+        else:
+            claims = self._call("list pvcs", self.core.list_persistent_volume_claim_for_all_namespaces)
+        return self.api_client.sanitize_for_serialization(claims).get("items", [])
+
+    def list_namespaces(self) -> list[dict]:
+        namespaces = self._call("list namespaces", self.core.list_namespace)
+        return self.api_client.sanitize_for_serialization(namespaces).get("items", [])
+
     def events_for(self, namespace: str, names: set[str]) -> list[dict]:
         events = self._call(f"list events in {namespace}", self.core.list_namespaced_event, namespace)
         items = self.api_client.sanitize_for_serialization(events).get("items", [])
@@ -147,16 +184,22 @@ class KubeVirtAdapter:
 
     def preflight(self, spec: DrillSpec, vm: VMRef) -> list[CheckResult]:
         vmi = self.get_vmi(vm)
-        subject = f"vmi {vm}"
         if vmi is None:
-            return [CheckResult(name="vmi-running", status=CheckStatus.FAIL, subject=subject,
-                                message=f"VirtualMachineInstance {vm} does not exist",
-                                remedy="check vms[].namespace and vms[].name in the drill spec")]
-        cr = self.kubevirt_cr() or {}
-        nodes = {n["metadata"]["name"]: n for n in self.list_nodes()}
-        vmims = self.list_vmims(vm.namespace)
+            return [missing_vmi_check(vm, self.get_vm(vm))]
         target = spec.mode.target_node if isinstance(spec.mode, TargetedMode) else None
-        return preflight_checks(spec, vm, vmi, cr, nodes, vmims, target)
+        return vm_checks(CheckPolicy.from_spec(spec), vm, vmi, self.cluster_objects(vm.namespace), target)
+
+    def cluster_objects(self, namespace: str | None = None) -> ClusterObjects:
+        """One read of everything the checks judge (GETs and LISTs only). PVCs: `namespace`'s, or all."""
+        return ClusterObjects(
+            kubevirt_cr=self.kubevirt_cr() or {},
+            nodes={n["metadata"]["name"]: n for n in self.list_nodes()},
+            vmims=self.list_all(KV_GROUP, KV_VERSION, "virtualmachineinstancemigrations"),
+            pods=self.list_pods(),
+            pvcs=self.list_pvcs(namespace),
+            policies=self.list_all(MIGRATIONS_GROUP, MIGRATIONS_VERSION, "migrationpolicies", cluster_scoped=True),
+            namespaces={n["metadata"]["name"]: n for n in self.list_namespaces()},
+            now=utcnow())
 
     # ------------------------------------------------------------ migration
 
@@ -316,14 +359,6 @@ class MigrationWatch:
 # ------------------------------------------------------------------ pure helpers (table-tested)
 
 
-def vmi_memory_gib(vmi: dict) -> float:
-    domain = vmi.get("spec", {}).get("domain", {})
-    value = (domain.get("memory", {}).get("guest")
-             or domain.get("resources", {}).get("requests", {}).get("memory")
-             or domain.get("resources", {}).get("limits", {}).get("memory"))
-    return bytes_to_gib(parse_quantity(value)) if value else 0.0
-
-
 def vmim_manifest(vm: VMRef, target: str | None, run_id: str) -> dict:
     spec: dict[str, Any] = {"vmiName": vm.name}
     if target:
@@ -347,116 +382,3 @@ def abort_settled(state: dict, uid: str | None) -> str | None:
     if state.get("completed") and not state.get("failed"):
         return "the migration completed before the cancel took effect"
     return None
-
-
-def _condition(obj: dict, ctype: str) -> dict | None:
-    for cond in obj.get("status", {}).get("conditions", []) or []:
-        if cond.get("type") == ctype:
-            return cond
-    return None
-
-
-def node_is_ready(node: dict) -> bool:
-    cond = _condition(node, "Ready")
-    return bool(cond) and cond.get("status") == "True"
-
-
-def preflight_checks(spec: DrillSpec, vm: VMRef, vmi: dict, kubevirt_cr: dict, nodes: dict[str, dict],
-                     vmims: list[dict], target: str | None) -> list[CheckResult]:
-    """The foundation gate, judged from observed objects only."""
-    subject = f"vmi {vm}"
-    status = vmi.get("status", {})
-    checks: list[CheckResult] = []
-    phase, ready = status.get("phase"), _condition(vmi, "Ready")
-    ok = phase == "Running" and (ready is None or ready.get("status") == "True")
-    checks.append(CheckResult(
-        name="vmi-running", status=CheckStatus.PASS if ok else CheckStatus.FAIL, subject=subject,
-        message=f"VMI is {phase} on {status.get('nodeName')}" if ok else f"VMI is {phase!r} (Ready={ready and ready.get('status')}), not Running and Ready",
-        remedy=None if ok else "start the VM, or wait until it is Running and Ready",
-        evidence={"phase": phase, "nodeName": status.get("nodeName"), "ready": ready}))
-
-    lm = _condition(vmi, "LiveMigratable")
-    ok = bool(lm) and lm.get("status") == "True"
-    checks.append(CheckResult(
-        name="live-migratable", status=CheckStatus.PASS if ok else CheckStatus.FAIL, subject=subject,
-        message="LiveMigratable is True" if ok else (
-            f"LiveMigratable is {lm.get('status')}: {lm.get('reason')}: {lm.get('message', '')}" if lm
-            else "the VMI has no LiveMigratable condition"),
-        remedy=None if ok else "fix what the reason names (e.g. DisksNotLiveMigratable: use ReadWriteMany PVCs)",
-        evidence={"condition": lm}))
-
-    vmi_strategy = vmi.get("spec", {}).get("evictionStrategy")
-    cluster_strategy = kubevirt_cr.get("spec", {}).get("configuration", {}).get("evictionStrategy")
-    strategy = vmi_strategy or cluster_strategy or "None"
-    migrates = strategy in ("LiveMigrate", "LiveMigrateIfPossible")
-    checks.append(CheckResult(
-        name="eviction-strategy", status=CheckStatus.PASS if migrates else CheckStatus.WARN, subject=subject,
-        message=f"evictionStrategy {strategy} ({'VMI' if vmi_strategy else 'cluster default'})"
-        + ("" if migrates else ": a node drain would not live-migrate this VM"),
-        evidence={"vmi": vmi_strategy, "cluster": cluster_strategy, "effective": strategy}))
-
-    in_flight = [m["metadata"]["name"] for m in vmims
-                 if m.get("spec", {}).get("vmiName") == vm.name
-                 and (m.get("status", {}).get("phase") or "Pending") not in TERMINAL_PHASES]
-    state = status.get("migrationState") or {}
-    running_state = bool(state) and not state.get("completed")
-    ok = not in_flight and not running_state
-    checks.append(CheckResult(
-        name="no-migration-in-flight", status=CheckStatus.PASS if ok else CheckStatus.FAIL, subject=subject,
-        message="no migration in flight for this VMI" if ok else
-        f"a migration is already in flight for {vm}: {in_flight or [state.get('migrationUid')]}",
-        remedy=None if ok else "wait for it to finish, or cancel it (delete the VirtualMachineInstanceMigration)",
-        evidence={"in_flight": in_flight, "migrationState": state}))
-
-    source = status.get("nodeName")
-    checks.append(_target_check(target, source, nodes))
-
-    memory_gib = vmi_memory_gib(vmi)
-    migrations_cfg = kubevirt_cr.get("spec", {}).get("configuration", {}).get("migrations", {}) or {}
-    per_gib = float(migrations_cfg.get("completionTimeoutPerGiB", 150))
-    kubevirt_budget = per_gib * max(2.0, memory_gib)
-    drill_budget = migration_deadline_s(spec, memory_gib)
-    checks.append(CheckResult(
-        name="migration-budget", status=CheckStatus.PASS if drill_budget >= kubevirt_budget else CheckStatus.WARN,
-        subject=subject,
-        message=f"drill deadline {drill_budget:.0f}s for {memory_gib:.2f} GiB; KubeVirt's completion budget {kubevirt_budget:.0f}s"
-        + ("" if drill_budget >= kubevirt_budget else ": the drill may cancel a migration KubeVirt would still let run"),
-        evidence={"memory_gib": memory_gib, "drill_deadline_s": drill_budget, "kubevirt_completion_budget_s": kubevirt_budget,
-                  "migrations": migrations_cfg}))
-    return checks
-
-
-def _target_check(target: str | None, source: str | None, nodes: dict[str, dict]) -> CheckResult:
-    def schedulable(node: dict) -> list[str]:
-        problems = []
-        if not node_is_ready(node):
-            problems.append("not Ready")
-        if node.get("spec", {}).get("unschedulable"):
-            problems.append("cordoned (spec.unschedulable)")
-        if node.get("metadata", {}).get("labels", {}).get("kubevirt.io/schedulable") != "true":
-            problems.append("label kubevirt.io/schedulable is not 'true'")
-        return problems
-
-    if target is None:
-        usable = [n for n, node in nodes.items() if n != source and not schedulable(node)]
-        ok = bool(usable)
-        return CheckResult(
-            name="target-node", status=CheckStatus.PASS if ok else CheckStatus.FAIL, subject="nodes",
-            message=f"schedulable nodes other than the source {source}: {usable}" if ok
-            else f"no Ready, schedulable KubeVirt node other than the source {source}",
-            remedy=None if ok else "uncordon or add a node", evidence={"candidates": usable})
-    node = nodes.get(target)
-    if node is None:
-        return CheckResult(name="target-node", status=CheckStatus.FAIL, subject=f"node {target}",
-                           message=f"target node {target} does not exist (nodes: {sorted(nodes)})",
-                           remedy="fix mode.target_node in the drill spec")
-    problems = schedulable(node)
-    if target == source:
-        problems.append(f"it is the source node: the VM already runs on {source}")
-    ok = not problems
-    return CheckResult(
-        name="target-node", status=CheckStatus.PASS if ok else CheckStatus.FAIL, subject=f"node {target}",
-        message=f"target node {target} is Ready and schedulable" if ok else f"target node {target}: {'; '.join(problems)}",
-        remedy=None if ok else "choose another mode.target_node, or uncordon / repair the node",
-        evidence={"labels": node.get("metadata", {}).get("labels"), "unschedulable": node.get("spec", {}).get("unschedulable"),
-                  "conditions": node.get("status", {}).get("conditions")})

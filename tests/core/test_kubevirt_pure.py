@@ -8,7 +8,8 @@ import jsonschema
 import pytest
 
 from livedrill.outcomes import CheckStatus
-from livedrill.platforms.kubevirt import abort_settled, preflight_checks, vmi_memory_gib, vmim_manifest
+from livedrill.platforms.kubevirt import abort_settled, vmi_memory_gib, vmim_manifest
+from livedrill.platforms.kubevirt_checks import preflight_checks
 from livedrill.quantity import parse_quantity
 from livedrill.spec import VMRef, parse_spec
 
@@ -25,13 +26,15 @@ VM = VMRef(namespace="banking", name="banking-core-vm")
 
 
 def _node(name, ready=True, unschedulable=False, kv="true"):
-    return {"metadata": {"name": name, "labels": {"kubevirt.io/schedulable": kv, "kubernetes.io/hostname": name}},
+    return {"metadata": {"name": name, "labels": {"kubevirt.io/schedulable": kv, "kubernetes.io/hostname": name,
+                                                  "cpumanager": "true"}},
             "spec": {"unschedulable": unschedulable},
-            "status": {"conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}}
+            "status": {"conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+                       "allocatable": {"cpu": "8", "memory": "16Gi"}}}
 
 
 VMI = {"metadata": {"namespace": "banking", "name": "banking-core-vm"},
-       "spec": {"evictionStrategy": "LiveMigrate", "domain": {"memory": {"guest": "256Mi"}}},
+       "spec": {"evictionStrategy": "LiveMigrate", "domain": {"memory": {"guest": "256Mi"}, "cpu": {"dedicatedCpuPlacement": True}}},
        "status": {"phase": "Running", "nodeName": "node-1",
                   "conditions": [{"type": "Ready", "status": "True"}, {"type": "LiveMigratable", "status": "True"}]}}
 NODES = {n: _node(n) for n in ("node-1", "node-2", "node-3")}

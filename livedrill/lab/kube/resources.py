@@ -43,6 +43,7 @@ RESOURCES: tuple[ResourceType, ...] = (
     ResourceType("", "v1", "pods", "Pod", True, ("po",), "pod", ("all",),
                  field_selectors=_COMMON_FIELDS | {"spec.nodeName", "status.phase"},
                  extra_subresources=(("eviction", "Eviction", ("create",)),)),
+    ResourceType("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", True, ("pvc",), "persistentvolumeclaim"),
     ResourceType("", "v1", "events", "Event", True, ("ev",), "event", has_status=False,
                  field_selectors=_COMMON_FIELDS | {
                      "involvedObject.kind", "involvedObject.name", "involvedObject.namespace",
