@@ -27,6 +27,7 @@ import os
 import signal
 import threading
 import time
+import traceback
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
@@ -183,6 +184,8 @@ class VirtController:
                 self._reconcile()
             except errors.ApiError:
                 pass  # an object vanished between read and write: the next pass sees the new state
+            except Exception:  # a lab bug: keep the traceback in the log, keep reconciling
+                traceback.print_exc()
             self._stop.wait(self.config.reconcile_interval_s)
 
     def _reconcile(self) -> None:
@@ -197,7 +200,10 @@ class VirtController:
                 worker = self._workers.get(uid)
             if worker is not None:
                 if deleting:
-                    self._aborts[uid].set()
+                    with self._lock:
+                        abort = self._aborts.get(uid)
+                    if abort is not None:
+                        abort.set()
                 continue
             if deleting or phase in policy.FINAL_PHASES:
                 if MIGRATION_FINALIZER in (vmim["metadata"].get("finalizers") or []):
@@ -230,7 +236,7 @@ class VirtController:
                 continue  # stays unscheduled until a node is available
             pod = self.store.create(PODS, vmi["metadata"]["namespace"], launcher_pod(vmi, node))
             self.store.mutate(VMIS, vmi["metadata"]["namespace"], vmi["metadata"]["name"],
-                              lambda v: v.update(status=running_vmi_status(v, node, pod)), "all")
+                              lambda v: _start_vmi(v, node, pod), "all")
 
     def _start_worker(self, vmim: Obj) -> None:
         uid = vmim["metadata"]["uid"]
@@ -275,6 +281,9 @@ class VirtController:
             self._finish_failed(vmim, created.get("target_pod"), failure.reason)
         except errors.ApiError as error:
             self._finish_failed(vmim, created.get("target_pod"), f"lab controller: {error.message}")
+        except Exception as exc:  # a lab bug must still end the migration, or it would hang in its phase
+            traceback.print_exc()
+            self._finish_failed(vmim, created.get("target_pod"), f"lab controller error: {exc!r}")
         finally:
             with self._lock:
                 self._workers.pop(uid, None)
@@ -672,6 +681,11 @@ def launcher_pod(vmi: Obj, node: str | None) -> Obj:
         _bind_pod(pod, node)
         _run_pod(pod, node)
     return pod
+
+
+def _start_vmi(vmi: Obj, node: str, pod: Obj) -> None:
+    vmi["status"] = running_vmi_status(vmi, node, pod)
+    vmi["metadata"].setdefault("labels", {})["kubevirt.io/nodeName"] = node
 
 
 def running_vmi_status(vmi: Obj, node: str, pod: Obj) -> Obj:
