@@ -6,9 +6,13 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
-# Debian packages of the libvirt/QEMU lab (shared/notes/libvirt-lab.md).
-LAB_DEBS = qemu-system-x86 libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvirt-dev \
-           busybox-static cpio tini pkg-config gcc iproute2
+# Debian packages the tests run for real: the libvirt/QEMU lab (shared/notes/libvirt-lab.md), the metric
+# stores the dashboards are queried on, the browser that renders reports and the Prefect UI, PostgreSQL
+# for the production Prefect server variant, and the tools an auditor verifies a bundle with.
+TEST_DEBS = qemu-system-x86 libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvirt-dev \
+            busybox-static cpio tini pkg-config gcc iproute2 \
+            prometheus prometheus-pushgateway victoria-metrics \
+            chromium chromium-driver postgresql openssl jq
 
 .PHONY: venv sysdeps demo test lint-imports lock clean
 
@@ -20,9 +24,9 @@ $(STAMP): pyproject.toml constraints.txt
 
 venv: $(STAMP)
 
-# Installs the lab's system packages once; a no-op when they are present.
+# Installs the test suite's system packages once; a no-op when they are present.
 sysdeps:
-	@missing=$$(for p in $(LAB_DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	@missing=$$(for p in $(TEST_DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	    echo "installing: $$missing"; \
 	    DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
