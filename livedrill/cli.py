@@ -117,6 +117,43 @@ def cmd_preflight(args: argparse.Namespace) -> int:
     return verdict.outcome.exit_code
 
 
+def cmd_readiness(args: argparse.Namespace) -> int:
+    """Which core-tier VMs could be drilled today (reads only). 0 all ready, 1 some not, 2 bad input / unreachable."""
+    from livedrill.errors import InputError, PlatformError
+    from livedrill.readiness import format_report, parse_selector, scan_readiness
+    from livedrill.spec import KubeVirtPlatform
+
+    spec = None
+    if Path(args.cluster).is_file():
+        loaded = _load(args.cluster)
+        if loaded is None:
+            return EXIT_BAD_INPUT
+        spec = loaded[0]
+        if not isinstance(spec.platform, KubeVirtPlatform):
+            print(f"readiness: {args.cluster} drills a {spec.platform.kind} platform; readiness scans KubeVirt clusters",
+                  file=sys.stderr)
+            return EXIT_BAD_INPUT
+        platform, cluster = spec.platform.model_copy(update={"request_timeout_s": args.request_timeout}), spec.cluster
+    else:
+        platform = KubeVirtPlatform(kind="kubevirt", kubeconfig=args.kubeconfig, context=args.cluster,
+                                    request_timeout_s=args.request_timeout)
+        cluster = f"context {args.cluster}"
+    try:
+        selector = parse_selector(args.selector) if args.selector else None
+        from livedrill.platforms.kubevirt import KubeVirtAdapter
+
+        adapter = KubeVirtAdapter(platform, call_deadline_s=args.request_timeout * 3)
+        try:
+            report = scan_readiness(adapter, spec, selector, args.namespace)
+        finally:
+            adapter.close()
+    except (InputError, PlatformError) as exc:
+        print(f"readiness: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(report.model_dump_json(indent=2) if args.json else format_report(report, cluster))
+    return EXIT_OK if report.ready else EXIT_FAILED
+
+
 def cmd_lab(args: argparse.Namespace) -> int:
     state_dir = Path(args.state_dir)
     if args.hypervisor == "libvirt":
@@ -216,6 +253,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("preflight", help="run only the pre-flight gate of a drill; nothing is changed")
     p.add_argument("file")
     p.set_defaults(func=cmd_preflight)
+
+    p = sub.add_parser("readiness", help="which core-tier VMs could be drilled today, and why not (reads only)")
+    p.add_argument("--cluster", required=True, help="a drill spec (its platform, policy and calendar) or a kubeconfig context")
+    p.add_argument("--kubeconfig", help="with a context: the kubeconfig file (default: KUBECONFIG, ~/.kube/config)")
+    p.add_argument("--selector", help="VM labels, k=v[,k=v] (default: the spec's core-tier selector, tier=core)")
+    p.add_argument("--namespace", help="scan only this namespace")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--request-timeout", type=float, default=10.0, help="seconds per API call")
+    p.set_defaults(func=cmd_readiness)
 
     p = sub.add_parser("lab", help="the embedded lab: up | status | down")
     p.add_argument("action", choices=["up", "status", "down"])

@@ -77,3 +77,18 @@ def freeze_check(schedule: ScheduleConfig, now: datetime) -> CheckResult:
 def operational_gates(spec: DrillSpec, now: datetime) -> list[CheckResult]:
     """The time-based gates of a drill, judged at `now` (timezone-aware)."""
     return [window_check(spec.window, spec.schedule.timezone, now), freeze_check(spec.schedule, now)]
+
+
+def window_today_check(window: DrillWindow | None, timezone: str, now: datetime) -> CheckResult:
+    """For a daily readiness scan: does the drill window open today (in the schedule's zone)?"""
+    if window is None:
+        return window_check(None, timezone, now)
+    local = now.astimezone(ZoneInfo(timezone))
+    today = WEEKDAYS[local.weekday()]
+    ok = today in window.weekdays
+    return CheckResult(
+        name="drill-window", status=CheckStatus.PASS if ok else CheckStatus.FAIL, subject="spec window",
+        message=f"the drill window {window.allowed_hours} {timezone} opens today ({today} {local.date()})" if ok
+        else f"no drill window today ({today} {local.date()}): the window opens on {','.join(window.weekdays)}",
+        remedy=None if ok else f"drill on {','.join(window.weekdays)}, or change window.weekdays in the drill spec",
+        evidence={"now": now.isoformat(), "local": local.isoformat(), "timezone": timezone, "window": window.model_dump()})

@@ -3,12 +3,27 @@ real workload (ledger) process.
 
 `targeted`: namespace `banking` with `banking-core-vm` (modelled on the seed's core VM) running on
 node-1 of three schedulable nodes; the `kubevirt` CR carries the seed's migration settings.
+
+`drain`: node maintenance of node-1 (the seed's `kubectl drain node-1 --ignore-daemonsets
+--delete-emptydir-data`). node-1 hosts two core VMs (`banking/banking-core-vm`, `banking/banking-core-vm-2`,
+each with its own ledger process, really paused at stop-and-copy), three non-core VMs in namespace `apps`
+(128Mi, no workload process: their stop-and-copy is modelled, nothing is paused) and `apps/report-cache`,
+a ReplicaSet pod with emptyDir scratch data (evicted only with delete_emptydir_data).
+
+`drain-100`: the scale case: 100 VMIs on node-1: four core VMs with ledgers (`banking/banking-core-vm`,
+`banking/banking-core-vm-2..4`) and 96 non-core VMs (`apps/app-vm-001..096`, 64Mi, no workload process:
+a hundred ledger processes would cost ~2.5 GB and measure nothing the four do not).
+
+The drain presets' VMIs are loaded already running on node-1 (launcher pod bound there, status as
+virt-handler reports it): the lab's controller would otherwise spread new VMIs over all nodes.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+
+from livedrill.lab.kube.controller import launcher_pod, running_vmi_status
 
 Obj = dict[str, Any]
 
@@ -138,7 +153,88 @@ def targeted() -> Preset:
     return Preset("targeted", objects, ["banking/banking-core-vm"])
 
 
-PRESETS = {"targeted": targeted}
+def _running_on(node: str, namespace: str, name: str, spec: Obj, labels: dict[str, str]) -> list[PresetObject]:
+    """A VMI already running on `node`, and its virt-launcher pod (loaded after it: the owner uid is filled in)."""
+    vmi: Obj = {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
+                "metadata": {"name": name, "namespace": namespace, "labels": {**labels, "kubevirt.io/nodeName": node}},
+                "spec": spec}
+    pod = launcher_pod(vmi, node)
+    status = running_vmi_status(vmi, node, {"metadata": {"uid": ""}})
+    status.pop("activePods")  # keyed by the pod's uid, which only the store assigns
+    vmi["status"] = status
+    return [PresetObject("kubevirt.io", "v1", "virtualmachineinstances", namespace, vmi),
+            PresetObject("", "v1", "pods", namespace, pod)]
+
+
+def _core_vm_on(node: str, namespace: str, name: str) -> list[PresetObject]:
+    labels = {"app": "banking-core", "tier": "core"}
+    vm = PresetObject("kubevirt.io", "v1", "virtualmachines", namespace, {
+        "apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine",
+        "metadata": {"name": name, "labels": dict(labels)},
+        "spec": {"runStrategy": "Always", "template": {"metadata": {"labels": dict(labels)},
+                                                     "spec": core_vmi_spec(name)}},
+        "status": {"printableStatus": "Running", "ready": True, "created": True}})
+    vmi, pod = _running_on(node, namespace, name, core_vmi_spec(name), {**labels, "kubevirt.io/vm": name})
+    vmi.body["metadata"]["ownerReferences"] = [{"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine", "name": name,
+                                                "uid": "", "controller": True, "blockOwnerDeletion": True}]
+    return [vm, vmi, pod]
+
+
+def noncore_vmi_spec(memory: str) -> Obj:
+    """A non-core tier VM: small, LiveMigrate, masquerade networking, a shared (RWX) root disk."""
+    return {
+        "domain": {"cpu": {"cores": 1}, "memory": {"guest": memory},
+                   "resources": {"requests": {"memory": memory, "cpu": "500m"}},
+                   "devices": {"disks": [{"name": "rootdisk", "disk": {"bus": "virtio"}}],
+                               "interfaces": [{"name": "default", "masquerade": {}}]}},
+        "evictionStrategy": "LiveMigrate",
+        "networks": [{"name": "default", "pod": {}}],
+        "volumes": [{"name": "rootdisk", "containerDisk": {"image": "quay.io/containerdisks/fedora:41"}}],
+    }
+
+
+def _scratch_pod(namespace: str, name: str, node: str) -> PresetObject:
+    """A ReplicaSet pod with emptyDir data: kubectl drain evicts it only with --delete-emptydir-data."""
+    return PresetObject("", "v1", "pods", namespace, {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "labels": {"app": "report-cache"},
+                     "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "report-cache-5d4f8",
+                                          "uid": "6c1f2f0e-0000-4000-8000-000000000001", "controller": True,
+                                          "blockOwnerDeletion": True}]},
+        "spec": {"nodeName": node, "terminationGracePeriodSeconds": 5,
+                 "containers": [{"name": "cache", "image": "registry.k8s.io/pause:3.10",
+                                 "volumeMounts": [{"name": "scratch", "mountPath": "/cache"}]}],
+                 "volumes": [{"name": "scratch", "emptyDir": {}}]},
+        "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}})
+
+
+def _drain_preset(name: str, core: list[str], noncore: list[str], noncore_memory: str) -> Preset:
+    objects = [
+        _namespace("kubevirt", {"kubernetes.io/metadata.name": "kubevirt"}),
+        _namespace("banking", {"kubernetes.io/metadata.name": "banking", "tier": "core"}),
+        _namespace("apps", {"kubernetes.io/metadata.name": "apps", "tier": "non-core"}),
+        _node("node-1", "zone-a"), _node("node-2", "zone-a"), _node("node-3", "zone-b"),
+        _kubevirt_cr(),
+    ]
+    for vm in core:
+        objects += _core_vm_on("node-1", "banking", vm)
+    for vm in noncore:
+        objects += _running_on("node-1", "apps", vm, noncore_vmi_spec(noncore_memory), {"app": vm, "tier": "non-core"})
+    objects.append(_scratch_pod("apps", "report-cache-5d4f8-x7k2p", "node-1"))
+    return Preset(name, objects, [f"banking/{vm}" for vm in core])
+
+
+def drain() -> Preset:
+    return _drain_preset("drain", ["banking-core-vm", "banking-core-vm-2"], [f"app-vm-{i}" for i in range(1, 4)],
+                         "128Mi")
+
+
+def drain_100() -> Preset:
+    core = ["banking-core-vm"] + [f"banking-core-vm-{i}" for i in range(2, 5)]
+    return _drain_preset("drain-100", core, [f"app-vm-{i:03d}" for i in range(1, 97)], "64Mi")
+
+
+PRESETS = {"targeted": targeted, "drain": drain, "drain-100": drain_100}
 
 
 def load_preset(name: str) -> Preset:
@@ -146,3 +242,72 @@ def load_preset(name: str) -> Preset:
         return PRESETS[name]()
     except KeyError:
         raise ValueError(f"unknown lab preset {name!r}; known: {', '.join(sorted(PRESETS))}") from None
+
+
+def _pvc(namespace: str, name: str, access_mode: str) -> PresetObject:
+    return PresetObject("", "v1", "persistentvolumeclaims", namespace, {
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": name},
+        "spec": {"accessModes": [access_mode], "resources": {"requests": {"storage": "10Gi"}},
+                 "storageClassName": "lab-shared" if access_mode == "ReadWriteMany" else "lab-local"},
+        "status": {"phase": "Bound", "accessModes": [access_mode], "capacity": {"storage": "10Gi"}}})
+
+
+def _readiness_vm(namespace: str, name: str, change=None, annotations: dict[str, str] | None = None,
+                  access_mode: str = "ReadWriteMany") -> list[PresetObject]:
+    """A core-tier VM like the seed's, with `change` applied to its VMI spec (the fault it carries)."""
+    vm, vmi = _core_vm(namespace, name)
+    for obj in (vm.body["spec"]["template"]["spec"], vmi.body["spec"]):
+        if change:
+            change(obj)
+    if annotations:
+        vmi.body["metadata"]["annotations"] = dict(annotations)
+    return [_pvc(namespace, f"{name}-rootdisk", access_mode), vm, vmi]
+
+
+def readiness() -> Preset:
+    """A cluster with deliberately broken core-tier VMs, for `livedrill readiness`.
+
+    core-ready: healthy. core-rwo-disk: its PVC is ReadWriteOnce. core-bridge: bridge on the pod network.
+    core-no-eviction: no evictionStrategy (and the cluster sets none). core-zone-b: may only run in zone-b,
+    whose other node (node-4) is cordoned. Pod payments/core-ledger-container: a core-tier workload as a plain
+    container (a compliance failure of the cluster, outside the VMs' namespace).
+    """
+    cordoned = _node("node-4", "zone-b")
+    cordoned.body["spec"]["unschedulable"] = True
+    cluster = _kubevirt_cr()
+    del cluster.body["spec"]["configuration"]["evictionStrategy"]
+
+    def bridge(spec: Obj) -> None:
+        spec["domain"]["devices"]["interfaces"] = [{"name": "default", "bridge": {}}]
+
+    def zone_b(spec: Obj) -> None:
+        spec["nodeSelector"] = {"topology.kubernetes.io/zone": "zone-b"}
+
+    container = PresetObject("", "v1", "pods", "payments", {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "core-ledger-container", "labels": {"app": "ledger", "tier": "core"}},
+        "spec": {"nodeName": "node-2", "containers": [{"name": "ledger", "image": "registry.bank.example/ledger:1.0",
+                                                       "resources": {"requests": {"cpu": "1", "memory": "1Gi"}}}]},
+        "status": {"phase": "Running"}})
+    web = PresetObject("", "v1", "pods", "banking", {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-frontend", "labels": {"app": "web", "tier": "non-core"}},
+        "spec": {"nodeName": "node-2", "containers": [{"name": "web", "image": "registry.bank.example/web:1.0"}]},
+        "status": {"phase": "Running"}})
+    objects = [
+        _namespace("kubevirt", {"kubernetes.io/metadata.name": "kubevirt"}),
+        _namespace("banking", {"kubernetes.io/metadata.name": "banking", "tier": "core"}),
+        _namespace("payments", {"kubernetes.io/metadata.name": "payments"}),
+        _node("node-1", "zone-a"), _node("node-2", "zone-a"), _node("node-3", "zone-b"), cordoned,
+        cluster,
+        *_readiness_vm("banking", "core-ready"),
+        *_readiness_vm("banking", "core-rwo-disk", annotations={"lab.livedrill.io/pvc-access-mode": "ReadWriteOnce"},
+                       access_mode="ReadWriteOnce"),
+        *_readiness_vm("banking", "core-bridge", bridge),
+        *_readiness_vm("banking", "core-no-eviction", lambda spec: spec.pop("evictionStrategy")),
+        *_readiness_vm("banking", "core-zone-b", zone_b),
+        container, web,
+    ]
+    return Preset("readiness", objects, [])
+
+
+PRESETS["readiness"] = readiness

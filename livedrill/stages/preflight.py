@@ -8,7 +8,8 @@ import shutil
 from pydantic import BaseModel, ConfigDict, Field
 
 from livedrill.errors import InputError, PlatformError
-from livedrill.outcomes import CheckResult, CheckStatus
+from livedrill.gates import operational_gates
+from livedrill.outcomes import CheckResult, CheckStatus, utcnow
 from livedrill.spec import migration_deadline_s
 from livedrill.stages.session import DrillSession
 
@@ -97,6 +98,7 @@ def _rollback_failed(session: DrillSession, run_id: str) -> bool:
 def run_preflight(session: DrillSession) -> PreflightResult:
     result = PreflightResult()
     session.event("livedrill", "stage", stage="preflight")
+    result.checks.extend(operational_gates(session.spec, utcnow()))
     result.checks.append(_recover_crashed(session))
     try:
         adapter = session.adapter()
