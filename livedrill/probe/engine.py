@@ -60,6 +60,11 @@ class ProbeSession:
         """Part of every transaction id this session writes (`ld-<run_id>-<probe index>-<seq>`)."""
         return self._engine.run_id
 
+    @property
+    def engine_pid(self) -> int:
+        """The process whose CPU time the probes use (the child, or this process with isolation="thread")."""
+        return self._engine.pid
+
     def start(self) -> None:
         self._engine.start()
 

@@ -154,6 +154,12 @@ class ProcessProbeSession:
         self._send_lock = threading.Lock()
         self._proc: subprocess.Popen | None = None
 
+    @property
+    def pid(self) -> int:
+        if self._proc is None:
+            raise RuntimeError("session not started")
+        return self._proc.pid
+
     def start(self) -> None:
         if self._proc is not None:
             raise RuntimeError("session already started")

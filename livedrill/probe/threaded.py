@@ -171,6 +171,10 @@ class ThreadProbeSession:
 
     # ------------------------------------------------------------ public API (any thread)
 
+    @property
+    def pid(self) -> int:
+        return os.getpid()
+
     def start(self) -> None:
         if self._thread is not None:
             raise RuntimeError("session already started")

@@ -63,8 +63,9 @@ def test_steady_run_has_no_gap_and_every_write_reconciles(ledger, tmp_path):
     lp = ledger()
     events = []
     session = ProbeSession([tx_probe(lp.url, rate=200)], GENEROUS, tmp_path / "series", on_event=events.append)
-    report, _ = run(session, 1.0, 0.5, 0.5)
+    report, live = run(session, 1.0, 0.5, 0.5, during_action=session.live)
     p = report.probes[0]
+    assert live[0].name == "ledger-tx" and live[0].ok >= 100 and live[0].failed == 0  # pushed from the probe process
     assert p.failed == 0 and p.failures_by_kind == {}
     assert p.sent == pytest.approx((p.stopped_monotonic - p.started_monotonic) * 200, abs=2)  # open loop, 200/s
     assert p.ok == p.sent
