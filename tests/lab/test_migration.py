@@ -196,10 +196,13 @@ def test_second_migration_of_the_same_vmi_is_rejected(lab, custom):
     assert f"Active migration job ({first['metadata']['name']})" in json.loads(rejected.value.body)["message"]
 
 
-def test_fail_at_phase_knob(lab, custom, core):
+def test_fail_at_phase_knob(lab, custom, core, kubectl):
     annotate_vmi(custom, {"lab.livedrill.io/fail-at-phase": "PreparingTarget"})
     vmim = create_vmim(custom)
-    failed = wait_phase(custom, vmim["metadata"]["name"], ("Succeeded", "Failed"))
+    # kubectl wait runs a watch-list (initial events, then the initial-events-end bookmark, then changes).
+    kubectl("wait", "-n", NS, f"vmim/{vmim['metadata']['name']}", "--for=jsonpath={.status.phase}=Failed",
+            "--timeout=20s")
+    failed = get(custom, "virtualmachineinstancemigrations", vmim["metadata"]["name"])
     assert phases_of(failed) == ["Pending", "Scheduling", "Scheduled", "Failed"]
     state = get(custom, "virtualmachineinstances", VMI)["status"]["migrationState"]
     assert state["failed"] is True and "PreparingTarget" in state["failureReason"]

@@ -396,8 +396,11 @@ class _Handler(BaseHTTPRequestHandler):
     def _watch(self, r: ResourceType, namespace: str | None, query: dict[str, str]) -> None:
         matcher = self._matcher(r, query)
         since_raw = query.get("resourceVersion", "")
+        # A watch-list (client-go's WatchListClient, e.g. `kubectl wait`): the current objects as ADDED, then a
+        # BOOKMARK annotated k8s.io/initial-events-end, then changes.
+        watch_list = query.get("sendInitialEvents") == "true"
         try:
-            since = int(since_raw) if since_raw not in ("", "0") else None
+            since = int(since_raw) if since_raw not in ("", "0") and not watch_list else None
         except ValueError as exc:
             raise errors.bad_request(f"invalid resourceVersion {since_raw!r}") from exc
         timeout_s = float(query.get("timeoutSeconds") or DEFAULT_WATCH_TIMEOUT_S)
@@ -414,14 +417,22 @@ class _Handler(BaseHTTPRequestHandler):
         def should_stop() -> bool:
             return self.server.stopping.is_set() or time.monotonic() >= deadline or self._peer_closed()
 
+        def bookmark(rv: int, annotations: dict[str, str] | None = None) -> None:
+            metadata: Obj = {"resourceVersion": str(rv), **({"annotations": annotations} if annotations else {})}
+            self._chunk({"type": "BOOKMARK", "object": {"kind": r.kind, "apiVersion": r.api_version,
+                                                        "metadata": metadata}})
+
         def idle() -> None:
             if bookmarks:
-                self._chunk({"type": "BOOKMARK", "object": {"kind": r.kind, "apiVersion": r.api_version,
-                                                            "metadata": {"resourceVersion": str(store.current_rv())}}})
+                bookmark(store.current_rv())
+
+        def initial_events_end(rv: int) -> None:
+            bookmark(rv, {"k8s.io/initial-events-end": "true"})
 
         try:
             as_table = self._wants_table()
-            for event in store.watch(r, namespace, matcher, since, should_stop, idle, idle_interval_s=1.0):
+            for event in store.watch(r, namespace, matcher, since, should_stop, idle, idle_interval_s=1.0,
+                                     initial_events_end=initial_events_end if watch_list else None):
                 obj = render_table(r, [event.obj], event.resource_version) if as_table else event.obj
                 self._chunk({"type": event.type, "object": obj})
         except errors.ApiError as error:  # a too-old resourceVersion: the apiserver's ERROR event

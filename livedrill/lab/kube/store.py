@@ -250,9 +250,11 @@ class Store:
 
     def watch(self, r: ResourceType, namespace: str | None, matcher: Matcher, since_rv: int | None,
               should_stop: Callable[[], bool], idle: Callable[[], None] | None = None,
-              idle_interval_s: float = 1.0) -> Iterator[WatchEvent]:
+              idle_interval_s: float = 1.0,
+              initial_events_end: Callable[[int], None] | None = None) -> Iterator[WatchEvent]:
         """Events after `since_rv` (or the current objects as ADDED when None), until `should_stop()`.
 
+        `initial_events_end(rv)` is called once the current objects have been yielded (watch-list streams).
         Raises ApiError 410 when `since_rv` is older than the history window.
         """
         with self._lock:
@@ -265,6 +267,8 @@ class Store:
                     raise errors.gone(f"too old resource version: {since_rv} ({self._oldest_resumable_rv})")
                 cursor, backlog = since_rv, []
         yield from backlog
+        if initial_events_end is not None:
+            initial_events_end(cursor)
         while not should_stop():
             with self._lock:
                 pending = [e for e in self._history if e.resource_version > cursor]
