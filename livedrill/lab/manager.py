@@ -25,6 +25,7 @@ import signal
 import ssl
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -176,6 +177,8 @@ def start_lab(state_dir: Path, preset: str = "targeted", api_port: int = 18443, 
                    ca_file=state_dir / "ca.crt")
     for stale in ("api-ready", "kubeconfig"):
         (state_dir / stale).unlink(missing_ok=True)
+    if foreground and exit_with_pid is None:
+        exit_with_pid = os.getpid()  # even a SIGKILLed foreground command leaves nothing running
     deadline = time.monotonic() + ready_timeout_s
     try:
         for index, vmi in enumerate(chosen.workload_vmis, start=1):
@@ -227,12 +230,24 @@ def _wait_for_api(info: LabInfo, deadline: float) -> None:
 
 
 def _run_in_foreground(info: LabInfo) -> None:
+    """Block until Ctrl-C, SIGTERM or the API server's exit; then stop the lab."""
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         api = info.process("api")
         while api.alive():
             time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
     finally:
         stop_lab(info.state_dir)
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt  # unwinds through the foreground wait, whose `finally` stops the lab
 
 
 def lab_status(state_dir: Path) -> LabInfo | None:

@@ -85,3 +85,23 @@ def test_a_lab_tied_to_a_dead_process_ends_itself(tmp_path):
     finally:
         owner.kill()
         stop_lab(state)
+
+
+def test_foreground_lab_stops_on_sigterm(tmp_path):
+    state = tmp_path / "lab"
+    command = ("import sys; from pathlib import Path; from livedrill.lab.manager import start_lab; "
+               f"start_lab(Path({str(state)!r}), api_port=0, ledger_port_base=0, foreground=True)")
+    foreground = subprocess.Popen([sys.executable, "-c", command])
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and lab_status(state) is None:
+            time.sleep(0.1)
+        info = lab_status(state)
+        assert info is not None, "the foreground lab did not come up"
+        foreground.send_signal(signal.SIGTERM)
+        assert foreground.wait(timeout=20) == 0
+        assert not any(record.alive() for record in info.processes)
+    finally:
+        foreground.kill()
+        foreground.wait(timeout=10)
+        stop_lab(state)
