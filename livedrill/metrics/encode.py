@@ -11,7 +11,7 @@ import struct
 from collections import defaultdict
 from collections.abc import Iterable
 
-from livedrill.metrics.samples import CATALOGUE, Sample, format_value
+from livedrill.metrics.samples import CATALOGUE, Sample, family_of, format_value
 
 
 def _escape_label(value: str) -> str:
@@ -26,15 +26,15 @@ def render_text(samples: Iterable[Sample], *, with_timestamps: bool = True) -> s
     """The text exposition format, one family block per metric name, with HELP and TYPE lines."""
     families: dict[str, list[Sample]] = defaultdict(list)
     for s in samples:
-        families[s.name].append(s)
+        families[family_of(s.name)].append(s)
     lines: list[str] = []
     for name in sorted(families):
         kind, help_text = CATALOGUE.get(name, ("untyped", name))
         lines.append(f"# HELP {name} {_escape_help(help_text)}")
         lines.append(f"# TYPE {name} {kind}")
-        for s in sorted(families[name], key=lambda x: (sorted(x.labels.items()), x.timestamp_ms)):
+        for s in sorted(families[name], key=lambda x: (x.name, sorted(x.labels.items()), x.timestamp_ms)):
             labels = ",".join(f'{k}="{_escape_label(v)}"' for k, v in sorted(s.labels.items()))
-            line = f"{name}{{{labels}}} {format_value(s.value)}" if labels else f"{name} {format_value(s.value)}"
+            line = f"{s.name}{{{labels}}} {format_value(s.value)}" if labels else f"{s.name} {format_value(s.value)}"
             if with_timestamps:
                 line += f" {s.timestamp_ms}"
             lines.append(line)

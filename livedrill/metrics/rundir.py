@@ -15,6 +15,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from livedrill.errors import InputError
+from livedrill.metrics.histogram import LatencyHistogram, series_histograms
 from livedrill.metrics.samples import Sample
 from livedrill.outcomes import Compensation, CompensationState, DrillOutcome, TimelineEvent, Verdict
 from livedrill.probe.report import ProbeReport, SessionReport
@@ -61,6 +62,7 @@ class DrillRunRecords(BaseModel):
     probes: SessionReport | None = None
     compensations: list[Compensation] = Field(default_factory=list)
     vms_started: list[str] = Field(default_factory=list)  # VMs whose migration was created, in drill order
+    latency_histograms: dict[str, dict[str, LatencyHistogram]] = Field(default_factory=dict)  # probe -> window -> histogram
 
 
 class PhaseSpan(BaseModel):
@@ -117,15 +119,30 @@ def load_run_dir(run_dir: str | Path) -> DrillRunRecords:
         timeline = [TimelineEvent.model_validate_json(line)
                     for line in (path / TIMELINE_FILE).read_text(encoding="utf-8").splitlines() if line.strip()]
     probes = None
+    histograms: dict[str, dict[str, LatencyHistogram]] = {}
     if (path / PROBE_REPORT_FILE).exists():
         probes = SessionReport.model_validate_json((path / PROBE_REPORT_FILE).read_bytes())
+        for report in probes.probes:
+            series = _series_path(path, report.series_file)
+            if series is not None:
+                histograms[report.name] = series_histograms(series)
     compensations = []
     if (path / COMPENSATIONS_FILE).exists():
         compensations = [Compensation.model_validate(e) for e in json.loads((path / COMPENSATIONS_FILE).read_text(encoding="utf-8"))]
     objects = {p.name for p in (path / OBJECTS_DIR).glob(f"*{_VMI_AT_START_SUFFIX}")} if (path / OBJECTS_DIR).is_dir() else set()
     vms_started = [vm for vm in run.vms if f"{vm.replace('/', '-', 1)}{_VMI_AT_START_SUFFIX}" in objects]
     return DrillRunRecords(run=run, verdict=verdict, slo=slo, timeline=timeline, probes=probes,
-                           compensations=compensations, vms_started=vms_started)
+                           compensations=compensations, vms_started=vms_started, latency_histograms=histograms)
+
+
+def _series_path(run_dir: Path, series_file: str) -> Path | None:
+    """The probe engine records the series file's name; the file lives in the run's probe/ directory."""
+    if not series_file:
+        return None
+    for candidate in (run_dir / series_file, run_dir / "probe" / Path(series_file).name):
+        if candidate.is_file():
+            return candidate
+    return None
 
 
 # ---------------------------------------------------------------- pure decisions
@@ -229,7 +246,14 @@ def drill_samples(records: DrillRunRecords) -> list[Sample]:
             for quantile, field in LATENCY_QUANTILES:
                 value = getattr(stats, field)
                 if value is not None:
-                    add("livedrill_probe_latency_seconds", value / 1000, at_ms, window=window, quantile=quantile, **labels)
+                    add("livedrill_probe_latency_quantile_seconds", value / 1000, at_ms, window=window, quantile=quantile, **labels)
+            histogram = records.latency_histograms.get(report.name, {}).get(window)
+            if histogram is not None:
+                for bound, count in [*zip(histogram.bounds_s, histogram.cumulative), (float("inf"), histogram.count)]:
+                    add("livedrill_probe_latency_seconds_bucket", float(count), at_ms, window=window,
+                        le="+Inf" if bound == float("inf") else f"{bound:g}", **labels)
+                add("livedrill_probe_latency_seconds_count", float(histogram.count), at_ms, window=window, **labels)
+                add("livedrill_probe_latency_seconds_sum", histogram.sum_s, at_ms, window=window, **labels)
             add("livedrill_probe_requests", float(stats.ok), at_ms, window=window, result="ok", **labels)
             add("livedrill_probe_requests", float(stats.failed), at_ms, window=window, result="failed", **labels)
         for kind, count in report.failures_by_kind.items():

@@ -53,7 +53,8 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "livedrill_migration_duration_seconds": ("gauge", "From the first observed migration phase to the terminal one"),
     "livedrill_migration_phase_duration_seconds": ("gauge", "Time the migration spent in each phase, as the drill observed it"),
     "livedrill_migration_phase_start_offset_seconds": ("gauge", "When each phase was first observed, seconds after the migration was created"),
-    "livedrill_probe_latency_seconds": ("gauge", "Probe latency quantile per window (quantile 1 is the maximum)"),
+    "livedrill_probe_latency_quantile_seconds": ("gauge", "Probe latency quantile per window, exact from the probe report (quantile 1 is the maximum)"),
+    "livedrill_probe_latency_seconds": ("histogram", "Latency of successful probes per window"),
     "livedrill_probe_requests": ("gauge", "Probe requests per window and result"),
     "livedrill_probe_failures": ("gauge", "Failed probe requests by failure kind"),
     "livedrill_probe_longest_gap_seconds": ("gauge", "Longest gap between successful completions of one probe"),
@@ -64,6 +65,18 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "livedrill_transactions_duplicated": ("gauge", "Acknowledged transactions posted more than once"),
     "livedrill_transactions_unverifiable": ("gauge", "Acknowledged transactions that could not be read back"),
 }
+
+
+HISTOGRAM_SUFFIXES = ("_bucket", "_count", "_sum")
+
+
+def family_of(name: str) -> str:
+    """The metric family a sample belongs to: a histogram's _bucket/_count/_sum samples share its name."""
+    for suffix in HISTOGRAM_SUFFIXES:
+        base = name.removesuffix(suffix)
+        if base != name and CATALOGUE.get(base, ("",))[0] == "histogram":
+            return base
+    return name
 
 
 def format_value(value: float) -> str:

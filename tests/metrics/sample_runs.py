@@ -15,12 +15,17 @@ from livedrill.outcomes import (
     CheckResult, CheckStatus, Compensation, CompensationState, DrillOutcome, TimelineEvent, Verdict,
 )
 from livedrill.probe.report import GapRecord, ProbeReport, ReconciliationReport, SessionReport, WindowStats
+from livedrill.probe.series import Outcome, SeriesWriter, Step
 
 VM = "banking/banking-core-vm"
 MONO0 = 5000.0  # CLOCK_MONOTONIC at the run's start (any value: only differences matter)
 WARMUP_S = 5.0
 COOLDOWN_S = 5.0
 GAP_THRESHOLD_MS = 20.0
+SERIES_FILE = "core-transfer.series"
+TIMEOUT_MS = 1000.0
+# Latencies of the successful probes of each window, cycled (none sits on a histogram bound).
+PATTERN_MS = {"baseline": (0.9, 1.1, 1.4, 2.1, 4.0), "during": (1.2, 1.6, 3.1, 4.6, 48.0), "after": (0.7, 0.8, 1.3, 1.9, 3.5)}
 
 SPEC = """\
 name: {drill}
@@ -106,6 +111,11 @@ class SampleDrill:
     def failed_requests(self) -> int:
         return sum(failed for _ok, failed in self.requests.values())
 
+    def latencies_ms(self, window: str) -> list[float]:
+        """What the series file holds for the window's successful probes."""
+        ok, _failed = self.requests[window]
+        return [PATTERN_MS[window][i % len(PATTERN_MS[window])] for i in range(ok)]
+
 
 def _at(drill: SampleDrill, seconds_after_creation: float) -> tuple[datetime, float]:
     return (drill.created_at + timedelta(seconds=seconds_after_creation),
@@ -144,6 +154,8 @@ def write_sample_run(archive_root: Path, drill: SampleDrill, signer: Signer | No
                          end_monotonic=end_mono, start_at=end_wall - timedelta(milliseconds=g.duration_ms),
                          end_at=end_wall, windows=[g.window])
 
+    bounds = {"baseline": (MONO0, during_mono), "during": (during_mono, after_mono), "after": (after_mono, stopped_mono - 1.0)}
+    _write_series(run.stream_path(f"probe/{SERIES_FILE}"), drill, bounds)
     gaps = [gap_record(g) for g in drill.gaps]
     windows = {}
     for name, (p50, p95, p99, mx) in drill.latency_ms.items():
@@ -154,7 +166,7 @@ def write_sample_run(archive_root: Path, drill: SampleDrill, signer: Signer | No
     ok_total = sum(ok for ok, _ in drill.requests.values())
     report = ProbeReport(
         name="core-transfer", kind="transaction", vm=VM, target="http://127.0.0.1:9/transfers", rate_per_s=200.0,
-        series_file="probe/core-transfer.series", started_at=started_wall, started_monotonic=MONO0,
+        series_file=SERIES_FILE, started_at=started_wall, started_monotonic=MONO0,
         stopped_monotonic=stopped_mono, window_marks={"baseline": MONO0, "during": during_mono, "after": after_mono},
         sent=sent, ok=ok_total, failed=drill.failed_requests, windows=windows,
         longest_gap=max(gaps, key=lambda g: g.duration_ms), gap_threshold_ms=GAP_THRESHOLD_MS,
@@ -184,6 +196,30 @@ def write_sample_run(archive_root: Path, drill: SampleDrill, signer: Signer | No
     if signer is not None:
         run.seal(signer)
     return run.path
+
+
+def _write_series(path: Path, drill: SampleDrill, bounds: dict[str, tuple[float, float]]) -> None:
+    """The probe's binary series as the engine writes it: window marks, then each probe spaced evenly
+    over its window (successes with the window's latencies, failures as timeouts)."""
+    writer = SeriesWriter(path, {"probe": "core-transfer", "kind": "transaction", "first_send_monotonic": MONO0},
+                          (drill.started_at.timestamp(), MONO0))
+    seq = 0
+    try:
+        for window, (start, end) in bounds.items():
+            writer.mark(window, start)
+            latencies = drill.latencies_ms(window)
+            failed = drill.requests[window][1]
+            total = len(latencies) + failed
+            for i in range(total):
+                t_sched = start + (end - start) * i / total
+                if i < len(latencies):
+                    writer.append(seq, t_sched, t_sched, t_sched + latencies[i] / 2000, t_sched + latencies[i] / 1000,
+                                  Outcome.OK, Step.READ, 200)
+                else:
+                    writer.append(seq, t_sched, t_sched, None, t_sched + TIMEOUT_MS / 1000, Outcome.TIMEOUT, Step.WRITE, 0)
+                seq += 1
+    finally:
+        writer.close()
 
 
 OK_PHASES = (("Pending", 0.0), ("Scheduling", 0.4), ("Scheduled", 1.6), ("PreparingTarget", 2.0),

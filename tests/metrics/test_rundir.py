@@ -105,12 +105,19 @@ def test_samples_of_a_cancelled_failed_drill(sample_run):
     assert not [s for s in samples if s.name == "livedrill_migration_phase_duration_seconds" and s.labels["phase"] == "Failed"]
     gaps = sorted((s.timestamp_ms, s.value) for s in samples if s.name == "livedrill_probe_gap_seconds")
     assert gaps == [(ms(created + timedelta(seconds=8.0)), 0.04), (ms(created + timedelta(seconds=10.9)), 0.35)]
-    baseline_p99 = _one(samples, "livedrill_probe_latency_seconds", window="baseline", quantile="0.99")
+    baseline_p99 = _one(samples, "livedrill_probe_latency_quantile_seconds", window="baseline", quantile="0.99")
     assert baseline_p99.value == pytest.approx(0.0029) and baseline_p99.timestamp_ms == ms(created)  # the window ends when "during" starts
     assert _one(samples, "livedrill_probe_failures", kind="connect").value == 10
     assert _one(samples, "livedrill_transactions_failed").value == 30
     assert _one(samples, "livedrill_probe_requests", window="during", result="failed").value == 30
-    assert _one(samples, "livedrill_probe_latency_seconds", window="during", quantile="0.5").labels["node"] == "node-3"
+    assert _one(samples, "livedrill_probe_latency_quantile_seconds", window="during", quantile="0.5").labels["node"] == "node-3"
+    # The histogram comes from the series file: baseline probes cycle 0.9, 1.1, 1.4, 2.1, 4.0 ms.
+    assert _one(samples, "livedrill_probe_latency_seconds_bucket", window="baseline", le="0.002").value == 600
+    assert _one(samples, "livedrill_probe_latency_seconds_bucket", window="baseline", le="+Inf").value == 1000
+    assert _one(samples, "livedrill_probe_latency_seconds_count", window="during").value == 1300  # 30 failures not counted
+    assert _one(samples, "livedrill_probe_latency_seconds_sum", window="baseline").value == pytest.approx(1.9, rel=1e-6)
+    assert _one(samples, "livedrill_probe_latency_seconds_bucket", window="after", le="0.001").timestamp_ms == \
+        _one(samples, "livedrill_probe_latency_quantile_seconds", window="after", quantile="0.5").timestamp_ms
 
 
 def test_samples_are_deterministic_and_time_ordered(sample_run):
