@@ -461,6 +461,8 @@ def cpu_problems(vmi: dict, source: dict | None, target: dict) -> tuple[list[str
     cpu = vmi.get("spec", {}).get("domain", {}).get("cpu") or {}
     model = cpu.get("model") or "host-model"
     target_labels, source_labels = _labels(target), _labels(source or {})
+    if not any(".node.kubevirt.io/" in k for k in target_labels):
+        return [], False  # KubeVirt's node-labeller has not labelled the node: nothing to compare
     problems: list[str] = []
     judged = True
     if model == "host-passthrough":
