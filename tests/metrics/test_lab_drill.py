@@ -77,6 +77,10 @@ def test_lab_drill_on_the_detail_dashboard(tmp_path):
             assert latency[(window, "0.99")] == pytest.approx(stats.p99_ms / 1000)
             assert latency[(window, "1")] == pytest.approx(stats.max_ms / 1000)
 
+        histogram = {(labels["window"], labels["le"]): v for labels, v in values("Probe latency histogram")}
+        for window, stats in report.windows.items():
+            assert histogram[(window, "+Inf")] == stats.ok  # every successful probe of the window, from the series file
+
         (_, longest), = values("Longest gap per probe")
         assert longest == pytest.approx(report.longest_gap.duration_ms / 1000)
         for ref, figure in (("A", report.failed), ("B", report.reconciliation.lost), ("C", report.reconciliation.duplicated)):
