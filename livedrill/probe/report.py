@@ -8,6 +8,13 @@ from livedrill.outcomes import CheckResult, CheckStatus, Record
 from livedrill.spec import SLO
 
 
+# When the instrument warns about itself: sends later than this many probe periods (and this floor), or
+# Linux CPU pressure above this share of the run.
+INSTRUMENT_LAG_PERIODS = 5
+INSTRUMENT_LAG_FLOOR_MS = 10.0
+INSTRUMENT_CPU_PRESSURE_PCT = 20.0
+
+
 class WindowStats(Record):
     """One window (baseline / during / after) of one probe; a probe belongs to the window it was scheduled in."""
 
@@ -74,11 +81,13 @@ class ProbeReport(Record):
     in_flight_at_stop: int
     unresolved_at_stop: int
     max_send_lag_ms: float  # how late the worst send left after its scheduled time (instrument health)
+    host_cpu_pressure_pct: float | None = None  # share of the run some task waited for a CPU (Linux PSI), if known
     reconciliation: ReconciliationReport | None = None
 
     def checks(self, slo: SLO) -> list[CheckResult]:
         subject = f"probe {self.name} ({self.kind} -> {self.target}, vm {self.vm})"
-        results = [self._downtime_check(slo, subject), self._latency_check(slo, subject), self._failures_check(slo, subject)]
+        results = [self._downtime_check(slo, subject), self._latency_check(slo, subject), self._failures_check(slo, subject),
+                   self._instrument_check(subject)]
         if self.reconciliation is not None:
             results += self._reconciliation_checks(slo, subject)
         return results
@@ -130,6 +139,23 @@ class ProbeReport(Record):
             message=f"{self.failed} of {self.sent} probes failed ({kinds}); limit {slo.max_failed_requests}",
             evidence={"failures_by_kind": self.failures_by_kind, "sent": self.sent,
                       "in_flight_at_stop": self.in_flight_at_stop, "unresolved_at_stop": self.unresolved_at_stop},
+        )
+
+    def _instrument_check(self, subject: str) -> CheckResult:
+        """Was the instrument itself on time? A late probe process stretches gaps and latencies."""
+        allowed_lag_ms = max(INSTRUMENT_LAG_FLOOR_MS, INSTRUMENT_LAG_PERIODS * 1000.0 / self.rate_per_s)
+        problems = []
+        if self.max_send_lag_ms > allowed_lag_ms:
+            problems.append(f"a probe left {self.max_send_lag_ms:.1f} ms after its scheduled time (allowed {allowed_lag_ms:g} ms)")
+        if self.host_cpu_pressure_pct is not None and self.host_cpu_pressure_pct > INSTRUMENT_CPU_PRESSURE_PCT:
+            problems.append(f"tasks on this host waited for a CPU {self.host_cpu_pressure_pct:.0f} % of the run")
+        return CheckResult(
+            name="probe.instrument-health", status=CheckStatus.WARN if problems else CheckStatus.PASS, subject=subject,
+            message=("the probe was starved: " + "; ".join(problems) + "; gaps and latencies may be overstated by up to"
+                     f" {self.max_send_lag_ms:.0f} ms") if problems else
+                    f"the probe kept its schedule (worst send lag {self.max_send_lag_ms:.1f} ms)",
+            remedy="run the drill's probes on a host with spare CPU" if problems else None,
+            evidence={"max_send_lag_ms": self.max_send_lag_ms, "host_cpu_pressure_pct": self.host_cpu_pressure_pct},
         )
 
     def _reconciliation_checks(self, slo: SLO, subject: str) -> list[CheckResult]:

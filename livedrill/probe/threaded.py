@@ -56,6 +56,19 @@ log = logging.getLogger(__name__)
 Probe = TransactionProbe | HttpProbe | TcpProbe
 
 
+PSI_CPU = Path("/proc/pressure/cpu")
+
+
+def read_cpu_stall() -> tuple[float, float] | None:
+    """(monotonic now, total µs some task waited for a CPU) from Linux PSI; None where PSI is unavailable."""
+    try:
+        some = PSI_CPU.read_text().splitlines()[0]
+    except (OSError, IndexError):
+        return None
+    total = next((f for f in some.split() if f.startswith("total=")), None)
+    return (time.monotonic(), float(total[len("total="):])) if total else None
+
+
 def check_window_order(current: str, new: str) -> None:
     if new not in WINDOWS[1:]:
         raise ValueError(f"window must be one of {WINDOWS[1:]}, got {new!r}")
@@ -168,6 +181,8 @@ class ThreadProbeSession:
         self._stopped_monotonic: float | None = None
         self._failure: BaseException | None = None
         self._started_at: datetime | None = None
+        self._psi_start: tuple[float, float] | None = None
+        self._psi_stop: tuple[float, float] | None = None
 
     # ------------------------------------------------------------ public API (any thread)
 
@@ -242,6 +257,7 @@ class ThreadProbeSession:
             watchdog = asyncio.create_task(self._watchdog())
             await self._stop_requested.wait()
             self._stopped_monotonic = time.monotonic()
+            self._psi_stop = read_cpu_stall()
             for task in schedulers:
                 task.cancel()
             watchdog.cancel()
@@ -261,6 +277,7 @@ class ThreadProbeSession:
 
     def _build_states(self, all_pools: list[dict[object, Http1Pool]]) -> None:
         wall, origin = time.time(), time.monotonic()
+        self._psi_start = read_cpu_stall()
         self._started_at = datetime.fromtimestamp(wall, timezone.utc)
         for index, probe in enumerate(self.probes):
             pools = {}  # per probe: probes of one origin may differ in TLS identity
@@ -470,6 +487,12 @@ class ThreadProbeSession:
 
     # ------------------------------------------------------------ report (caller's thread)
 
+    def _cpu_pressure_pct(self) -> float | None:
+        if self._psi_start is None or self._psi_stop is None or self._stopped_monotonic is None:
+            return None
+        (t0, stall0), (t1, stall1) = self._psi_start, self._psi_stop
+        return round(100.0 * (stall1 - stall0) / 1e6 / (t1 - t0), 1) if t1 > t0 else None
+
     def _probe_report(self, s: _ProbeState) -> ProbeReport:
         assert self._stopped_monotonic is not None and self._started_at is not None
         threshold = self._threshold_ms(s)
@@ -484,4 +507,5 @@ class ThreadProbeSession:
             gaps_above_threshold_total=summary.gaps_above_total, failures_by_kind=summary.failures_by_kind,
             in_flight_at_stop=s.in_flight_at_stop, unresolved_at_stop=summary.unresolved_at_stop,
             max_send_lag_ms=round(summary.max_send_lag_ms, 3), reconciliation=s.reconciliation,
+            host_cpu_pressure_pct=self._cpu_pressure_pct(),
         )

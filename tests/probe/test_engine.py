@@ -73,7 +73,10 @@ def test_steady_run_has_no_gap_and_every_write_reconciles(ledger, tmp_path):
     assert {w: s.count for w, s in p.windows.items()} == pytest.approx({"baseline": 200, "during": 100, "after": 100}, abs=3)
     assert p.reconciliation.acknowledged == p.sent == p.reconciliation.verified
     assert p.reconciliation.lost == p.reconciliation.duplicated == p.reconciliation.unverifiable == 0
-    assert all(c.status is CheckStatus.PASS for c in report.checks(GENEROUS))
+    checks = {c.name: c.status for c in report.checks(GENEROUS)}
+    assert checks.pop("probe.instrument-health") in (CheckStatus.PASS, CheckStatus.WARN)  # depends on the host's load
+    assert set(checks.values()) == {CheckStatus.PASS}
+    assert p.host_cpu_pressure_pct is None or 0.0 <= p.host_cpu_pressure_pct <= 100.0
     assert not session.abort_event.is_set() and report.breach is None
     assert [e.detail["window"] for e in events if e.kind == "window"] == ["baseline", "during", "after"]
     # the ledger holds exactly what the probe acknowledged
