@@ -102,7 +102,7 @@ class SessionConfig:
     reconcile_budget_per_id_ms: float = 5.0  # the budget grows with the number of acknowledged transactions
     ids_listed_at_most: int = 1000  # in the report; the JSONL details file lists every one
     watchdog_max_interval_s: float = 0.01  # the gap watchdog runs at least this often (more often for tight SLOs)
-    child_start_timeout_s: float = 30.0  # process isolation: interpreter start, imports, first connections
+    child_start_timeout_s: float = 30.0  # engine start: interpreter (process isolation), imports, TLS contexts
     live_push_interval_s: float = 0.25  # process isolation: how fresh live() is
 
 
@@ -196,7 +196,7 @@ class ThreadProbeSession:
         self.series_dir.mkdir(parents=True, exist_ok=True)
         self._thread = threading.Thread(target=self._thread_main, name="livedrill-probes", daemon=True)
         self._thread.start()
-        if not self._ready.wait(timeout=30):
+        if not self._ready.wait(timeout=self.config.child_start_timeout_s):
             raise RuntimeError("the probe thread did not start")
         if self._failure is not None:
             raise self._failure
