@@ -279,7 +279,9 @@ class KubeVirtAdapter:
             time.sleep(self.poll_interval_s)
 
     def undo_actions(self) -> dict[str, Callable[[dict[str, Any]], str]]:
-        return {"cancel-migration": self.cancel_by_params}
+        from livedrill.platforms.kubevirt_drain import drain_undo_actions  # it builds on this module
+
+        return {"cancel-migration": self.cancel_by_params, **drain_undo_actions(self)}
 
     def postcheck(self, handle: MigrationHandle, before: VMState, phases_seen: list[str] | None = None) -> list[CheckResult]:
         vmim = self.get_vmim(handle.vm.namespace, handle.platform_id) or {}

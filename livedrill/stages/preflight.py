@@ -11,6 +11,7 @@ from livedrill.errors import InputError, PlatformError
 from livedrill.gates import operational_gates
 from livedrill.outcomes import CheckResult, CheckStatus, utcnow
 from livedrill.spec import migration_deadline_s
+from livedrill.stages.drain import drain_preflight
 from livedrill.stages.session import DrillSession
 
 PREFLIGHT_FILE = "preflight.json"
@@ -115,6 +116,8 @@ def run_preflight(session: DrillSession) -> PreflightResult:
                 state = adapter.describe_vm(vm)
                 result.before[str(vm)] = {"node": state.node, "memory_gib": state.memory_gib, "running": state.running}
                 session.run.write_json(f"objects/{vm.namespace}-{vm.name}-before.json", state.raw)
+        if session.spec.mode.kind == "drain":
+            result.checks.extend(drain_preflight(session, adapter))
     except (InputError, PlatformError) as exc:
         result.error = f"pre-flight could not complete: {exc}"
     finally:

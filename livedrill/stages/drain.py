@@ -1,0 +1,313 @@
+"""The drain stage: cordon the node, evict its pods (KubeVirt's 429 is progress), wait until every VMI has left,
+with the probes of every core VM on the node running at once; then a verdict per VM and for the drain.
+
+Compensations are registered the moment each side effect is observed: "uncordon" right after the cordon,
+"cancel-evacuation" for a VMI as soon as its eviction answered that an evacuation was triggered (or the VMI
+shows one). A drain that breaches a probe SLO, runs out of budget or meets a pod it cannot evict cancels its
+evacuations here; the flow's rollback uncordons. An interrupted drain leaves both to the rollback, which
+runs them from the journal.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Callable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from livedrill.decisions import LoopAction, migration_loop_action
+from livedrill.drain import (EVACUATION_ANNOTATION, DrainSettings, EvictionAnswer, PodAction, VMIFate, VMVerdict,
+                            drain_summary_check, evacuations_of, needs_eviction, next_eviction_at, observed_budget,
+                            pods_to_drain, vm_verdict, vmi_done, vmi_fate)
+from livedrill.outcomes import CheckResult, CheckStatus, CompensationState
+from livedrill.platforms.base import PlatformAdapter
+from livedrill.probe.engine import ProbeSession
+from livedrill.spec import DrainMode
+from livedrill.stages.migrate import PROBE_REPORT_FILE, baseline_check
+from livedrill.stages.session import DrillSession
+
+if TYPE_CHECKING:
+    from livedrill.platforms.kubevirt_drain import KubeVirtDrain
+
+Progress = Callable[[str], None]
+Obj = dict
+VERDICTS_FILE = "drain/verdicts.json"
+EVACUATIONS_FILE = "drain/evacuations.json"
+PLAN_FILE = "drain/plan.json"
+
+
+class DrainResult(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    started: bool  # the node was cordoned: something changed
+    node: str
+    budget_s: float | None = None
+    wall_s: float | None = None  # from the cordon until every VMI had left (or the drain stopped)
+    stop_reason: str | None = None
+    uncordoned: bool = False
+    evictions: dict[str, int] = Field(default_factory=dict)  # eviction answers by kind
+    verdicts: list[VMVerdict] = Field(default_factory=list)
+    checks: list[CheckResult] = Field(default_factory=list)  # drain.node and one drain.vm per VM
+    probe_checks: list[CheckResult] = Field(default_factory=list)  # session-wide: baseline, abort signal
+    observed_downtime_ms: float | None = None
+
+
+def _ref(obj: Obj) -> str:
+    return f"{obj['metadata']['namespace']}/{obj['metadata']['name']}"
+
+
+def drain_preflight(session: DrillSession, adapter: PlatformAdapter) -> list[CheckResult]:
+    """The drain's own pre-flight: every VMI on the node judged, the pods, the budget."""
+    from livedrill.platforms.kubevirt import KubeVirtAdapter
+
+    if not isinstance(adapter, KubeVirtAdapter):
+        return [CheckResult(name="drain.platform", status=CheckStatus.FAIL, subject="platform",
+                            message="mode drain needs a KubeVirt platform (a libvirt host has no eviction API)",
+                            remedy="use mode targeted on libvirt hosts")]
+    from livedrill.platforms.kubevirt_drain import KubeVirtDrain
+
+    checks = KubeVirtDrain(adapter).preflight(session.spec)
+    session.run.write_json("drain/preflight.json", checks)
+    return checks
+
+
+class _Watch:
+    """What the loop has seen: copies of evacuation migrations (KubeVirt keeps only 5 per VMI), phase changes."""
+
+    def __init__(self, session: DrillSession, node: str):
+        self.session, self.node = session, node
+        self.migrations: dict[str, Obj] = {}
+
+    def see(self, vmims: list[Obj]) -> None:
+        for vmim in vmims:
+            if (vmim["metadata"].get("annotations") or {}).get(EVACUATION_ANNOTATION) != self.node:
+                continue
+            name = vmim["metadata"]["name"]
+            phase = vmim.get("status", {}).get("phase") or "Pending"
+            before = self.migrations.get(name)
+            if before is None or (before.get("status", {}).get("phase") or "Pending") != phase:
+                self.session.event("platform", "phase", migration=name, vmi=vmim["spec"].get("vmiName"), phase=phase)
+            self.migrations[name] = vmim
+
+    def all(self) -> list[Obj]:
+        return list(self.migrations.values())
+
+
+def run_drain(session: DrillSession, adapter: PlatformAdapter, progress: Progress | None = None,
+              settings: DrainSettings = DrainSettings()) -> DrainResult:
+    from livedrill.platforms.kubevirt_drain import KubeVirtDrain
+
+    spec = session.spec
+    mode = spec.mode
+    assert isinstance(mode, DrainMode)
+    node = mode.node
+    drain = KubeVirtDrain(adapter, settings, cancel_timeout_s=spec.budgets.abort_timeout_s)  # type: ignore[arg-type]
+    session.event("livedrill", "stage", stage="drain", node=node)
+    result = DrainResult(started=False, node=node)
+    obs = drain.observe(spec, node)
+    fates = {_ref(v): vmi_fate(v, obs.kubevirt_cr) for v in obs.vmis}
+    budget_s, lanes, _ = observed_budget(obs, settings)
+    result.budget_s = budget_s
+    session.run.write_json(PLAN_FILE, {
+        "node": node, "budget_s": budget_s, "lanes": lanes,
+        "vmis": {ref: {"fate": fate.value, "why": why} for ref, (fate, why) in fates.items()},
+        "pods": [d.__dict__ for d in pods_to_drain(obs.pods, node, ignore_daemonsets=mode.ignore_daemonsets,
+                                                    delete_emptydir_data=mode.delete_emptydir_data)]})
+    session.run.write_json("objects/drain-before.json", {"vmis": obs.vmis, "pods": obs.pods})
+
+    probes = [p for p in spec.probes if p.vm in fates]
+    probe = ProbeSession(probes, spec.slo, session.run.stream_path("probe"), on_event=session.emit) if probes else None
+    watch = _Watch(session, node)
+    started_at: float | None = None
+    try:
+        if probe:
+            probe.start()
+            session.event("probe", "window", window="baseline")
+            _wait(spec.budgets.warmup_s, progress, "warm-up")
+            check = baseline_check(probe.live(), spec.slo.max_downtime_ms)
+            result.probe_checks.append(check)
+            if check.status is CheckStatus.FAIL:
+                session.event("livedrill", "refused", reason=check.message)
+                return result
+
+        drain.cordon(node)
+        session.journal.register("uncordon", {"node": node})
+        result.started = True
+        started_at = time.monotonic()
+        session.event("livedrill", "cordoned", node=node, budget_s=budget_s)
+        if probe:
+            probe.mark_window("during")
+            session.event("probe", "window", window="during")
+        result.stop_reason = _drain_loop(session, drain, mode, fates, watch, result, started_at + budget_s,
+                                         probe, progress, settings)
+        result.wall_s = time.monotonic() - started_at
+        if result.stop_reason is not None:
+            _cancel_evacuations(session, drain)
+    finally:
+        if probe:
+            if result.started:
+                probe.mark_window("after")
+                session.event("probe", "window", window="after")
+                _wait(spec.budgets.cooldown_s, progress, "cool-down")
+            report = probe.stop()
+            session.run.write_json(PROBE_REPORT_FILE, report)
+            by_vm: dict[str, list] = {}
+            for probe_report in report.probes:
+                by_vm.setdefault(probe_report.vm, []).append(probe_report)
+            result.observed_downtime_ms = report.observed_downtime_ms
+            result.probe_checks += [c for c in report.checks(spec.slo) if c.name == "probe.abort-signal"]
+        else:
+            by_vm = {}
+    _judge(session, drain, mode, fates, watch, result, by_vm)
+    return result
+
+
+def _drain_loop(session: DrillSession, drain: KubeVirtDrain, mode: DrainMode, fates: dict, watch: _Watch, result: DrainResult,
+                deadline: float, probe: ProbeSession | None, progress: Progress | None,
+                settings: DrainSettings) -> str | None:
+    """Evict what needs evicting, observe, repeat until drained; returns why it stopped early, or None."""
+    node = mode.node
+    due: dict[str, float] = {}  # pod -> monotonic time its next eviction may be sent
+    registered: set[str] = set()
+    while True:
+        pods = drain.pods_on(node)
+        vmis = {_ref(v): v for v in drain.vmis()}
+        watch.see(drain.vmims())
+        for ref, vmi in vmis.items():  # an evacuation we did not see triggered (a lost answer) is ours too
+            if ref in fates and vmi.get("status", {}).get("evacuationNodeName") == node and ref not in registered:
+                _register_evacuation(session, registered, ref, node)
+        decisions = pods_to_drain(pods, node, ignore_daemonsets=mode.ignore_daemonsets,
+                                  delete_emptydir_data=mode.delete_emptydir_data)
+        refused = [f"{d.pod}: {d.reason}" for d in decisions if d.action is PodAction.REFUSE]
+        if refused:
+            return f"the drain cannot evict {refused}"
+        now = time.monotonic()
+        for decision in decisions:
+            vmi = vmis.get(decision.vmi) if decision.vmi else None
+            if not needs_eviction(decision, True, vmi, node) or now < due.get(decision.pod, 0.0):
+                continue
+            namespace, name = decision.pod.split("/", 1)
+            answer = drain.evict(namespace, name)
+            result.evictions[answer.answer.value] = result.evictions.get(answer.answer.value, 0) + 1
+            if answer.answer is not EvictionAnswer.EVACUATION_IN_PROGRESS:  # a repeat says nothing new
+                session.event("livedrill", "eviction", pod=decision.pod, answer=answer.answer.value,
+                              message=answer.message[-200:])
+            if answer.answer in (EvictionAnswer.EVACUATION_TRIGGERED, EvictionAnswer.EVACUATION_IN_PROGRESS) \
+                    and decision.vmi and decision.vmi not in registered:
+                _register_evacuation(session, registered, decision.vmi, node)
+            next_at = next_eviction_at(answer.answer, time.monotonic(), settings, answer.retry_after_s)
+            if next_at is None:
+                return f"eviction of {decision.pod} refused for good: {answer.message}"
+            due[decision.pod] = next_at
+        counts = _running_launchers(pods, decisions)
+        left = sum(vmi_done(fate, vmis.get(ref), node, evacuations_of(watch.all(), *ref.split("/", 1), node),
+                            counts.get(ref, 0)) for ref, (fate, _) in fates.items())
+        remaining = [d.pod for d in decisions if d.action is PodAction.EVICT]
+        drained = left == len(fates) and not remaining
+        action = migration_loop_action(terminal=drained, now=time.monotonic(), deadline=deadline,
+                                       breach=bool(probe and probe.abort_event.is_set()))
+        if progress:
+            progress(f"drain {node}: {left}/{len(fates)} VMIs off, {len(remaining)} pod(s) left, "
+                     f"{sum(1 for m in watch.all() if m.get('status', {}).get('phase') == 'Running')} migrating")
+        if action is LoopAction.FINISHED:
+            return None
+        if action is LoopAction.CANCEL_BREACH:
+            return f"probe breach: {probe.breach if probe else ''}"
+        if action is LoopAction.CANCEL_DEADLINE:
+            return f"deadline: {left}/{len(fates)} VMIs off the node, {len(remaining)} pod(s) left within the budget"
+        time.sleep(settings.poll_interval_s)
+
+
+def _running_launchers(pods: list[Obj], decisions: list) -> dict[str, int]:
+    """VMI -> its virt-launcher pods still running on the node."""
+    owners = {d.pod: d.vmi for d in decisions if d.vmi}
+    counts: dict[str, int] = {}
+    for pod in pods:
+        owner = owners.get(_ref(pod))
+        if owner and pod.get("status", {}).get("phase") not in ("Succeeded", "Failed"):
+            counts[owner] = counts.get(owner, 0) + 1
+    return counts
+
+
+def _register_evacuation(session: DrillSession, registered: set[str], ref: str, node: str) -> None:
+    namespace, name = ref.split("/", 1)
+    session.journal.register("cancel-evacuation", {"namespace": namespace, "vmi": name, "node": node})
+    registered.add(ref)
+
+
+def _cancel_evacuations(session: DrillSession, drain: KubeVirtDrain) -> None:
+    """Stop what is still moving at once; each outcome is recorded, a failure stays for a human."""
+    for entry in session.journal.pending():
+        if entry.action != "cancel-evacuation":
+            continue
+        try:
+            outcome = drain.cancel_evacuation(entry.params)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as exc:  # noqa: BLE001 - recorded; the rollback does not retry a failed undo
+            session.journal.settle(entry, CompensationState.FAILED, f"{type(exc).__name__}: {exc}",
+                                   manual_action=f"cancel the evacuation of {entry.params} by hand")
+            continue
+        session.journal.settle(entry, CompensationState.DONE, outcome)
+        session.event("rollback", "compensation", action=entry.action, state="done", outcome=outcome)
+
+
+def _judge(session: DrillSession, drain: KubeVirtDrain, mode: DrainMode, fates: dict, watch: _Watch, result: DrainResult,
+           probes_by_vm: dict) -> None:
+    if not result.started:
+        return
+    node = mode.node
+    spec = session.spec
+    core = {str(vm) for vm in spec.vms}
+    vmis = {_ref(v): v for v in drain.vmis()}
+    watch.see(drain.vmims())
+    pods = drain.pods_on(node)
+    decisions = pods_to_drain(pods, node, ignore_daemonsets=mode.ignore_daemonsets,
+                              delete_emptydir_data=mode.delete_emptydir_data)
+    launchers = _running_launchers(pods, decisions)
+    for ref, (fate, _) in sorted(fates.items()):
+        reports = probes_by_vm.get(ref, [])
+        gaps = [r.longest_gap.duration_ms for r in reports if r.longest_gap is not None]
+        result.verdicts.append(vm_verdict(
+            ref, core=ref in core, fate=fate, node=node, vmi=vmis.get(ref),
+            evacuations=evacuations_of(watch.all(), *ref.split("/", 1), node), launcher_pods_left=launchers.get(ref, 0),
+            probe_checks=[c for r in reports for c in r.checks(spec.slo)],
+            observed_downtime_ms=max(gaps) if gaps else None, stop_reason=result.stop_reason))
+    pods_left = [d.pod for d in decisions if d.action is not PodAction.SKIP]
+    result.checks.append(drain_summary_check(node, result.verdicts, pods_left, result.wall_s or 0.0,
+                                             result.budget_s or 0.0, result.stop_reason))
+    result.checks += [v.as_check() for v in result.verdicts]
+    session.run.write_json(VERDICTS_FILE, result.verdicts)
+    session.run.write_json(EVACUATIONS_FILE, watch.all())
+    _settle(session, drain, mode, fates, result, vmis)
+
+
+def _settle(session: DrillSession, drain: KubeVirtDrain, mode: DrainMode, fates: dict, result: DrainResult, vmis: dict) -> None:
+    """Evacuations that finished need no undo; a clean drain uncordons now (unless the spec keeps it cordoned)."""
+    done = {v.vm for v in result.verdicts if v.status is not CheckStatus.FAIL and v.fate is not VMIFate.SHUTS_DOWN}
+    for entry in session.journal.pending():
+        ref = f"{entry.params.get('namespace')}/{entry.params.get('vmi')}"
+        if entry.action == "cancel-evacuation" and ref in done:
+            where = vmis.get(ref, {}).get("status", {}).get("nodeName")
+            session.journal.settle(entry, CompensationState.NOT_NEEDED, f"evacuation completed: VM on {where}")
+    clean = result.started and result.stop_reason is None and \
+        not any(c.status is CheckStatus.FAIL for c in result.checks + result.probe_checks)
+    uncordon = next((e for e in session.journal.pending() if e.action == "uncordon"), None)
+    if not clean or uncordon is None:
+        return  # the flow's rollback uncordons a drain that did not pass
+    if mode.keep_cordoned:
+        session.journal.settle(uncordon, CompensationState.NOT_NEEDED, "kept cordoned, as mode.keep_cordoned asks")
+        session.event("livedrill", "kept-cordoned", node=mode.node)
+        return
+    outcome = drain.uncordon(uncordon.params)
+    session.journal.settle(uncordon, CompensationState.DONE, outcome)
+    result.uncordoned = True
+    session.event("livedrill", "uncordoned", node=mode.node, outcome=outcome)
+
+
+def _wait(seconds: float, progress: Progress | None, label: str) -> None:
+    end = time.monotonic() + seconds
+    while (left := end - time.monotonic()) > 0:
+        if progress:
+            progress(f"{label:<9} {left:4.1f}s left")
+        time.sleep(min(0.25, left))
