@@ -9,16 +9,18 @@ Contract (other code relies on it):
 - ``GET /healthz`` -> 200 ``{"status":"ok","boot_id","pid","postings"}``
 - ``POST /transfers`` ``{"id","from","to","amount"}`` -> 201 ``{"id","seq","status":"committed"}`` on the first
   write; 200 with the same body plus ``"replayed": true`` when the id was already posted (no second posting);
-  409 when the id was posted with a different from/to/amount; 400 naming the bad field.
+  409 when the id was posted with a different from/to/amount; 400 naming the bad field; 503 if storage failed
+  (nothing posted).
 - ``GET /transfers/{id}`` -> 200 ``{"id","seq","from","to","amount","postings"}`` or 404 ``{"error":"not found"}``.
   ``postings`` counts the rows carrying that idempotency key, so a duplicate is visible.
 
-Storage is sqlite in WAL mode in ``DIR/ledger.sqlite3``. The idempotency key is deliberately NOT a unique
-index: idempotency is enforced by this single-threaded server (look-up then insert, with no await in
-between), so that a duplicate injected from outside stays visible to reconciliation instead of being
-impossible to represent. Writes read in one event-loop iteration share one commit (group commit), and a write is committed before its 201 is sent; ``synchronous=NORMAL`` in WAL mode
-makes a commit survive a crash or restart of this process (not a power loss of the host, which a lab
-does not model).
+Storage is sqlite in WAL mode in ``DIR/ledger.sqlite3``, table ``postings(seq, txid, src, dst, amount)``.
+The idempotency key is deliberately NOT a unique index: idempotency is enforced by this single-threaded
+server (look-up then insert inside one transaction), so that a duplicate injected from outside stays
+visible to reconciliation instead of being impossible to represent. The writes read in one event-loop
+iteration share one commit (group commit: after a freeze the backlog drains in one transaction), and no
+write is answered before its COMMIT returned. ``synchronous=NORMAL`` in WAL mode makes a commit survive a
+crash or restart of this process (not a power loss of the host, which a lab does not model).
 
 Readiness: once listening, ``DIR/ready`` is written atomically (temp file + rename) as JSON
 ``{"pid","port","boot_id"}``; it is removed on a clean exit (SIGTERM/SIGINT). SIGSTOP/SIGCONT need no
