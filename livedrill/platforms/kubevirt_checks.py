@@ -261,9 +261,11 @@ def cluster_migrations_check(source: str | None, vmims: list[dict], settings: di
     from_source = [r["name"] for r in rows if source and r["source"] == source]
     problems = []
     if len(rows) >= per_cluster:
-        problems.append(f"{len(rows)} migration(s) in flight cluster-wide, the limit is {per_cluster}: ours would queue")
+        problems.append(f"{len(rows)} migration(s) in flight cluster-wide ({', '.join(r['name'] for r in rows)}), "
+                        f"the limit is {per_cluster}: ours would queue")
     if len(from_source) >= per_node:
-        problems.append(f"{len(from_source)} outbound from {source}, the per-node limit is {per_node}")
+        problems.append(f"{len(from_source)} outbound from {source} ({', '.join(from_source)}), "
+                        f"the per-node limit is {per_node}")
     at_limit = bool(problems)
     if stuck:
         problems.append(f"stuck before transfer for over {KUBEVIRT_TARGET_POD_TIMEOUT_S:.0f}s: {stuck}")
