@@ -153,34 +153,61 @@ def quarter_of(when: datetime) -> str:
     return f"{when.year}-Q{(when.month - 1) // 3 + 1}"
 
 
-def migrations_from_timeline(events: list[TimelineEvent], vms_started: list[str]) -> list[ObservedMigration]:
-    """Group phase events under the migration created before them (a drill migrates its VMs one at a time).
+def migrations_from_timeline(events: list[TimelineEvent], vms: list[str], vms_started: list[str]) -> list[ObservedMigration]:
+    """The migrations a drill observed, each with its phases, in the order they appeared.
 
-    A migration's VM is the event's own `vm` detail when present, else the n-th VM whose migration
-    was started; phases seen before any migration was created are ignored.
+    Targeted mode: phase events follow the `migration-created` event of the VM being migrated (one
+    at a time); that VM is the event's own `vm` detail when present, else the n-th VM whose migration
+    was started. Drain mode: KubeVirt creates the migrations, and each phase event names its
+    `migration` and `vmi`; they run side by side, leaving the node the drill cordoned.
+    Phases seen before any migration is known are ignored.
     """
-    migrations: list[ObservedMigration] = []
+    migrations: dict[str, ObservedMigration] = {}
+    current: str | None = None  # the migration a phase event without a `migration` detail belongs to
+    drained_node: str | None = None
     for event in sorted(events, key=lambda e: e.monotonic):
-        if event.source == "livedrill" and event.kind == "migration-created":
+        detail = event.detail
+        if event.source == "livedrill" and event.kind == "cordoned":
+            drained_node = detail.get("node")
+        elif event.source == "livedrill" and event.kind == "migration-created":
             index = len(migrations)
-            vm = event.detail.get("vm") or (vms_started[index] if index < len(vms_started) else "unknown")
-            migrations.append(ObservedMigration(vm=vm, migration=event.detail.get("migration"), created_at=event.at,
-                                                source=event.detail.get("source"), target=event.detail.get("target"),
-                                                phases=[]))
-        elif not migrations:
-            continue
+            key = str(detail.get("migration") or f"#{index}")
+            vm = detail.get("vm") or (vms_started[index] if index < len(vms_started) else "unknown")
+            migrations[key] = ObservedMigration(vm=vm, migration=detail.get("migration"), created_at=event.at,
+                                                source=detail.get("source"), target=detail.get("target"), phases=[])
+            current = key
         elif event.source == "platform" and event.kind == "phase":
-            current = migrations[-1]
-            if current.phases and current.phases[-1].phase == event.detail.get("phase"):
+            key = detail.get("migration") or current
+            if key is None:
                 continue
-            if current.phases:
-                current.phases[-1] = current.phases[-1].model_copy(update={"left_at": event.at})
-            current.phases.append(PhaseSpan(phase=str(event.detail.get("phase")), entered_at=event.at, left_at=None))
-            current.source = current.source or event.detail.get("source")
-            current.target = event.detail.get("target") or current.target
+            if key not in migrations:  # created by the platform (a drain's evacuation): first seen now
+                migrations[key] = ObservedMigration(vm=_vm_named(detail.get("vmi"), vms), migration=key, created_at=event.at,
+                                                    source=drained_node, target=None, phases=[])
+            _enter_phase(migrations[key], event)
         elif event.source == "livedrill" and event.kind == "cancel-requested":
-            migrations[-1].cancelled = True
-    return migrations
+            key = detail.get("migration") if detail.get("migration") in migrations else current
+            if key is not None:
+                migrations[key].cancelled = True
+    return list(migrations.values())
+
+
+def _enter_phase(migration: ObservedMigration, event: TimelineEvent) -> None:
+    phase = str(event.detail.get("phase"))
+    if migration.phases and migration.phases[-1].phase == phase:
+        return
+    if migration.phases:
+        migration.phases[-1] = migration.phases[-1].model_copy(update={"left_at": event.at})
+    migration.phases.append(PhaseSpan(phase=phase, entered_at=event.at, left_at=None))
+    migration.source = migration.source or event.detail.get("source")
+    migration.target = event.detail.get("target") or migration.target
+
+
+def _vm_named(vmi: str | None, vms: list[str]) -> str:
+    """A drain's phase event names the VMI without its namespace: find it among the drill's VMs."""
+    if not vmi:
+        return "unknown"
+    matches = [vm for vm in vms if vm.split("/", 1)[-1] == vmi]
+    return matches[0] if len(matches) == 1 else vmi
 
 
 def _ms(when: datetime) -> int:
@@ -220,7 +247,7 @@ def drill_samples(records: DrillRunRecords) -> list[Sample]:
         add("livedrill_rollback_actions", float(sum(c.state is state for c in records.compensations)), end_ms, state=state.value)
 
     nodes: dict[str, tuple[str, str]] = {}
-    for m in migrations_from_timeline(records.timeline, records.vms_started):
+    for m in migrations_from_timeline(records.timeline, run.vms, records.vms_started):
         node, target = m.source or "unknown", m.target or "unknown"
         nodes[m.vm] = (node, target)
         vm_labels = {"vm": m.vm, "node": node, "target_node": target}

@@ -34,9 +34,23 @@ def test_quarter_of(when, quarter):
 
 
 CREATED = ev(0, "livedrill", "migration-created", migration="m1", source="node-1", target=None)
+DRAIN_VMS = ["ns/a", "ns/b", "other/b"]
 CASES = {
     "no migration": ([ev(0, "livedrill", "run-created")], [], []),
     "phases before any migration are ignored": ([ev(0, "platform", "phase", phase="Running")], ["ns/a"], []),
+    "drain: interleaved evacuations keyed by migration, VMI found among the drill's VMs": (
+        [ev(0, "livedrill", "cordoned", node="node-1"),
+         ev(1, "platform", "phase", migration="kubevirt-evacuation-x", vmi="a", phase="Pending"),
+         ev(2, "platform", "phase", migration="kubevirt-evacuation-y", vmi="c", phase="Pending"),
+         ev(3, "platform", "phase", migration="kubevirt-evacuation-x", vmi="a", phase="Running"),
+         ev(4, "platform", "phase", migration="kubevirt-evacuation-y", vmi="c", phase="Succeeded"),
+         ev(6, "platform", "phase", migration="kubevirt-evacuation-x", vmi="a", phase="Succeeded")],
+        [],
+        [("ns/a", "node-1", None, [("Pending", 1, 3), ("Running", 3, 6), ("Succeeded", 6, None)], False),
+         ("c", "node-1", None, [("Pending", 2, 4), ("Succeeded", 4, None)], False)]),
+    "drain: a VMI name in two namespaces stays ambiguous": (
+        [ev(1, "platform", "phase", migration="e1", vmi="b", phase="Pending")], [],
+        [("b", None, None, [("Pending", 1, None)], False)]),
     "one migration, repeated phase collapsed, target learned from phases": (
         [CREATED, ev(1, "platform", "phase", phase="Pending", target=None),
          ev(2, "platform", "phase", phase="Pending"), ev(3, "platform", "phase", phase="Running", target="node-2"),
@@ -58,17 +72,17 @@ CASES = {
 
 @pytest.mark.parametrize("events, vms_started, expected", CASES.values(), ids=CASES.keys())
 def test_migrations_from_timeline(events, vms_started, expected):
-    got = migrations_from_timeline(events, vms_started)
+    got = migrations_from_timeline(events, DRAIN_VMS, vms_started)
     assert [(m.vm, m.source, m.target,
              [(p.phase, (p.entered_at - T0).total_seconds(), None if p.left_at is None else (p.left_at - T0).total_seconds())
               for p in m.phases], m.cancelled) for m in got] == expected
 
 
 def test_succeeded_needs_the_terminal_phase_and_no_cancel():
-    ok = migrations_from_timeline([CREATED, ev(1, "platform", "phase", phase="Succeeded")], ["ns/a"])[0]
+    ok = migrations_from_timeline([CREATED, ev(1, "platform", "phase", phase="Succeeded")], ["ns/a"], ["ns/a"])[0]
     cancelled = migrations_from_timeline([CREATED, ev(0.5, "livedrill", "cancel-requested"),
-                                          ev(1, "platform", "phase", phase="Succeeded")], ["ns/a"])[0]
-    running = migrations_from_timeline([CREATED, ev(1, "platform", "phase", phase="Running")], ["ns/a"])[0]
+                                          ev(1, "platform", "phase", phase="Succeeded")], ["ns/a"], ["ns/a"])[0]
+    running = migrations_from_timeline([CREATED, ev(1, "platform", "phase", phase="Running")], ["ns/a"], ["ns/a"])[0]
     assert (ok.succeeded, cancelled.succeeded, running.succeeded) == (True, False, False)
     assert running.terminal is None
 
