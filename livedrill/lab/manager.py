@@ -171,14 +171,16 @@ def start_lab(state_dir: Path, preset: str = "targeted", api_port: int = 18443, 
     running = lab_status(state_dir)
     if running is not None:
         raise LabError(f"a lab is already running from {state_dir} (API {running.api_url}); stop it first")
+    if foreground:
+        return _run_in_foreground(state_dir, dict(
+            preset=preset, api_port=api_port, ledger_port_base=ledger_port_base, controller=controller,
+            ready_timeout_s=ready_timeout_s, exit_with_pid=exit_with_pid or os.getpid()))
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     chosen = load_preset(preset)
     info = LabInfo(state_dir=state_dir, preset=preset, kubeconfig=state_dir / "kubeconfig",
                    ca_file=state_dir / "ca.crt")
     for stale in ("api-ready", "kubeconfig"):
         (state_dir / stale).unlink(missing_ok=True)
-    if foreground and exit_with_pid is None:
-        exit_with_pid = os.getpid()  # even a SIGKILLed foreground command leaves nothing running
     deadline = time.monotonic() + ready_timeout_s
     try:
         for index, vmi in enumerate(chosen.workload_vmis, start=1):
@@ -212,8 +214,6 @@ def start_lab(state_dir: Path, preset: str = "targeted", api_port: int = 18443, 
             logs = "\n".join(f"--- {r.log}\n{_log_tail(r.log)}" for r in info.processes)
             raise LabError(f"{exc}\n{logs}") from None
         raise
-    if foreground:
-        _run_in_foreground(info)
     return info
 
 
@@ -229,21 +229,28 @@ def _wait_for_api(info: LabInfo, deadline: float) -> None:
     raise LabError(f"API server at {info.api_url} did not answer /version: {last_error}")
 
 
-def _run_in_foreground(info: LabInfo) -> None:
-    """Block until Ctrl-C, SIGTERM or the API server's exit; then stop the lab."""
+def _run_in_foreground(state_dir: Path, options: dict[str, Any]) -> LabInfo:
+    """Start, then block until Ctrl-C, SIGTERM or the API server's exit; the lab is stopped in every case.
+
+    The lab is tied to this process (exit_with_pid), so even a SIGKILL leaves nothing running.
+    """
     previous = None
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    info = None
     try:
+        info = start_lab(state_dir, **options)
         api = info.process("api")
         while api.alive():
             time.sleep(0.5)
     except KeyboardInterrupt:
-        pass
+        if info is None:
+            raise LabError("interrupted while the lab was starting; it has been stopped") from None
     finally:
-        stop_lab(info.state_dir)
+        stop_lab(state_dir)
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+    return info
 
 
 def _exit_on_sigterm(signum: int, frame: Any) -> None:

@@ -369,3 +369,14 @@ def test_vm_migrate_subresource_creates_a_migration(lab, custom):
     assert created["metadata"]["name"].startswith("kubevirt-migrate-vm-")
     running = wait_phase(custom, created["metadata"]["name"], ("Scheduled", "PreparingTarget", "TargetReady", "Running"))
     assert running["spec"]["vmiName"] == VMI
+
+
+def test_eviction_without_live_migration_shuts_the_vmi_down(lab, custom, core):
+    custom.patch_namespaced_custom_object(GROUP, VERSION, NS, "virtualmachineinstances", VMI,
+                                          {"spec": {"evictionStrategy": "None"}})
+    pod = launcher_pods(core)[0].metadata.name
+    core.create_namespaced_pod_eviction(pod, NS, client.V1Eviction(metadata=client.V1ObjectMeta(name=pod)))
+    assert launcher_pods(core) == []
+    vmi = get(custom, "virtualmachineinstances", VMI)
+    assert vmi["status"]["phase"] == "Failed" and "evacuationNodeName" not in vmi["status"]
+    assert custom.list_namespaced_custom_object(GROUP, VERSION, NS, "virtualmachineinstancemigrations")["items"] == []

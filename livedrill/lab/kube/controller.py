@@ -114,6 +114,7 @@ class VirtController:
         self._stop = threading.Event()
         self._workers: dict[str, threading.Thread] = {}  # VMIM uid -> its migration thread
         self._aborts: dict[str, threading.Event] = {}  # VMIM uid -> abort requested
+        self._sources: dict[str, str] = {}  # VMIM uid -> source node, while it runs
         self._freezes: list[Obj] = []
         self._frozen_pids: set[int] = set()
         self._lock = threading.Lock()
@@ -190,8 +191,8 @@ class VirtController:
 
     def _reconcile(self) -> None:
         vmims, _ = self.store.list(VMIMS, None)
-        running_sources = [m.get("status", {}).get("migrationState", {}).get("sourceNode", "")
-                           for m in vmims if m.get("status", {}).get("phase") in policy.ACTIVE_PHASES]
+        with self._lock:  # every migration past Pending has a worker until it is final
+            running_sources = list(self._sources.values())
         for vmim in sorted(vmims, key=lambda m: int(m["metadata"]["resourceVersion"])):
             uid = vmim["metadata"]["uid"]
             phase = vmim.get("status", {}).get("phase", "")
@@ -220,7 +221,7 @@ class VirtController:
                 source = vmi.get("status", {}).get("nodeName", "")
                 if policy.may_start(source, running_sources, self._settings(vmi)):
                     running_sources.append(source)
-                    self._start_worker(vmim)
+                    self._start_worker(vmim, source)
         self.start_new_vmis()
         self._evacuate()
         self._collect_garbage(vmims)
@@ -238,7 +239,7 @@ class VirtController:
             self.store.mutate(VMIS, vmi["metadata"]["namespace"], vmi["metadata"]["name"],
                               lambda v: _start_vmi(v, node, pod), "all")
 
-    def _start_worker(self, vmim: Obj) -> None:
+    def _start_worker(self, vmim: Obj, source_node: str) -> None:
         uid = vmim["metadata"]["uid"]
         abort = threading.Event()
         thread = threading.Thread(target=self._migrate, args=(vmim, abort), daemon=True,
@@ -246,15 +247,15 @@ class VirtController:
         with self._lock:
             self._aborts[uid] = abort
             self._workers[uid] = thread
+            self._sources[uid] = source_node
         thread.start()
 
     def _settings(self, vmi: Obj) -> policy.MigrationSettings:
-        kubevirt_crs, _ = self.store.list(KUBEVIRTS, None)
         policies, _ = self.store.list(POLICIES, None)
         namespace = self.store.find(NAMESPACES, "", vmi["metadata"]["namespace"]) or {"metadata": {}}
         chosen = policy.matching_policy(policies, vmi["metadata"].get("labels") or {},
                                         namespace["metadata"].get("labels") or {})
-        return policy.effective_settings(kubevirt_crs[0] if kubevirt_crs else None, chosen)
+        return policy.effective_settings(self._kubevirt_cr(), chosen)
 
     def _collect_garbage(self, vmims: list[Obj]) -> None:
         by_vmi: dict[tuple[str, str], list[Obj]] = {}
@@ -288,6 +289,7 @@ class VirtController:
             with self._lock:
                 self._workers.pop(uid, None)
                 self._aborts.pop(uid, None)
+                self._sources.pop(uid, None)
 
     def _enter(self, vmim: Obj, phase: str, knobs: dict[str, str], abort: threading.Event) -> None:
         if abort.is_set():
@@ -572,19 +574,26 @@ class VirtController:
     # ------------------------------------------------------------------ eviction webhook and evacuation
 
     def evict(self, namespace: str, pod_name: str, body: Obj) -> Obj:
-        pod = self.store.get(PODS, namespace, pod_name)
-        labels = pod["metadata"].get("labels") or {}
-        vmi_name = labels.get(VMI_NAME_LABEL)
-        vmi = self.store.find(VMIS, namespace, vmi_name) if labels.get(LAUNCHER_LABEL) == "virt-launcher" else None
-        serving = (vmi is not None and pod.get("status", {}).get("phase") == "Running"
-                   and vmi.get("status", {}).get("nodeName") == pod["spec"].get("nodeName"))
-        if serving:
-            kubevirt_crs, _ = self.store.list(KUBEVIRTS, None)
-            strategy = policy.eviction_strategy(vmi, kubevirt_crs[0] if kubevirt_crs else None)
-            if strategy in ("LiveMigrate", "LiveMigrateIfPossible", "External"):
-                self._deny_eviction(vmi, strategy, pod["spec"]["nodeName"])
-        self.store.delete(PODS, namespace, pod_name)
-        return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}
+        """policy/v1 Eviction of a pod, with KubeVirt's eviction webhook in front of virt-launcher pods."""
+        with self.store.lock:  # one decision at a time: concurrent evictions see each other's evacuation
+            pod = self.store.get(PODS, namespace, pod_name)
+            labels = pod["metadata"].get("labels") or {}
+            vmi_name = labels.get(VMI_NAME_LABEL)
+            vmi = self.store.find(VMIS, namespace, vmi_name) if labels.get(LAUNCHER_LABEL) == "virt-launcher" else None
+            serving = (vmi is not None and pod.get("status", {}).get("phase") == "Running"
+                       and vmi.get("status", {}).get("nodeName") == pod["spec"].get("nodeName"))
+            if serving:
+                strategy = policy.eviction_strategy(vmi, self._kubevirt_cr())
+                if strategy in ("LiveMigrate", "LiveMigrateIfPossible", "External"):
+                    self._deny_eviction(vmi, strategy, pod["spec"]["nodeName"])
+            self.store.delete(PODS, namespace, pod_name)
+            if serving:  # the VMI's only launcher is gone: the guest is shut down with it
+                self.store.mutate(VMIS, namespace, vmi_name, _shut_down, "all")
+            return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}
+
+    def _kubevirt_cr(self) -> Obj | None:
+        kubevirt_crs, _ = self.store.list(KUBEVIRTS, None)
+        return kubevirt_crs[0] if kubevirt_crs else None
 
     def _deny_eviction(self, vmi: Obj, strategy: str, node: str) -> None:
         namespace, name = vmi["metadata"]["namespace"], vmi["metadata"]["name"]
@@ -640,11 +649,14 @@ class VirtController:
         in_flight = {(m["metadata"]["namespace"], m["spec"].get("vmiName")) for m in vmims
                      if m.get("status", {}).get("phase") not in policy.FINAL_PHASES}
         now = time.monotonic()
+        kubevirt_cr = self._kubevirt_cr()
         for vmi in vmis:
             node = vmi.get("status", {}).get("evacuationNodeName")
             key = (vmi["metadata"]["namespace"], vmi["metadata"]["name"])
             if not node or key in in_flight or now < self._evacuation_backoff.get("/".join(key), 0.0):
                 continue
+            if policy.eviction_strategy(vmi, kubevirt_cr) == "External":
+                continue  # an external controller acts on evacuationNodeName, not KubeVirt
             if vmi.get("status", {}).get("nodeName") != node:
                 self.store.mutate(VMIS, key[0], key[1], lambda v: v["status"].pop("evacuationNodeName", None), "all")
                 continue
@@ -681,6 +693,15 @@ def launcher_pod(vmi: Obj, node: str | None) -> Obj:
         _bind_pod(pod, node)
         _run_pod(pod, node)
     return pod
+
+
+def _shut_down(vmi: Obj) -> None:
+    status = vmi.setdefault("status", {})
+    status["phase"] = "Failed"
+    status["conditions"] = [{"type": "Ready", "status": "False", "reason": "PodTerminating",
+                             "lastTransitionTime": _now_rfc3339()}]
+    status.setdefault("phaseTransitionTimestamps", []).append(
+        {"phase": "Failed", "phaseTransitionTimestamp": _now_rfc3339()})
 
 
 def _start_vmi(vmi: Obj, node: str, pod: Obj) -> None:

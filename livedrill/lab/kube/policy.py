@@ -12,7 +12,6 @@ from livedrill.lab.kube.quantity import parse_quantity
 
 Obj = dict[str, Any]
 
-ACTIVE_PHASES = ("Scheduling", "Scheduled", "PreparingTarget", "TargetReady", "Running")
 FINAL_PHASES = ("Succeeded", "Failed")
 # KubeVirt's defaults (shared/notes/kubevirt-migration.md), used when the kubevirt CR leaves a field unset.
 DEFAULT_MIGRATIONS: Obj = {
