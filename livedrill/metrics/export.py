@@ -8,6 +8,7 @@ from pathlib import Path
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
+from livedrill.evidence.archive import Archive
 from livedrill.metrics.config import MetricsConfig
 from livedrill.metrics.http import MetricsEndpointError
 from livedrill.metrics.kubevirt import KubeVirtMetricsEvidence, collect_kubevirt_evidence
@@ -53,6 +54,14 @@ def export_run(run_dir: str | Path, config: MetricsConfig, *, client: httpx.Clie
             continue
         report.sinks.append(SinkOutcome(kind=sink.kind, url=sink.url, pushed=pushed))
     return report
+
+
+def export_archive(root: str | Path, config: MetricsConfig, *, client: httpx.Client | None = None) -> list[ExportReport]:
+    """Re-export every sealed run of an archive, oldest first (e.g. into a new VictoriaMetrics).
+
+    Unsealed runs are skipped: they are in progress, or crashed and waiting for `livedrill recover`.
+    """
+    return [export_run(run.path, config, client=client) for run in Archive(Path(root)).runs() if run.sealed]
 
 
 def drill_window(run_dir: str | Path) -> tuple[datetime, datetime]:

@@ -14,7 +14,7 @@ from livedrill.evidence.keys import Signer
 from livedrill.lab.kube.tls import issue_server_certificate
 from livedrill.metrics.config import MetricsConfig, PushSink
 from livedrill.metrics.encode import snappy_decompress
-from livedrill.metrics.export import export_run
+from livedrill.metrics.export import export_archive, export_run
 from livedrill.metrics.http import MetricsEndpointError, payload_timeout
 from livedrill.metrics.push import build_requests, newest_per_series, push_samples, with_extra_labels
 from livedrill.metrics.samples import Sample
@@ -168,6 +168,17 @@ def test_a_missing_token_file_fails_only_that_push(tmp_path):
     with pytest.raises(MetricsEndpointError, match="bearer_token_file") as err:
         push_samples([s()], PushSink(kind="pushgateway", url="http://127.0.0.1:9", bearer_token_file=tmp_path / "absent"))
     assert err.value.transient is False
+
+
+def test_export_archive_re_exports_sealed_runs_only(tmp_path):
+    signer = Signer.generate()
+    sealed = [write_sample_run(tmp_path / "archive", d, signer) for d in QUARTERLY[:2]]
+    write_sample_run(tmp_path / "archive", QUARTERLY[2], None)  # still open: not exported
+    with ScriptedStore([204]) as store:
+        reports = export_archive(tmp_path / "archive", MetricsConfig(push=[PushSink(kind="victoriametrics_import", url=store.url)]))
+    assert [r.run_dir for r in reports] == [str(p) for p in sealed]
+    assert all(r.ok for r in reports) and len(store.requests) == 2
+    assert all(f'run_id="{p.name}"'.encode() in body for p, (_m, _path, _h, body) in zip(sealed, store.requests))
 
 
 def test_export_reports_each_sink(tmp_path):
