@@ -244,7 +244,8 @@ def _run_in_foreground(state_dir: Path, options: dict[str, Any]) -> LabInfo:
         while api.alive():
             time.sleep(0.5)
     except KeyboardInterrupt:
-        if info is None:
+        info = info or _read_lab_file(state_dir)  # interrupted right as start_lab returned: it did start
+        if info is None or info.api_url is None:
             raise LabError("interrupted while the lab was starting; it has been stopped") from None
     finally:
         stop_lab(state_dir)
