@@ -1,5 +1,19 @@
 """An embedded KubeVirt lab: a Kubernetes-API server on 127.0.0.1 and a simulated virt-controller.
 
-The real `kubernetes` client and `kubectl` talk to it unchanged. Everything is in one process
-(`python -m livedrill.lab.kube`), started by `livedrill.lab.manager`.
+The real `kubernetes` client and `kubectl` talk to it unchanged (HTTPS with the lab's own CA: client-go
+sends a bearer token only over TLS). Everything runs in one process, `python -m livedrill.lab.kube`,
+started by `livedrill.lab.manager` (`start_lab`, `lab_status`, `stop_lab`, `running_lab` for tests).
+
+Modules:
+  server.py      HTTP/1.1 API: discovery, CRUD, patches, watch / watch-list, Tables, /lab/v1 endpoints
+  store.py       objects, the global resourceVersion, the bounded watch history (410 once compacted)
+  controller.py  virt-controller + virt-handler: migrations, cancel, evacuation, the real SIGSTOP freeze;
+                 its docstring lists the fault knobs (annotations lab.livedrill.io/...)
+  precopy.py     the pure pre-copy model that decides iterations, duration, downtime or failure
+  policy.py      pure decisions: migration settings, placement, parallelism, eviction strategy, GC
+  faults.py      API-level faults: POST /lab/v1/faults {"path_regex", "status", "count", "delay_ms", ...}
+  tls.py         the throwaway CA and server certificate
+
+Lab endpoints (bearer token as for the API): GET /lab/v1/freezes (ground truth of every pause),
+GET|POST|DELETE /lab/v1/faults, POST /lab/v1/compact (forget the watch history, like etcd compaction).
 """
