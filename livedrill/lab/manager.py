@@ -183,6 +183,8 @@ def start_lab(state_dir: Path, preset: str = "targeted", api_port: int = 18443, 
         (state_dir / stale).unlink(missing_ok=True)
     deadline = time.monotonic() + ready_timeout_s
     try:
+        # Every process is spawned at once (the API server needs only the ledgers' PIDs), then awaited.
+        ledgers = []
         for index, vmi in enumerate(chosen.workload_vmis, start=1):
             port = 0 if ledger_port_base == 0 else ledger_port_base + index
             data_dir = state_dir / "ledgers" / vmi.replace("/", "__")
@@ -193,8 +195,7 @@ def start_lab(state_dir: Path, preset: str = "targeted", api_port: int = 18443, 
                 "--data-dir", str(data_dir)], state_dir / "logs" / f"ledger-{vmi.replace('/', '__')}.log")
             info.processes.append(record)
             _write_lab_file(info)  # recorded at once, so stop_lab can clean up a half-started lab
-            ready = _wait_for_file(data_dir / "ready", process, f"ledger of {vmi} (log {record.log})", deadline)
-            info.ledger_urls[vmi] = f"http://127.0.0.1:{ready['port']}"
+            ledgers.append((vmi, data_dir, process, record))
         workloads = [f"--workload={vmi}={info.workload_pid(vmi)}" for vmi in chosen.workload_vmis]
         process, record = _spawn("api", [
             sys.executable, "-m", "livedrill.lab.kube", "--state-dir", str(state_dir), "--port", str(api_port),
@@ -204,6 +205,9 @@ def start_lab(state_dir: Path, preset: str = "targeted", api_port: int = 18443, 
         info.processes.append(record)
         (state_dir / "api.pid").write_text(f"{record.pid}\n")
         _write_lab_file(info)
+        for vmi, data_dir, ledger, ledger_record in ledgers:
+            ready = _wait_for_file(data_dir / "ready", ledger, f"ledger of {vmi} (log {ledger_record.log})", deadline)
+            info.ledger_urls[vmi] = f"http://127.0.0.1:{ready['port']}"
         ready = _wait_for_file(state_dir / "api-ready", process, f"API server (log {record.log})", deadline)
         info.api_url = f"https://127.0.0.1:{ready['port']}"
         _wait_for_api(info, deadline)
