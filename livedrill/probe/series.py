@@ -172,8 +172,8 @@ def read_header(path: Path) -> dict:
     return header
 
 
-def iter_series(path: Path, chunk_records: int = 4096) -> Iterator[ProbeRecord | WindowMark]:
-    """Stream a series file: records and window marks in file order, a chunk at a time."""
+def iter_raw(path: Path, chunk_records: int = 8192) -> Iterator[tuple]:
+    """Stream the raw record tuples (fields as in RECORD_FIELDS), marks included, a chunk at a time."""
     with open(path, "rb") as f:
         f.readline()
         size = RECORD.size
@@ -182,19 +182,24 @@ def iter_series(path: Path, chunk_records: int = 4096) -> Iterator[ProbeRecord |
             if not chunk:
                 return
             usable = len(chunk) - len(chunk) % size  # a torn tail (crash mid-write) is ignored
-            for seq, t_sched, d_start, d_ack, d_end, outcome, step, status in RECORD.iter_unpack(chunk[:usable]):
-                if outcome == MARK_OUTCOME:
-                    yield WindowMark(WINDOWS[step], t_sched)
-                    continue
-                yield ProbeRecord(
-                    seq=seq,
-                    t_sched=t_sched,
-                    t_start=t_sched + d_start / 1e6,
-                    t_ack=None if d_ack == NO_ACK else t_sched + d_ack / 1e6,
-                    t_end=t_sched + d_end / 1e6,
-                    outcome=outcome,
-                    step=step,
-                    status=status,
-                )
+            yield from RECORD.iter_unpack(chunk[:usable])
             if usable < len(chunk):
                 return
+
+
+def iter_series(path: Path) -> Iterator[ProbeRecord | WindowMark]:
+    """Stream a series file as decoded records and window marks, in file order."""
+    for seq, t_sched, d_start, d_ack, d_end, outcome, step, status in iter_raw(path):
+        if outcome == MARK_OUTCOME:
+            yield WindowMark(WINDOWS[step], t_sched)
+            continue
+        yield ProbeRecord(
+            seq=seq,
+            t_sched=t_sched,
+            t_start=t_sched + d_start / 1e6,
+            t_ack=None if d_ack == NO_ACK else t_sched + d_ack / 1e6,
+            t_end=t_sched + d_end / 1e6,
+            outcome=outcome,
+            step=step,
+            status=status,
+        )
