@@ -31,7 +31,7 @@ def test_bundle_of_lab_drills_verifies_everywhere(lab, tmp_path: Path) -> None: 
     # A second drill that fails its downtime SLO: the lab freezes the ledger longer than allowed.
     strict, strict_text = lab_spec(lab, tmp_path, slo={"max_downtime_ms": 1})
     failed = drill(strict, strict_text)
-    assert failed.outcome is DrillOutcome.FAILED
+    assert failed.outcome is DrillOutcome.FAILED, (failed.outcome, failed.reasons)
 
     archive = tmp_path / "evidence"
     started = run_started_at(Path(passed.evidence_dir).name)
