@@ -7,6 +7,7 @@ from prefect import flow
 from livedrill.decisions import DrillFacts
 from livedrill.outcomes import CheckStatus, Verdict
 from livedrill.spec import DrillSpec
+from tasks.drain import drain
 from tasks.evidence import open_evidence, seal_evidence
 from tasks.migrate import migrate, postcheck
 from tasks.preflight import preflight
@@ -25,7 +26,12 @@ def drill(spec: DrillSpec, spec_text: str | None = None) -> Verdict:
         error = gate.error
         if gate.passed:
             pre_checks += probe_smoke(run_dir)
-        if error is None and not any(c.status is CheckStatus.FAIL for c in pre_checks):
+        if error is None and not any(c.status is CheckStatus.FAIL for c in pre_checks) and spec.mode.kind == "drain":
+            drained = drain(run_dir)  # every VM on the node at once, each with its verdict
+            started, downtime = drained.started, drained.observed_downtime_ms
+            migration_checks += drained.checks
+            probe_checks += drained.probe_checks
+        elif error is None and not any(c.status is CheckStatus.FAIL for c in pre_checks):
             for vm in spec.vms:
                 result = migrate(run_dir, str(vm), gate.before[str(vm)])
                 started = started or result.started
