@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 import socket
+import ssl
 import time
 from dataclasses import dataclass
 from typing import Callable, TypeVar
@@ -57,8 +58,22 @@ def is_transient_status(status: int | None) -> bool:
     return status in (408, 429) or status >= 500
 
 
+def _tls_failure(exc: BaseException) -> bool:
+    """A certificate or TLS-protocol failure anywhere in the exception's chain: repeating cannot fix it."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, (ssl.SSLCertVerificationError, ssl.SSLError)):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
 def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, (KeyboardInterrupt, SystemExit, GeneratorExit)):
+        return False
+    if _tls_failure(exc):
         return False
     if isinstance(exc, PlatformError):
         return exc.transient

@@ -1,5 +1,7 @@
 """One classifier for errors; the retry honours Retry-After and stops at the deadline; permanent errors raise at once."""
 
+import ssl
+
 import httpx
 import pytest
 
@@ -31,6 +33,16 @@ def _http_error(status):
 ])
 def test_classifier(exc, transient):
     assert is_transient(exc) is transient
+
+
+def test_tls_verification_failure_is_permanent():
+    try:
+        try:
+            raise ssl.SSLCertVerificationError("certificate verify failed: self-signed certificate")
+        except ssl.SSLError as inner:
+            raise httpx.ConnectError("[SSL: CERTIFICATE_VERIFY_FAILED]") from inner
+    except httpx.ConnectError as exc:
+        assert is_transient(exc) is False
 
 
 @pytest.mark.parametrize("attempt, hint, jitter, expected", [
