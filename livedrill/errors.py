@@ -64,7 +64,8 @@ def _tls_failure(exc: BaseException) -> bool:
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if isinstance(current, (ssl.SSLCertVerificationError, ssl.SSLError)):
+        if isinstance(current, ssl.SSLError) and not isinstance(
+                current, (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLSyscallError)):  # those are a dropped line
             return True
         current = current.__cause__ or current.__context__
     return False
