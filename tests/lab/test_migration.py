@@ -150,6 +150,7 @@ def test_targeted_migration_succeeds_and_really_pauses_the_workload(lab, custom,
     assert 10 < expected.downtime_ms < 100  # the seed's "downtime < 100 ms", in the tens of ms
     assert freeze["stop_confirmed"] is True
     paused_ms = (freeze["cont_monotonic"] - freeze["stop_confirmed_monotonic"]) * 1000
+    assert freeze["stopped_ms"] == pytest.approx(paused_ms)
     assert paused_ms == pytest.approx(expected.downtime_ms, abs=FREEZE_TOLERANCE_MS)
     assert paused_ms >= expected.downtime_ms
     assert freeze["frozen_ms"] >= paused_ms

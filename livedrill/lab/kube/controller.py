@@ -385,6 +385,12 @@ class VirtController:
     # ------------------------------------------------------------------ the real freeze
 
     def _freeze(self, vmim: Obj, vmi: Obj, downtime_ms: float, plan: PrecopyPlan) -> None:
+        """Pause the VMI's workload for the modelled stop-and-copy and record the ground truth.
+
+        Times are time.monotonic() (CLOCK_MONOTONIC: comparable across processes on this host) and wall
+        clock. `frozen_ms` is the outer bound, from just before SIGSTOP to just after SIGCONT returned;
+        `stopped_ms` the inner bound, from /proc confirming the stop to just before SIGCONT.
+        """
         key = f"{vmi['metadata']['namespace']}/{vmi['metadata']['name']}"
         pid = self.config.workloads.get(key)
         record: Obj = {"vmi": key, "migration": vmim["metadata"]["name"], "migrationUid": vmim["metadata"]["uid"],
@@ -418,6 +424,7 @@ class VirtController:
             "stop_wall": wall_before_stop, "cont_wall": wall_after_cont,
             "stop_utc": _iso(wall_before_stop), "cont_utc": _iso(wall_after_cont),
             "frozen_ms": (mono_after_cont - mono_before_stop) * 1000.0,
+            "stopped_ms": (mono_before_cont - mono_confirmed) * 1000.0,
         })
         self._record_freeze(record)
         if not stopped:
