@@ -133,16 +133,19 @@ def cmd_readiness(args: argparse.Namespace) -> int:
             print(f"readiness: {args.cluster} drills a {spec.platform.kind} platform; readiness scans KubeVirt clusters",
                   file=sys.stderr)
             return EXIT_BAD_INPUT
-        platform, cluster = spec.platform.model_copy(update={"request_timeout_s": args.request_timeout}), spec.cluster
+        platform, cluster = spec.platform, spec.cluster
+        if args.request_timeout is not None:
+            platform = platform.model_copy(update={"request_timeout_s": args.request_timeout})
     else:
         platform = KubeVirtPlatform(kind="kubevirt", kubeconfig=args.kubeconfig, context=args.cluster,
-                                    request_timeout_s=args.request_timeout)
+                                    **({"request_timeout_s": args.request_timeout} if args.request_timeout else {}))
         cluster = f"context {args.cluster}"
     try:
         selector = parse_selector(args.selector) if args.selector else None
         from livedrill.platforms.kubevirt import KubeVirtAdapter
 
-        adapter = KubeVirtAdapter(platform, call_deadline_s=args.request_timeout * 3)
+        # A daily scan may retry a transient error, but gives up within a few request timeouts.
+        adapter = KubeVirtAdapter(platform, call_deadline_s=platform.request_timeout_s * 3)
         try:
             report = scan_readiness(adapter, spec, selector, args.namespace)
         finally:
@@ -260,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--selector", help="VM labels, k=v[,k=v] (default: the spec's core-tier selector, tier=core)")
     p.add_argument("--namespace", help="scan only this namespace")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.add_argument("--request-timeout", type=float, default=10.0, help="seconds per API call")
+    p.add_argument("--request-timeout", type=float, help="seconds per API call (default: the spec's, else 10)")
     p.set_defaults(func=cmd_readiness)
 
     p = sub.add_parser("lab", help="the embedded lab: up | status | down")
