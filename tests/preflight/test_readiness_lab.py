@@ -137,3 +137,20 @@ def test_readiness_of_a_broken_spec_or_an_unknown_context_exits_2(lab, tmp_path)
     assert done.returncode == 2 and "invalid drill spec" in done.stderr
     done = run_cli("readiness", "--cluster", "no-such-context", "--kubeconfig", str(lab.kubeconfig))
     assert done.returncode == 2 and "no-such-context" in done.stderr
+
+
+def test_readiness_of_an_unreachable_cluster_exits_2(lab, tmp_path):
+    import socket
+
+    import yaml
+
+    with socket.socket() as closed:  # a loopback port nobody listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    config = yaml.safe_load(lab.kubeconfig.read_text())
+    config["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{port}"
+    kubeconfig = tmp_path / "unreachable.kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump(config))
+    done = run_cli("readiness", "--cluster", "livedrill-lab", "--kubeconfig", str(kubeconfig), "--request-timeout", "1")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "did not answer" in done.stderr
