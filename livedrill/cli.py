@@ -46,7 +46,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return worst
 
 
-def print_verdict(verdict, stream=sys.stdout) -> None:
+def print_verdict(verdict, stream=None) -> None:
+    stream = stream or sys.stdout
     print(f"\nVERDICT: {verdict.outcome.value}", file=stream)
     if verdict.observed_downtime_ms is not None:
         print(f"observed downtime (longest probe gap): {verdict.observed_downtime_ms:.1f} ms", file=stream)
@@ -208,6 +209,22 @@ def cmd_evidence_verify(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_evidence_export(args: argparse.Namespace) -> int:
+    from livedrill.evidence.export import ExportError, export_quarter
+    from livedrill.evidence.keys import SigningKeyError, load_signer, signer_from_env
+
+    try:
+        signer = load_signer(Path(args.signing_key)) if args.signing_key else signer_from_env()
+        result = export_quarter(Path(args.archive), args.quarter, Path(args.out), signer=signer)
+    except (ExportError, SigningKeyError, ValueError) as exc:
+        print(f"export: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"{result.bundle}: {len(result.runs)} drill(s) of {result.quarter}, sha256 {result.bundle_sha256}")
+    if result.unsealed_runs:
+        print(f"left out (not sealed): {result.unsealed_runs}")
+    return EXIT_OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from livedrill.lab.demo import run_demo
 
@@ -273,7 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--state-dir", default=str(DEFAULT_LAB_DIR))
     p.set_defaults(func=cmd_lab)
 
-    p = sub.add_parser("evidence", help="evidence archive: verify")
+    p = sub.add_parser("evidence", help="evidence archive: verify, export")
     esub = p.add_subparsers(dest="evidence_command", required=True)
     v = esub.add_parser("verify", help="verify a run directory, or a whole archive, offline")
     v.add_argument("run_dir", nargs="?")
@@ -285,6 +302,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+", help="drill specs the deployments may run")
     p.add_argument("--show", type=int, default=4, help="upcoming starts to print per spec")
     p.set_defaults(func=cmd_serve)
+
+    x = esub.add_parser("export", help="one auditor bundle for a quarter: report (zh/en), OSCAL, in-toto, raw evidence")
+    x.add_argument("--quarter", required=True, help="e.g. 2026Q4")
+    x.add_argument("--out", required=True, help="the bundle to write (.tar.gz)")
+    x.add_argument("--archive", default="evidence")
+    x.add_argument("--signing-key", help="signs the in-toto statements (default: $LIVEDRILL_SIGNING_KEY if set)")
+    x.set_defaults(func=cmd_evidence_export)
 
     p = sub.add_parser("demo", help="start the lab and run the targeted-migration drill on it")
     p.add_argument("--state-dir", default=str(DEFAULT_LAB_DIR))

@@ -5,7 +5,11 @@ from __future__ import annotations
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from pathlib import Path
+
 from livedrill.decisions import DrillFacts
+from livedrill.evidence.export import export_quarter
+from livedrill.evidence.keys import signer_from_env
 from livedrill.outcomes import Verdict, utcnow
 from livedrill.spec import DrillSpec
 from livedrill.stages.finish import finish
@@ -23,3 +27,10 @@ def open_evidence(spec: DrillSpec, spec_text: str | None = None) -> tuple[str, s
 @task(name="seal-evidence", cache_policy=NO_CACHE)
 def seal_evidence(run_dir: str, facts: DrillFacts, started_at: str) -> Verdict:
     return finish(DrillSession.reopen(run_dir), facts, started_at)
+
+
+@task(name="export-bundle", cache_policy=NO_CACHE)
+def export_bundle(archive: str, quarter: str, out: str) -> dict:
+    """Verify the archive and write the quarter's auditor bundle; refuses if anything fails verification."""
+    result = export_quarter(Path(archive), quarter, Path(out), signer=signer_from_env())
+    return result.model_dump(mode="json")

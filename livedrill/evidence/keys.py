@@ -122,3 +122,8 @@ def ensure_lab_key(path: Path) -> Signer:
     finally:
         tmp.unlink(missing_ok=True)
     return signer
+
+
+def signer_from_env() -> Signer | None:
+    """The signer named by $LIVEDRILL_SIGNING_KEY, or None when it is not set (signing is then optional)."""
+    return load_signer() if os.environ.get(SIGNING_KEY_ENV) else None

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 from livedrill import __version__
 from livedrill.decisions import DrillFacts, judge
+from livedrill.deploy.approval import APPROVAL_FILE
 from livedrill.outcomes import Verdict, utcnow
 from livedrill.stages.session import DrillSession, operator
 
@@ -15,11 +18,16 @@ def finish(session: DrillSession, facts: DrillFacts, started_at: str) -> Verdict
     verdict = judge(facts).model_copy(update={"evidence_dir": str(session.run.path)})
     session.event("livedrill", "verdict", outcome=verdict.outcome.value, reasons=verdict.reasons)
     session.run.write_json(VERDICT_FILE, verdict)
+    approval_path = session.run.path / APPROVAL_FILE
+    given = json.loads(approval_path.read_text(encoding="utf-8")) if approval_path.exists() else None
+    approval = {"approved_by": given.get("approver"), "change_ticket": given.get("change_ticket"),
+                "decision": given.get("decision"), "comment": given.get("comment")} if given else None
     session.run.write_json(RUN_FILE, {
         "run_id": session.run_id, "drill": session.spec.name, "cluster": session.spec.cluster,
         "platform": session.spec.platform.kind, "mode": session.spec.mode.kind,
         "vms": [str(v) for v in session.spec.vms], "started_at": started_at, "ended_at": utcnow().isoformat(),
         "outcome": verdict.outcome.value, "operator": operator(), "livedrill_version": __version__,
+        "approval": approval,
     })
     session.run.seal(session.signer())
     return verdict

@@ -26,6 +26,12 @@ TIMELINE_FILE = "timeline.jsonl"
 COMPENSATIONS_FILE = "compensations.json"
 
 
+# The spec as given, by run directory, for the stages of a drill running in this process. The evidence's
+# spec.yaml is redacted (probe headers may carry credentials), so it is only the fallback: enough for
+# `livedrill recover`, which needs the platform and the undo actions, never the probes' secrets.
+_SPECS_IN_PROCESS: dict[str, DrillSpec] = {}
+
+
 class DrillSession:
     def __init__(self, spec: DrillSpec, run: EvidenceRun):
         self.spec = spec
@@ -38,6 +44,7 @@ class DrillSession:
         text = spec_text if spec_text is not None else yaml.safe_dump(spec.model_dump(mode="json", by_alias=True), sort_keys=False)
         run.write_text(SPEC_FILE, text)
         session = cls(spec, run)
+        _SPECS_IN_PROCESS[str(run.path.resolve())] = spec
         from livedrill.stages.recovery import claim
 
         claim(run)
@@ -48,7 +55,9 @@ class DrillSession:
     def reopen(cls, run_dir: str | Path) -> "DrillSession":
         run_dir = Path(run_dir)
         run = Archive(run_dir.parent).find(run_dir.name)
-        spec = parse_spec((run.path / SPEC_FILE).read_text(encoding="utf-8"), source=str(run.path / SPEC_FILE))
+        spec = _SPECS_IN_PROCESS.get(str(run.path.resolve()))
+        if spec is None:
+            spec = parse_spec((run.path / SPEC_FILE).read_text(encoding="utf-8"), source=str(run.path / SPEC_FILE))
         return cls(spec, run)
 
     @property
