@@ -12,7 +12,7 @@ STAMP   = $(VENV)/.installed
 TEST_DEBS = qemu-system-x86 libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvirt-dev \
             busybox-static cpio tini pkg-config gcc iproute2 \
             prometheus prometheus-pushgateway victoria-metrics \
-            chromium chromium-driver postgresql openssl jq
+            chromium chromium-driver fonts-wqy-zenhei postgresql openssl jq
 
 .PHONY: venv sysdeps demo test lint-imports lock clean
 

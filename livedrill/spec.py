@@ -12,6 +12,8 @@ import yaml
 from cronsim import CronSim, CronSimError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from livedrill.metrics.config import MetricsConfig
+
 _DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 
 
@@ -337,6 +339,7 @@ class DrillSpec(SpecModel):
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     approval: ApprovalPolicy = Field(default_factory=ApprovalPolicy)
     concurrency: ConcurrencyPolicy = Field(default_factory=ConcurrencyPolicy)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig, description="Where drill metrics go; KubeVirt's to read")
     window: DrillWindow | None = Field(None, description="Allowed start hours and weekdays; default: any time")
     preflight: PreflightPolicy = Field(default_factory=PreflightPolicy)
 
