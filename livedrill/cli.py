@@ -92,7 +92,7 @@ def cmd_recover(args: argparse.Namespace) -> int:
         print(f"recover: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     try:
-        verdict = recover_run(run)
+        verdict = recover_run(run, force=args.force)
     except RunInProgress as exc:
         print(f"recover: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -268,6 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("recover", help="finish a crashed drill: roll back what it left and seal its evidence")
     p.add_argument("run_id")
     p.add_argument("--archive", default="evidence", help="the archive holding the run (the spec's evidence.dir)")
+    p.add_argument("--force", action="store_true", help="take over a run owned by another host you know is down")
     p.set_defaults(func=cmd_recover)
 
     p = sub.add_parser("preflight", help="run only the pre-flight gate of a drill; nothing is changed")

@@ -35,8 +35,10 @@ def claim(run: EvidenceRun) -> None:
 
 def owner_alive(owner: dict, host: str | None = None) -> bool:
     """Pure enough to table-test: is the recorded owner this host's still-running process?"""
+    if not owner:
+        return False
     if owner.get("host") != (host or socket.gethostname()):
-        return False  # another host's drill: its liveness cannot be judged from here, its lock is stale
+        return True  # another host's drill: its liveness cannot be judged from here, so it is not taken over
     try:
         process = psutil.Process(int(owner["pid"]))
         return abs(process.create_time() - float(owner["create_time"])) < 0.01 and process.status() != psutil.STATUS_ZOMBIE
@@ -51,13 +53,19 @@ def read_owner(run: EvidenceRun) -> dict:
         return {}
 
 
-def recover_run(run: EvidenceRun) -> Verdict | None:
-    """Roll back what the crashed drill left pending and seal its evidence. Idempotent: a sealed run is left alone."""
+def recover_run(run: EvidenceRun, *, force: bool = False) -> Verdict | None:
+    """Roll back what the crashed drill left pending and seal its evidence. Idempotent: a sealed run is left alone.
+
+    `force` takes over a run owned by another host, which only a human can know to be dead.
+    """
     if run.sealed:
         return None
     owner = read_owner(run)
-    if owner and owner_alive(owner):
-        raise RunInProgress(f"run {run.run_id} is still owned by live process {owner['pid']}: a drill is in progress")
+    if owner_alive(owner) and not (force and owner.get("host") != socket.gethostname()):
+        raise RunInProgress(f"run {run.run_id} is owned by process {owner.get('pid')} on {owner.get('host')}, "
+                            "which is alive or cannot be checked from here: a drill may be in progress"
+                            + ("" if owner.get("host") == socket.gethostname() else
+                               "; if that host is down, run `livedrill recover --force`"))
     session = DrillSession.reopen(run.path)
     claim(run)
     pending = [e.action for e in session.journal.pending()]
