@@ -17,6 +17,8 @@ import pytest
 from livedrill.lab.manager import LabError, lab_status, start_lab, stop_lab
 
 pytestmark = pytest.mark.e2e
+# stop_lab allows each process 10 s to exit on SIGTERM before SIGKILL.
+STOP_BUDGET_S = 45
 
 
 def test_start_status_stop(tmp_path):
@@ -99,7 +101,13 @@ def test_foreground_lab_stops_on_sigterm(tmp_path):
         info = lab_status(state)
         assert info is not None, "the foreground lab did not come up"
         foreground.send_signal(signal.SIGTERM)
-        assert foreground.wait(timeout=20) == 0
+        try:
+            returncode = foreground.wait(timeout=STOP_BUDGET_S)
+        except subprocess.TimeoutExpired:
+            logs = {r.role: r.log.read_text(errors="replace")[-2000:] for r in info.processes}
+            alive = {r.role: r.alive() for r in info.processes}
+            raise AssertionError(f"the foreground lab did not stop; alive: {alive}; logs: {logs}") from None
+        assert returncode == 0
         assert not any(record.alive() for record in info.processes)
     finally:
         foreground.kill()

@@ -75,7 +75,8 @@ class ControllerConfig(BaseModel):
     abort_duration_s: float = Field(0.1, ge=0)
     finished_kept_per_vmi: int = Field(5, ge=1)
     evacuation_retry_s: float = Field(2.0, ge=0)
-    reconcile_interval_s: float = Field(0.05, gt=0)
+    reconcile_interval_s: float = Field(0.05, gt=0, description="How often the controller looks for changes")
+    resync_interval_s: float = Field(1.0, gt=0, description="A full pass at least this often, changes or not")
     workloads: dict[str, int] = Field(default_factory=dict, description='"ns/name" -> PID paused at stop-and-copy')
     freezes_file: Path | None = None
 
@@ -180,7 +181,14 @@ class VirtController:
     # ------------------------------------------------------------------ reconcile loop
 
     def _loop(self) -> None:
+        seen_rv, last_pass = -1, 0.0
         while not self._stop.is_set():
+            # A pass when anything changed, else once per resync period (the evacuation back-off is timed).
+            rv, now = self.store.current_rv(), time.monotonic()
+            if rv == seen_rv and now - last_pass < self.config.resync_interval_s:
+                self._stop.wait(self.config.reconcile_interval_s)
+                continue
+            seen_rv, last_pass = rv, now
             try:
                 self._reconcile()
             except errors.ApiError:
