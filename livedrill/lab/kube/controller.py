@@ -116,6 +116,7 @@ class VirtController:
         self._workers: dict[str, threading.Thread] = {}  # VMIM uid -> its migration thread
         self._aborts: dict[str, threading.Event] = {}  # VMIM uid -> abort requested
         self._sources: dict[str, str] = {}  # VMIM uid -> source node, while it runs
+        self._worker_ended = threading.Event()
         self._freezes: list[Obj] = []
         self._frozen_pids: set[int] = set()
         self._lock = threading.Lock()
@@ -185,10 +186,12 @@ class VirtController:
         while not self._stop.is_set():
             # A pass when anything changed, else once per resync period (the evacuation back-off is timed).
             rv, now = self.store.current_rv(), time.monotonic()
-            if rv == seen_rv and now - last_pass < self.config.resync_interval_s:
+            worker_ended = self._worker_ended.is_set()  # frees capacity for Pending migrations
+            if rv == seen_rv and not worker_ended and now - last_pass < self.config.resync_interval_s:
                 self._stop.wait(self.config.reconcile_interval_s)
                 continue
             seen_rv, last_pass = rv, now
+            self._worker_ended.clear()
             try:
                 self._reconcile()
             except errors.ApiError:
@@ -298,6 +301,7 @@ class VirtController:
                 self._workers.pop(uid, None)
                 self._aborts.pop(uid, None)
                 self._sources.pop(uid, None)
+            self._worker_ended.set()
 
     def _enter(self, vmim: Obj, phase: str, knobs: dict[str, str], abort: threading.Event) -> None:
         if abort.is_set():
