@@ -13,6 +13,7 @@ from livedrill.stages.migrate import MigrationResult, run_migration
 from livedrill.stages.postcheck import run_postcheck
 from livedrill.outcomes import CheckResult
 from livedrill.stages.session import DrillSession
+from tasks.report import ProgressArtifact
 
 
 class TerminalStatus:
@@ -45,10 +46,17 @@ def migrate(run_dir: str, vm: str, before: dict) -> MigrationResult:
                     memory_gib=float(before.get("memory_gib", 0)))
     adapter = session.adapter()
     status = TerminalStatus()
+    bar = ProgressArtifact(vm, session.spec.budgets.warmup_s, session.spec.budgets.cooldown_s)
+
+    def progress(line: str) -> None:
+        status(line)
+        bar(line)
+
     try:
-        return run_migration(session, adapter, ref, state, progress=status)
+        return run_migration(session, adapter, ref, state, progress=progress)
     finally:
         status.done()
+        bar.done()
         adapter.close()
 
 
