@@ -43,6 +43,8 @@ class DrainSettings(BaseModel):
     poll_interval_s: float = Field(0.5, gt=0, description="How often the loop observes pods, VMIs and migrations")
     eviction_retry_s: float = Field(5.0, gt=0, description="Wait before re-evicting a pod that answered 429 (kubectl: 5 s)")
     max_retry_after_s: float = Field(30.0, gt=0, description="Upper bound on a server's Retry-After hint")
+    migrations_poll_s: float = Field(
+        2.0, gt=0, description="How often the loop copies the evacuation migrations (evidence; KubeVirt keeps 5 per VMI)")
     grace_slack_s: float = Field(
         10.0, ge=0, description="Added to the drain budget for the evictions' own round trips and the first poll")
 
@@ -360,10 +362,23 @@ def vmi_left_node(vmi: Obj | None, node: str, evacuations: list[Obj]) -> bool:
     return any(m["metadata"].get("uid") == uid and m.get("status", {}).get("phase") == "Succeeded" for m in evacuations)
 
 
-def vmi_done(fate: VMIFate, vmi: Obj | None, node: str, evacuations: list[Obj], launcher_pods_left: int) -> bool:
+def vmi_moved_off(vmi: Obj | None, node: str) -> bool:
+    """What the drain loop watches: the VMI itself reports a completed migration off `node`, evacuation cleared.
+
+    The verdict (`vmi_left_node`) also checks the migration object; the loop reads only VMIs, the cheap part.
+    """
+    if vmi is None:
+        return False
+    status = vmi.get("status", {})
+    state = status.get("migrationState") or {}
+    return (status.get("nodeName") not in (None, node) and not status.get("evacuationNodeName")
+            and bool(state.get("migrationUid")) and bool(state.get("completed")) and not state.get("failed"))
+
+
+def vmi_done(fate: VMIFate, vmi: Obj | None, node: str, launcher_pods_left: int) -> bool:
     if fate is VMIFate.SHUTS_DOWN:
         return launcher_pods_left == 0
-    return vmi_left_node(vmi, node, evacuations)
+    return vmi_moved_off(vmi, node)
 
 
 def phases_of(vmim: Obj) -> list[str]:

@@ -28,6 +28,7 @@ from livedrill.spec import DrainMode, DrillSpec, VMRef, migration_deadline_s
 Obj = dict[str, Any]
 SUBRESOURCES = "/apis/subresources.kubevirt.io/v1"
 MERGE_PATCH = "application/merge-patch+json"
+NODE_LABEL = "kubevirt.io/nodeName"
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,15 @@ class KubeVirtDrain:
     def vmis(self) -> list[Obj]:
         return self._json("list vmis", self.adapter.custom.list_cluster_custom_object, KV_GROUP, KV_VERSION,
                           "virtualmachineinstances").get("items", [])
+
+    def vmis_on(self, node: str) -> list[Obj]:
+        """VMIs labelled as running on `node` (KubeVirt keeps the label `kubevirt.io/nodeName` current)."""
+        return self._json(f"list vmis on {node}", self.adapter.custom.list_cluster_custom_object, KV_GROUP, KV_VERSION,
+                          "virtualmachineinstances", label_selector=f"{NODE_LABEL}={node}").get("items", [])
+
+    def vmi(self, ref: str) -> Obj | None:
+        namespace, name = ref.split("/", 1)
+        return self.adapter.get_vmi(VMRef(namespace=namespace, name=name))
 
     def vmims(self) -> list[Obj]:
         return self._json("list vmims", self.adapter.custom.list_cluster_custom_object, KV_GROUP, KV_VERSION,

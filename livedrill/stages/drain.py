@@ -169,12 +169,23 @@ def _drain_loop(session: DrillSession, drain: KubeVirtDrain, mode: DrainMode, fa
     node = mode.node
     due: dict[str, float] = {}  # pod -> monotonic time its next eviction may be sent
     registered: set[str] = set()
+    moved: set[str] = set()  # VMIs seen off the node with their migration completed: no need to read them again
+    next_copy = 0.0
     while True:
+        # Reads kept small (the API server also runs the migrations): pods and VMIs still on the node; a VMI
+        # that dropped off that list is read alone until it shows its migration completed.
         pods = drain.pods_on(node)
-        vmis = {_ref(v): v for v in drain.vmis()}
-        watch.see(drain.vmims())
+        vmis = {_ref(v): v for v in drain.vmis_on(node)}
+        for ref in fates.keys() - vmis.keys() - moved:
+            vmis[ref] = drain.vmi(ref)
+            if vmi_done(fates[ref][0], vmis[ref], node, 0):
+                moved.add(ref)
+        if time.monotonic() >= next_copy:
+            watch.see(drain.vmims())
+            next_copy = time.monotonic() + settings.migrations_poll_s
         for ref, vmi in vmis.items():  # an evacuation we did not see triggered (a lost answer) is ours too
-            if ref in fates and vmi.get("status", {}).get("evacuationNodeName") == node and ref not in registered:
+            if ref in fates and vmi and vmi.get("status", {}).get("evacuationNodeName") == node \
+                    and ref not in registered:
                 _register_evacuation(session, registered, ref, node)
         decisions = pods_to_drain(pods, node, ignore_daemonsets=mode.ignore_daemonsets,
                                   delete_emptydir_data=mode.delete_emptydir_data)
@@ -200,8 +211,8 @@ def _drain_loop(session: DrillSession, drain: KubeVirtDrain, mode: DrainMode, fa
                 return f"eviction of {decision.pod} refused for good: {answer.message}"
             due[decision.pod] = next_at
         counts = _running_launchers(pods, decisions)
-        left = sum(vmi_done(fate, vmis.get(ref), node, evacuations_of(watch.all(), *ref.split("/", 1), node),
-                            counts.get(ref, 0)) for ref, (fate, _) in fates.items())
+        left = sum(ref in moved or vmi_done(fate, vmis.get(ref), node, counts.get(ref, 0))
+                   for ref, (fate, _) in fates.items())
         remaining = [d.pod for d in decisions if d.action is PodAction.EVICT]
         drained = left == len(fates) and not remaining
         action = migration_loop_action(terminal=drained, now=time.monotonic(), deadline=deadline,

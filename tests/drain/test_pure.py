@@ -8,7 +8,7 @@ from livedrill.drain import (DrainObservation, DrainSettings, EvictionAnswer, Po
                              classify_eviction, decide_pod, drain_budget_s, drain_lanes, drain_preflight_checks,
                              evacuations_of, fate_check, list_schedule_makespan_s, migration_parallelism,
                              needs_eviction, next_eviction_at, observed_budget, pods_to_drain, vm_verdict,
-                             vmi_fate, vmi_left_node)
+                             vmi_done, vmi_fate, vmi_left_node, vmi_moved_off)
 from livedrill.outcomes import CheckResult, CheckStatus
 
 SETTINGS = DrainSettings()
@@ -234,6 +234,29 @@ def vmim(name, phase, *, uid=None, node=NODE, vmi_name="vm-a", created="2026-01-
 ])
 def test_a_vmi_has_left_when_moved_cleared_and_its_migration_succeeded(the_vmi, migrations, left):
     assert vmi_left_node(the_vmi, NODE, migrations) is left
+
+
+def _failed_state(v):
+    v["status"]["migrationState"]["failed"] = True
+    return v
+
+
+@pytest.mark.parametrize("the_vmi, moved", [
+    (vmi(node="node-2", migration_uid="m1"), True),
+    (vmi(node="node-2", migration_uid="m1", evacuation=NODE), False),  # KubeVirt has not cleared it yet
+    (_failed_state(vmi(node="node-2", migration_uid="m1")), False),
+    (vmi(node="node-2"), False),  # no migration record: not moved by a migration
+    (vmi(migration_uid="m1"), False),
+    (None, False),
+])
+def test_the_loop_sees_a_vmi_moved_off_from_the_vmi_alone(the_vmi, moved):
+    assert vmi_moved_off(the_vmi, NODE) is moved
+    assert vmi_done(VMIFate.MIGRATES, the_vmi, NODE, 0) is moved
+
+
+@pytest.mark.parametrize("pods_left, done", [(0, True), (1, False)])
+def test_a_vmi_that_shuts_down_is_done_when_its_pods_are_gone(pods_left, done):
+    assert vmi_done(VMIFate.SHUTS_DOWN, vmi(strategy="None"), NODE, pods_left) is done
 
 
 def test_evacuations_of_a_vmi_from_the_node_oldest_first():
