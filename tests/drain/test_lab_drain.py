@@ -170,8 +170,23 @@ def test_preflight_refuses_a_node_whose_vmi_cannot_live_migrate(drain_lab, tmp_p
     assert not compensations.exists() or json.loads(compensations.read_text()) == []
 
 
+SWAGGER = Path("/work/shared/kubevirt/swagger.json")
+
+
+def _assert_valid_kubevirt_objects(objects: list[dict], definition: str) -> None:
+    """What the drain preset serves is what KubeVirt's own OpenAPI allows."""
+    import jsonschema
+
+    schema = {"$ref": f"#/definitions/{definition}", "definitions": json.loads(SWAGGER.read_text())["definitions"]}
+    validator = jsonschema.Draft4Validator(schema)
+    for obj in objects:
+        errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(obj)]
+        assert not errors, (obj["metadata"]["name"], errors[:5])
+
+
 def test_real_kubectl_drain_completes_the_same_evacuation(drain_lab, tmp_path):
     lab = drain_lab
+    _assert_valid_kubevirt_objects(list(vmis(lab).values()), "v1.VirtualMachineInstance")
     adapter = KubeVirtAdapter(_platform(lab))
     try:
         planned = {d.pod for d in pods_to_drain(KubeVirtDrain(adapter).pods_on("node-1"), "node-1",
@@ -197,6 +212,8 @@ def test_real_kubectl_drain_completes_the_same_evacuation(drain_lab, tmp_path):
         assert moved_by["metadata"]["annotations"]["kubevirt.io/evacuationMigration"] == "node-1"
         assert moved_by["status"]["phase"] == "Succeeded"
     assert sorted(f["vmi"] for f in lab.freezes() if f.get("pid")) == CORE, "both ledgers really frozen once"
+    _assert_valid_kubevirt_objects(list(vmis(lab).values()), "v1.VirtualMachineInstance")
+    _assert_valid_kubevirt_objects(vmims(lab), "v1.VirtualMachineInstanceMigration")
 
 
 def _platform(lab):
