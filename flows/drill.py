@@ -15,6 +15,7 @@ from livedrill.spec import DrillSpec
 from tasks.dryrun import discard_dry_run, open_dry_run
 from tasks.drain import drain
 from tasks.evidence import open_evidence, seal_evidence
+from tasks.metrics import export_metrics, kubevirt_metrics_evidence
 from tasks.migrate import migrate, postcheck
 from tasks.preflight import preflight
 from tasks.probe import probe_smoke
@@ -93,13 +94,21 @@ def _drill(spec: DrillSpec, spec_text: str | None) -> Verdict:
         compensations = rollback(run_dir)
         # A task interrupted mid-way returns nothing; a registered compensation still proves it changed something.
         mutated = started or bool(compensations)
-        verdict = seal_evidence(run_dir, DrillFacts(pre_checks, migration_checks, probe_checks, compensations, mutated,
-                                                    downtime, error="the drill was interrupted"), started_at)
-        publish_report(spec.name, verdict)
+        _seal(spec, run_dir, DrillFacts(pre_checks, migration_checks, probe_checks, compensations, mutated,
+                                        downtime, error="the drill was interrupted"), started_at)
         raise
-    verdict = seal_evidence(run_dir, DrillFacts(pre_checks, migration_checks, probe_checks, compensations, started,
-                                                downtime, error), started_at)
+    return _seal(spec, run_dir, DrillFacts(pre_checks, migration_checks, probe_checks, compensations, started,
+                                           downtime, error), started_at)
+
+
+def _seal(spec: DrillSpec, run_dir: str, facts: DrillFacts, started_at: str) -> Verdict:
+    """KubeVirt's own migration metrics into the evidence, seal, report, then push the drill's metrics."""
+    if spec.metrics.kubevirt is not None:
+        kubevirt_metrics_evidence(run_dir, spec.metrics, [str(v) for v in spec.vms])
+    verdict = seal_evidence(run_dir, facts, started_at)
     publish_report(spec.name, verdict)
+    if spec.metrics.push:
+        export_metrics(run_dir, spec.metrics)
     return verdict
 
 
