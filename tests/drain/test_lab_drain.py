@@ -266,3 +266,51 @@ def test_cancel_evacuation_through_the_subresource_and_without_it(drain_lab, tmp
         assert vmis(lab)["apps/app-vm-2"]["status"].get("evacuationNodeName") == "node-1"
     finally:
         adapter.close()
+
+
+def test_sigkill_mid_drain_then_recover_cancels_the_evacuations_and_uncordons(drain_lab, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from livedrill.cli import main
+    from tests.drain.conftest import REPO
+
+    lab = drain_lab
+    # A 1Gi core VM takes ~16 s at 64Mi/s: the kill lands while it is still being evacuated.
+    kubectl(lab, tmp_path, "annotate", "-n", "banking", "vmi/banking-core-vm", "lab.livedrill.io/memory=1Gi")
+    spec, text = drain_spec(lab, tmp_path)
+    (tmp_path / "drill.yaml").write_text(text)
+    proc = subprocess.Popen([sys.executable, "-m", "livedrill.cli", "run", str(tmp_path / "drill.yaml")], cwd=tmp_path,
+                            env=dict(os.environ, PYTHONPATH=str(REPO)), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    archive = tmp_path / "evidence"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            runs = list(archive.glob("*-lab-drain-*"))
+            comps = runs and (runs[0] / "compensations.json").exists() and \
+                json.loads((runs[0] / "compensations.json").read_text())
+            if comps and sum(c["action"] == "cancel-evacuation" for c in comps) == 5:
+                break
+            assert proc.poll() is None, proc.stdout.read()
+            time.sleep(0.1)
+        else:
+            raise AssertionError("the drill never triggered the five evacuations")
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+    run_dir = runs[0]
+    assert node(lab)["spec"].get("unschedulable") is True, "killed while the node was cordoned"
+    assert vmis(lab)["banking/banking-core-vm"]["status"].get("evacuationNodeName") == "node-1"
+
+    assert main(["recover", run_dir.name, "--archive", str(archive)]) == 1  # the drill is judged FAILED
+    assert not node(lab)["spec"].get("unschedulable"), "recovery uncordoned the node"
+    where = _assert_every_vm_running_once_and_nothing_in_flight(lab)
+    assert where["banking/banking-core-vm"] == "node-1", "its evacuation was cancelled, not finished"
+    assert not any(v["status"].get("evacuationNodeName") for v in vmis(lab).values())
+    comps = {(c["action"], c["params"].get("vmi")): c for c in read_json(run_dir, "compensations.json")}
+    assert comps[("uncordon", None)]["state"] == CompensationState.DONE.value
+    assert "evacuation cancelled; VM on node-1" in comps[("cancel-evacuation", "banking-core-vm")]["outcome"]
+    assert all(c["state"] == CompensationState.DONE.value for c in comps.values()), comps
+    assert verify_run(run_dir) == []
