@@ -16,6 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import httpx
+
 from livedrill.lab.libvirt.manager import start_libvirt_lab, stop_libvirt_lab
 from livedrill.platforms.libvirt import LibvirtAdapter
 from livedrill.probe.engine import ProbeSession
@@ -42,6 +44,7 @@ def main() -> None:
             rows = []
             for n in range(1, args.rounds + 1):
                 source = adapter.describe_vm(vm).node
+                boot_before = httpx.get(f"{info.ledger_url}/healthz", timeout=10).json()["boot_id"]
                 session = ProbeSession([probe], spec.slo, Path(tmp) / f"series-{n}")
                 session.start()
                 time.sleep(args.settle_s)
@@ -56,18 +59,20 @@ def main() -> None:
                 report = session.stop().probes[0]
                 stats = obs.raw.get("completed_job_stats") or {}
                 rec = report.reconciliation
+                boot_after = httpx.get(f"{info.ledger_url}/healthz", timeout=10).json()["boot_id"]
                 rows.append((n, f"{source}->{handle.target}", obs.phase, wall_s * 1000, stats.get("time_elapsed"),
                              stats.get("downtime"), report.longest_gap.duration_ms if report.longest_gap else None,
                              stats.get("memory_iteration"), (stats.get("data_processed") or 0) / 2**20,
-                             report.ok, report.failed, rec.lost if rec else None))
+                             report.ok, report.failed, rec.lost if rec else None, boot_after == boot_before))
             adapter.close()
         finally:
             stop_libvirt_lab(state_dir)
-    print(f"conditions: {os.cpu_count()} CPUs, {platform.platform()}, TCG guest 256 MiB / 1 vCPU, P2P migrateToURI3, "
-          f"max_downtime target {spec.platform.max_downtime_ms} ms (nova steps), probe {args.rate:.0f} tx/s via the "
-          f"loopback forwarder")
+    downtime = (f"max_downtime target {spec.platform.max_downtime_ms} ms (nova steps)" if spec.platform.max_downtime_ms
+                else "QEMU's default downtime limit")
+    print(f"conditions: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end, {platform.platform()}, "
+          f"TCG guest 256 MiB / 1 vCPU, P2P migrateToURI3, {downtime}, probe {args.rate:.0f} tx/s via the loopback forwarder")
     head = ("round", "direction", "phase", "observe_ms", "job_ms", "libvirt_downtime_ms", "probe_gap_ms",
-            "mem_passes", "MiB_sent", "probes_ok", "failed", "lost")
+            "mem_passes", "MiB_sent", "probes_ok", "failed", "lost", "same_boot")
     print(" | ".join(head))
     for row in rows:
         print(" | ".join(f"{v:.1f}" if isinstance(v, float) else str(v) for v in row))
