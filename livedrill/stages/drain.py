@@ -1,9 +1,10 @@
 """The drain stage: cordon the node, evict its pods (KubeVirt's 429 is progress), wait until every VMI has left,
 with the probes of every core VM on the node running at once; then a verdict per VM and for the drain.
 
-Compensations are registered the moment each side effect is observed: "uncordon" right after the cordon,
-"cancel-evacuation" for a VMI as soon as its eviction answered that an evacuation was triggered (or the VMI
-shows one). A drain that breaches a probe SLO, runs out of budget or meets a pod it cannot evict cancels its
+Compensations are registered no later than the side effect can have happened: "uncordon" with the cordon
+call, "cancel-evacuation" for a VMI just before its first eviction call (an answer can be lost; each undo
+reads the cluster first, so an unneeded one does nothing), or when a VMI shows an evacuation from the node
+that the drill did not start. A drain that breaches a probe SLO, runs out of budget or meets a pod it cannot evict cancels its
 evacuations here; the flow's rollback uncordons. An interrupted drain leaves both to the rollback, which
 runs them from the journal.
 """
@@ -130,8 +131,12 @@ def run_drain(session: DrillSession, adapter: PlatformAdapter, progress: Progres
                 session.event("livedrill", "refused", reason=check.message)
                 return result
 
-        drain.cordon(node)
-        session.journal.register("uncordon", {"node": node})
+        try:
+            drain.cordon(node)
+        finally:
+            # Registered even when the cordon raised: an unanswered patch may still have landed, and the undo
+            # reads the node before it acts (pre-flight refused a node that was already cordoned).
+            session.journal.register("uncordon", {"node": node})
         result.started = True
         started_at = time.monotonic()
         session.event("livedrill", "cordoned", node=node, budget_s=budget_s)
@@ -197,15 +202,16 @@ def _drain_loop(session: DrillSession, drain: KubeVirtDrain, mode: DrainMode, fa
             vmi = vmis.get(decision.vmi) if decision.vmi else None
             if not needs_eviction(decision, True, vmi, node) or now < due.get(decision.pod, 0.0):
                 continue
+            if decision.vmi in fates and decision.vmi not in registered:
+                # Before the call: an eviction whose answer is lost (or a kill right after it) may have
+                # triggered the evacuation. The undo reads the VMI first, so an unneeded one does nothing.
+                _register_evacuation(session, registered, decision.vmi, node)
             namespace, name = decision.pod.split("/", 1)
             answer = drain.evict(namespace, name)
             result.evictions[answer.answer.value] = result.evictions.get(answer.answer.value, 0) + 1
             if answer.answer is not EvictionAnswer.EVACUATION_IN_PROGRESS:  # a repeat says nothing new
                 session.event("livedrill", "eviction", pod=decision.pod, answer=answer.answer.value,
                               message=answer.message[-200:])
-            if answer.answer in (EvictionAnswer.EVACUATION_TRIGGERED, EvictionAnswer.EVACUATION_IN_PROGRESS) \
-                    and decision.vmi and decision.vmi not in registered:
-                _register_evacuation(session, registered, decision.vmi, node)
             next_at = next_eviction_at(answer.answer, time.monotonic(), settings, answer.retry_after_s)
             if next_at is None:
                 return f"eviction of {decision.pod} refused for good: {answer.message}"
