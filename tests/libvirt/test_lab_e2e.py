@@ -33,12 +33,12 @@ def drill(libvirt_lab):
     return load_spec(libvirt_lab.drill_spec)
 
 
-def make_adapter(spec, events=None, **platform_changes):
+def make_adapter(spec, events=None, monitor: MonitorConfig | None = None, **platform_changes):
     from livedrill.platforms.libvirt import LibvirtAdapter
 
-    platform = spec.platform.model_copy(update=platform_changes)
-    return LibvirtAdapter(platform, budgets=spec.budgets, emit=events.append if events is not None else None,
-                          **({"monitor": platform_changes.pop("monitor")} if "monitor" in platform_changes else {}))
+    platform = spec.platform.model_validate({**spec.platform.model_dump(), **platform_changes})
+    return LibvirtAdapter(platform, budgets=spec.budgets, monitor=monitor,
+                          emit=events.append if events is not None else None)
 
 
 def wait_terminal(adapter, handle: MigrationHandle, budget_s: float) -> tuple[MigrationObservation, list[str]]:
@@ -330,5 +330,43 @@ def test_livedrill_run_drill_on_the_lab_passes(libvirt_lab, tmp_path):
     adapter = make_adapter(spec)
     try:
         assert adapter.describe_vm(spec.vms[0]).node == target
+    finally:
+        adapter.close()
+
+
+def test_stalled_migration_switches_to_post_copy_and_is_never_aborted(libvirt_lab, drill):
+    """Post-copy allowed, 1 MiB/s and a 2 s budget: the monitor switches to post-copy, a cancel must not abort it."""
+    vm = drill.vms[0]
+    events: list = []
+    flags = drill.platform.flags.model_copy(update={"allow_post_copy": True})
+    adapter = make_adapter(drill, events, bandwidth_mib_s=1, flags=flags,
+                           monitor=MonitorConfig(completion_timeout_per_gib_s=0.5, min_completion_timeout_s=2.0))
+    try:
+        with ledger(libvirt_lab) as client:
+            before = client.get("/healthz").json()
+            written = post_transfer(client)
+        state = adapter.describe_vm(vm)
+        handle = adapter.start_migration(vm, None, lambda action, params: None)
+        phases: list[str] = []
+        cancel_outcome = None
+        deadline = time.monotonic() + 120
+        while not (obs := adapter.observe_migration(handle)).terminal:
+            if not phases or phases[-1] != obs.phase:
+                phases.append(obs.phase)
+            if obs.phase == "PostCopy" and cancel_outcome is None:
+                cancel_outcome = adapter.cancel_migration(handle, timeout_s=drill.budgets.abort_timeout_s)
+            assert time.monotonic() < deadline, phases
+            time.sleep(adapter.poll_interval_s)
+        assert "PostCopy" in phases and obs.succeeded, (phases, obs.failure_reason)
+        assert cancel_outcome is not None and cancel_outcome.startswith("post-copy cannot be aborted")
+        assert "monitor-start-postcopy" in [e.kind for e in events] and "monitor-abort" not in [e.kind for e in events]
+        post = {c.name: c for c in adapter.postcheck(handle, state)}
+        assert post["vm-on-target"].status is CheckStatus.PASS
+        assert post["migration-job-stats"].status in (CheckStatus.PASS, CheckStatus.WARN)
+        with ledger(libvirt_lab) as client:
+            after = client.get("/healthz").json()
+            kept = client.get(f"/transfers/{written}")
+        assert after["boot_id"] == before["boot_id"] and after["pid"] == before["pid"], console_tail(libvirt_lab)
+        assert kept.status_code == 200
     finally:
         adapter.close()

@@ -139,3 +139,20 @@ def test_module_load_order_puts_dependencies_first(tmp_path):
     assert order.index("failover") < order.index("net_failover") and order.index("virtio_ring") < order.index("virtio")
     with pytest.raises(GuestBuildError, match="not in the kernel package"):
         load_order(("virtio_blk",), mods)
+
+
+@pytest.mark.parametrize(
+    "completed, postcopy, status",
+    [
+        ({"type": 3, "downtime": 42, "data_processed": 1, "memory_iteration": 3, "time_elapsed": 600}, False, CheckStatus.PASS),
+        ({"type": 0}, True, CheckStatus.WARN),  # post-copy: libvirt keeps no completed stats on the target
+        ({"type": 0}, False, CheckStatus.FAIL),
+        ({}, False, CheckStatus.FAIL),
+    ],
+)
+def test_job_stats_check(completed, postcopy, status):
+    from livedrill.platforms.libvirt.adapter import job_stats_check
+
+    check = job_stats_check(completed, postcopy, {"data_remaining": 5}, "domain vm")
+    assert check.status is status
+    assert check.evidence["last_running_job_stats"] == {"data_remaining": 5}
