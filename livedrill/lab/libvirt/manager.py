@@ -148,9 +148,16 @@ def _run(argv: list[str], timeout_s: float) -> None:
 
 def _ensure_qemu_user(config: LibvirtLabConfig) -> None:
     # libvirt's QEMU driver looks the account up even when it runs QEMU as root.
-    if subprocess.run(["id", "libvirt-qemu"], capture_output=True, timeout=config.timeouts.command_s).returncode != 0:
-        _run(["useradd", "--system", "--user-group", "--no-create-home", "--shell", "/usr/sbin/nologin", "libvirt-qemu"],
-             config.timeouts.command_s)
+    def exists() -> bool:
+        return subprocess.run(["id", "libvirt-qemu"], capture_output=True, timeout=config.timeouts.command_s).returncode == 0
+
+    if not exists():
+        try:
+            _run(["useradd", "--system", "--user-group", "--no-create-home", "--shell", "/usr/sbin/nologin",
+                  "libvirt-qemu"], config.timeouts.command_s)
+        except LabError:
+            if not exists():  # another lab starting at the same moment may have created it
+                raise
 
 
 def _make_netns(name: str, config: LibvirtLabConfig, resources: _Resources) -> None:
