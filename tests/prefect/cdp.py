@@ -1,0 +1,121 @@
+"""Headless Debian Chromium driven over the Chrome DevTools Protocol (no browser download, no webdriver).
+
+Started with its own profile directory and `--remote-debugging-port=0`; the port it picked is read from
+the profile's DevToolsActivePort file. Stopped by its PID.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import websocket
+
+# Flags from shared/notes/prefect.md: offline, deterministic rendering, no sandbox (root in CI).
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run",
+                  "--run-all-compositor-stages-before-draw", "--disable-dev-shm-usage", "--window-size=1400,1000"]
+START_TIMEOUT_S = 60.0
+CALL_TIMEOUT_S = 60.0
+
+
+def chromium_binary() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+class CDPError(RuntimeError):
+    pass
+
+
+class Browser:
+    def __init__(self, binary: str, workdir: Path):
+        self.profile = Path(tempfile.mkdtemp(prefix="chromium-", dir=workdir))
+        self.log = workdir / "chromium.log"
+        self.process = subprocess.Popen(
+            [binary, *CHROMIUM_FLAGS, f"--user-data-dir={self.profile}", "--remote-debugging-port=0",
+             "--remote-debugging-address=127.0.0.1", "about:blank"],
+            stdout=self.log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
+        port_file = self.profile / "DevToolsActivePort"
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not (port_file.exists() and port_file.read_text().strip()):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.close()
+                raise CDPError(f"chromium did not start:\n{self.log.read_text(errors='replace')[-2000:]}")
+            time.sleep(0.1)
+        self.port = int(port_file.read_text().splitlines()[0])
+
+    def new_page(self) -> "Page":
+        response = httpx.put(f"http://127.0.0.1:{self.port}/json/new?about:blank", timeout=CALL_TIMEOUT_S)
+        response.raise_for_status()
+        return Page(response.json()["webSocketDebuggerUrl"])
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(20)
+        shutil.rmtree(self.profile, ignore_errors=True)
+
+
+class Page:
+    """One tab: navigate, evaluate JavaScript, type, screenshot."""
+
+    def __init__(self, ws_url: str):
+        self.ws = websocket.create_connection(ws_url, timeout=CALL_TIMEOUT_S, suppress_origin=True)
+        self.ids = itertools.count(1)
+        self.call("Page.enable")
+        self.call("Runtime.enable")
+
+    def call(self, method: str, **params: Any) -> dict:
+        msg_id = next(self.ids)
+        self.ws.send(json.dumps({"id": msg_id, "method": method, "params": params}))
+        while True:
+            message = json.loads(self.ws.recv())
+            if message.get("id") == msg_id:
+                if "error" in message:
+                    raise CDPError(f"{method}: {message['error']}")
+                return message.get("result", {})
+
+    def goto(self, url: str) -> None:
+        self.call("Page.navigate", url=url)
+
+    def js(self, expression: str) -> Any:
+        result = self.call("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True)
+        if "exceptionDetails" in result:
+            raise CDPError(f"{expression[:80]}...: {result['exceptionDetails'].get('exception', {}).get('description')}")
+        return result.get("result", {}).get("value")
+
+    def wait_for(self, expression: str, timeout_s: float, what: str) -> Any:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                value = self.js(expression)
+            except CDPError:
+                value = None
+            if value:
+                return value
+            time.sleep(0.25)
+        raise CDPError(f"timed out after {timeout_s} s waiting for {what}")
+
+    def type_text(self, text: str) -> None:
+        self.call("Input.insertText", text=text)
+
+    def screenshot(self, path: Path) -> Path:
+        data = self.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)["data"]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(base64.b64decode(data))
+        return path
+
+    def close(self) -> None:
+        self.ws.close()
