@@ -22,11 +22,11 @@ tini is a subreaper so QEMU processes that libvirtd orphans are reaped at once (
 cgroups are off (two daemons would collide on cgroup names); pinning still applies via sched_setaffinity.
 Accelerator: KVM only with a kvm_intel/kvm_amd module loaded; else TCG (`/dev/kvm` alone can be kvm_pvm).
 
-Known limit (QEMU 7.2, TCG): with a 10 ms downtime limit set on the migration, guests came out corrupted
-on the destination in most migrations while the machine's CPUs were saturated by other work (kernel oopses,
+Known limit (QEMU 7.2, TCG): with an explicit downtime limit set on the migration, guests sometimes came
+out corrupted on the destination while the machine's CPUs were saturated by other work (kernel oopses,
 "virtio_net ... is not a head", panics right after switchover; the probes saw the reboot as lost
-transactions). With QEMU's default limit the same load stayed clean, so drills/lab-libvirt.yaml sets none.
-The guest's console (guest-console.log) shows such crashes.
+transactions): 10 ms in most migrations, 100 ms in 1 of 5. With QEMU's default limit, 0 of 14 under the
+same load, so drills/lab-libvirt.yaml sets none. The guest's console (guest-console.log) shows such crashes.
 """
 
 from __future__ import annotations
