@@ -479,7 +479,7 @@ def drain_summary_check(node: str, verdicts: list[VMVerdict], pods_left: list[st
     message = (f"{node} drained in {wall_s:.1f} s (budget {budget_s:.0f} s): {len(verdicts)} VM(s) {by_status}" if ok
                else f"{node} not drained after {wall_s:.1f} s (budget {budget_s:.0f} s): "
                     f"{stop_reason or 'pods left'}; {len(pods_left)} pod(s) left: {pods_left[:5]}")
-    return CheckResult(name="drain.node", status=CheckStatus.PASS if ok else CheckStatus.FAIL, subject=f"node {node}",
+    return CheckResult(name="drain.completed", status=CheckStatus.PASS if ok else CheckStatus.FAIL, subject=f"node {node}",
                        message=message, evidence={"wall_s": wall_s, "budget_s": budget_s, "pods_left": pods_left,
                                                   "verdicts": by_status, "stop_reason": stop_reason},
                        remedy=None if ok else "see drain/verdicts.json for each VM; rollback cancelled the evacuations")

@@ -48,7 +48,7 @@ class DrainResult(BaseModel):
     uncordoned: bool = False
     evictions: dict[str, int] = Field(default_factory=dict)  # eviction answers by kind
     verdicts: list[VMVerdict] = Field(default_factory=list)
-    checks: list[CheckResult] = Field(default_factory=list)  # drain.node and one drain.vm per VM
+    checks: list[CheckResult] = Field(default_factory=list)  # drain.completed and one drain.vm per VM
     probe_checks: list[CheckResult] = Field(default_factory=list)  # session-wide: baseline, abort signal
     observed_downtime_ms: float | None = None
 

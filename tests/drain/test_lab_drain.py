@@ -134,7 +134,7 @@ def test_drain_out_of_budget_cancels_the_evacuations_and_uncordons(drain_lab, tm
     verdict = drill(spec, text)
 
     assert verdict.outcome is DrillOutcome.FAILED
-    assert any(r.startswith("drain.node") and "deadline" in r for r in verdict.reasons), verdict.reasons
+    assert any(r.startswith("drain.completed") and "deadline" in r for r in verdict.reasons), verdict.reasons
     assert any("vmi apps/app-vm-2" in c.subject for c in verdict.checks if c.name == "drain.vm" and c.status.value == "fail")
     where = _assert_every_vm_running_once_and_nothing_in_flight(lab)
     assert where["apps/app-vm-2"] == "node-1"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from livedrill.drain import (DrainObservation, DrainSettings, EvictionAnswer, PodAction, VMIFate, blocking_budgets,
-                             classify_eviction, decide_pod, drain_budget_s, drain_lanes, drain_preflight_checks,
+                             classify_eviction, decide_pod, drain_budget_s, drain_summary_check, drain_lanes, drain_preflight_checks,
                              evacuations_of, fate_check, list_schedule_makespan_s, migration_parallelism,
                              needs_eviction, next_eviction_at, observed_budget, pods_to_drain, vm_verdict,
                              vmi_done, vmi_fate, vmi_left_node, vmi_moved_off)
@@ -355,3 +355,22 @@ def test_preflight_warns_of_disruption_budgets_and_drops_shutdowns_from_the_budg
     assert checks[("drain.vmi-migratable", "vmi apps/vm-a")].status is CheckStatus.WARN
     budget, lanes, _ = observed_budget(obs, SETTINGS)
     assert lanes == 2 and budget == pytest.approx(300 / 2 + 300 + 10)  # only the migrating VMI counts
+
+
+def _verdict(status):
+    return vm_verdict("apps/vm-a", core=False, fate=VMIFate.MIGRATES, node=NODE,
+                      vmi=vmi(node="node-2", migration_uid="uid-m1") if status == "pass" else vmi(evacuation=NODE),
+                      evacuations=[vmim("m1", "Succeeded" if status == "pass" else "Running")], launcher_pods_left=0,
+                      probe_checks=[], observed_downtime_ms=None, stop_reason=None)
+
+
+@pytest.mark.parametrize("pods_left, stop_reason, verdicts, status, words", [
+    ([], None, ["pass", "pass"], CheckStatus.PASS, ["drained in 12.0 s", "'pass': 2"]),
+    (["apps/virt-launcher-vm-a-x"], None, ["pass", "fail"], CheckStatus.FAIL, ["not drained", "pods left"]),
+    ([], "probe breach: gap 900 ms", ["pass"], CheckStatus.FAIL, ["probe breach"]),
+])
+def test_the_drain_as_a_whole(pods_left, stop_reason, verdicts, status, words):
+    check = drain_summary_check(NODE, [_verdict(v) for v in verdicts], pods_left, 12.0, 600.0, stop_reason)
+    assert check.name == "drain.completed" and check.status is status
+    assert all(w in check.message for w in words), check.message
+    assert check.evidence["wall_s"] == 12.0 and check.evidence["budget_s"] == 600.0
