@@ -114,8 +114,8 @@ class KubeVirtDrain:
     def _set_unschedulable(self, node: str, value: bool) -> Obj:
         patch = {"spec": {"unschedulable": True if value else None}}
         try:
-            self.adapter._call(f"{'cordon' if value else 'uncordon'} {node}", self.adapter.core.patch_node, node,
-                               patch, _content_type=MERGE_PATCH, _preload_content=False)
+            self._json(f"{'cordon' if value else 'uncordon'} {node}", self.adapter.core.patch_node, node, patch,
+                       _content_type=MERGE_PATCH)
         except PlatformError as exc:
             if not exc.transient:
                 raise
@@ -146,8 +146,9 @@ class KubeVirtDrain:
     def evict(self, namespace: str, pod: str) -> EvictionResult:
         body = k8s.V1Eviction(metadata=k8s.V1ObjectMeta(name=pod, namespace=namespace))
         try:
-            self.adapter.core.create_namespaced_pod_eviction(pod, namespace, body, _preload_content=False,
-                                                             _request_timeout=self.adapter.timeout)
+            response = self.adapter.core.create_namespaced_pod_eviction(
+                pod, namespace, body, _preload_content=False, _request_timeout=self.adapter.timeout)
+            response.read()  # releases the connection to the pool
         except Exception as exc:  # noqa: BLE001 - translated, then classified; KeyboardInterrupt is not an Exception
             error = _translate(exc, f"evict pod {namespace}/{pod}")
             if not isinstance(error, PlatformError):
