@@ -149,6 +149,24 @@ def test_drain_out_of_budget_cancels_the_evacuations_and_uncordons(drain_lab, tm
 
 
 @pytest.mark.usefixtures("prefect_harness")
+def test_probe_breach_stops_the_drain_cancels_what_is_moving_and_uncordons(drain_lab, tmp_path):
+    lab = drain_lab
+    # 1.5 s of real freeze at banking-core-vm-2's stop-and-copy against a 500 ms downtime SLO.
+    kubectl(lab, tmp_path, "annotate", "-n", "banking", "vmi/banking-core-vm-2", "lab.livedrill.io/extra-downtime-ms=1500")
+    spec, text = drain_spec(lab, tmp_path, slo={"max_downtime_ms": 500})
+    verdict = drill(spec, text)
+
+    assert verdict.outcome is DrillOutcome.FAILED
+    assert any(r.startswith("drain.completed") and "probe breach" in r for r in verdict.reasons), verdict.reasons
+    _assert_every_vm_running_once_and_nothing_in_flight(lab)
+    assert not any(v["status"].get("evacuationNodeName") for v in vmis(lab).values()), "no evacuation left running"
+    assert not node(lab)["spec"].get("unschedulable"), "rollback uncordoned the node"
+    comps = read_json(Path(verdict.evidence_dir), "compensations.json")
+    assert all(c["state"] in ("done", "not_needed") for c in comps), comps
+    assert verify_run(Path(verdict.evidence_dir)) == []
+
+
+@pytest.mark.usefixtures("prefect_harness")
 @pytest.mark.parametrize("allow", [False, True])
 def test_preflight_refuses_a_node_whose_vmi_cannot_live_migrate(drain_lab, tmp_path, allow):
     lab = drain_lab
