@@ -1,4 +1,4 @@
-"""The real two-host libvirt/QEMU lab, built once per test session (skipped only when it cannot run here)."""
+"""The real two-host libvirt/QEMU lab, built once per test module (skipped only when it cannot run here)."""
 
 from __future__ import annotations
 
@@ -34,8 +34,9 @@ def _start(state_dir: Path, cache: Path):
     return start_libvirt_lab(state_dir)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def libvirt_lab(tmp_path_factory, lab_cache):
+    """The lab for one test module: stopped as soon as the module is done, not at the end of the whole suite."""
     reason = lab_skip_reason()
     if reason:
         pytest.skip(reason)
