@@ -11,7 +11,6 @@ import yaml
 
 from livedrill.lab.manager import LabInfo, running_lab
 from livedrill.spec import DrillSpec
-from tests.e2e.conftest import _merge
 
 REPO = Path(__file__).resolve().parents[2]
 KUBECTL = REPO / ".venv" / "bin" / "kubectl"
@@ -45,6 +44,14 @@ def drain_spec(lab: LabInfo, tmp_path: Path, **overrides) -> tuple[DrillSpec, st
     data["slo"].update(p99_latency_ms=1000, max_downtime_ms=2000)
     merged = _merge(data, overrides)
     return DrillSpec.model_validate(merged), yaml.safe_dump(merged, sort_keys=False)
+
+
+def _merge(base: dict, overrides: dict) -> dict:
+    """`overrides` laid over `base`, nested mappings merged key by key."""
+    merged = dict(base)
+    for key, value in overrides.items():
+        merged[key] = _merge(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+    return merged
 
 
 def kubectl(lab: LabInfo, tmp_path: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
