@@ -353,11 +353,14 @@ def test_stalled_migration_switches_to_post_copy_and_is_never_aborted(libvirt_la
         while not (obs := adapter.observe_migration(handle)).terminal:
             if not phases or phases[-1] != obs.phase:
                 phases.append(obs.phase)
-            if obs.phase == "PostCopy" and cancel_outcome is None:
+            # Cancel as soon as the monitor has switched (post-copy at full speed may end within one poll,
+            # so the PostCopy phase itself is not always seen).
+            switched = any(e.kind == "monitor-start-postcopy" and "error" not in e.detail for e in events)
+            if cancel_outcome is None and switched:
                 cancel_outcome = adapter.cancel_migration(handle, timeout_s=drill.budgets.abort_timeout_s)
             assert time.monotonic() < deadline, phases
             time.sleep(adapter.poll_interval_s)
-        assert "PostCopy" in phases and obs.succeeded, (phases, obs.failure_reason)
+        assert obs.succeeded and "Running" in phases, (phases, obs.failure_reason)
         assert cancel_outcome is not None and cancel_outcome.startswith("post-copy cannot be aborted")
         assert "monitor-start-postcopy" in [e.kind for e in events] and "monitor-abort" not in [e.kind for e in events]
         post = {c.name: c for c in adapter.postcheck(handle, state)}
