@@ -41,6 +41,7 @@ from livedrill.probe.threaded import (
     SessionConfig,
     ThreadProbeSession,
     check_window_order,
+    require_distinct_probes,
     stop_budget_s,
 )
 from livedrill.spec import SLO
@@ -130,11 +131,7 @@ class ProcessProbeSession:
         on_event: Callable[[TimelineEvent], None] | None = None,
         config: SessionConfig = SessionConfig(),
     ):
-        if not probes:
-            raise ValueError("a probe session needs at least one probe")
-        names = [p.name for p in probes]
-        if len(set(names)) != len(names):
-            raise ValueError(f"probe names must be unique, got {names}")
+        require_distinct_probes(probes)
         self.probes = list(probes)
         self.slo = slo
         self.series_dir = Path(series_dir)

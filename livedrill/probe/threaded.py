@@ -144,6 +144,14 @@ def probe_target(probe: Probe) -> str:
     return f"tcp://{probe.host}:{probe.port}"
 
 
+def require_distinct_probes(probes: Sequence[Probe]) -> None:
+    if not probes:
+        raise ValueError("a probe session needs at least one probe")
+    names = [p.name for p in probes]
+    if len(set(names)) != len(names):
+        raise ValueError(f"probe names must be unique, got {names}")
+
+
 class ThreadProbeSession:
     def __init__(
         self,
@@ -154,11 +162,7 @@ class ThreadProbeSession:
         on_event: Callable[[TimelineEvent], None] | None = None,
         config: SessionConfig = SessionConfig(),
     ):
-        if not probes:
-            raise ValueError("a probe session needs at least one probe")
-        names = [p.name for p in probes]
-        if len(set(names)) != len(names):
-            raise ValueError(f"probe names must be unique, got {names}")
+        require_distinct_probes(probes)
         self.probes = list(probes)
         self.slo = slo
         self.series_dir = Path(series_dir)

@@ -6,7 +6,7 @@ import pytest
 
 from livedrill.lab.kube import patch, policy, selectors
 from livedrill.lab.kube.precopy import PrecopyInputs, completion_budget_s, plan_precopy
-from livedrill.lab.kube.quantity import parse_quantity
+from livedrill.quantity import parse_quantity
 
 MI = 1024**2
 GI = 1024**3

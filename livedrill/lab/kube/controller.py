@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from livedrill.lab.kube import errors, policy, resources
 from livedrill.lab.kube.precopy import PrecopyInputs, PrecopyPlan, plan_precopy
-from livedrill.lab.kube.quantity import parse_quantity
+from livedrill.quantity import parse_quantity
 from livedrill.lab.kube.resources import KUBEVIRT, MIGRATIONS, ResourceType
 from livedrill.lab.kube.store import Store, generated_suffix, rfc3339_now
 

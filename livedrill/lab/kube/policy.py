@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from livedrill.lab.kube.quantity import parse_quantity
+from livedrill.quantity import parse_quantity
 
 Obj = dict[str, Any]
 
