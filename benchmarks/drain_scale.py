@@ -36,10 +36,10 @@ from livedrill.drain import DrainSettings, drain_lanes, list_schedule_makespan_s
 from livedrill.lab.kube.controller import ControllerConfig
 from livedrill.lab.kube.policy import effective_settings
 from livedrill.lab.kube.precopy import PrecopyInputs, plan_precopy
-from livedrill.lab.kube.quantity import parse_quantity
 from livedrill.lab.manager import start_lab, stop_lab
 from livedrill.lab.presets import load_preset
 from livedrill.outcomes import CheckStatus
+from livedrill.quantity import parse_quantity
 from livedrill.spec import DrillSpec
 from livedrill.stages.drain import run_drain
 from livedrill.stages.preflight import run_preflight
