@@ -105,7 +105,7 @@ class DrillSession:
             return KubeVirtAdapter(platform, run_id=self.run_id)
         from livedrill.platforms.libvirt import LibvirtAdapter
 
-        return LibvirtAdapter(platform)
+        return LibvirtAdapter(platform, budgets=self.spec.budgets, emit=self.emit)
 
 
 def operator() -> str:
