@@ -1,10 +1,7 @@
 """The KubeVirt adapter's pure parts, judged on objects shaped like a cluster's."""
 
 import copy
-import json
-from pathlib import Path
 
-import jsonschema
 import pytest
 
 from livedrill.outcomes import CheckStatus
@@ -12,8 +9,8 @@ from livedrill.platforms.kubevirt import abort_settled, vmi_memory_gib, vmim_man
 from livedrill.platforms.kubevirt_checks import preflight_checks
 from livedrill.quantity import parse_quantity
 from livedrill.spec import VMRef, parse_spec
+from tests.kubevirt_openapi import validator
 
-SWAGGER = Path(__file__).resolve().parents[3] / "shared" / "kubevirt" / "swagger.json"
 SPEC = parse_spec("""\
 name: t
 cluster: lab
@@ -110,16 +107,11 @@ def test_vmi_memory_from_guest_or_requests():
     assert vmi_memory_gib({"spec": {"domain": {"resources": {"requests": {"memory": "8Gi"}}}}}) == 8
 
 
-def _validator(definition):
-    swagger = json.loads(SWAGGER.read_text())
-    schema = {"$ref": f"#/definitions/{definition}", "definitions": swagger["definitions"]}
-    return jsonschema.Draft4Validator(schema)
-
 
 @pytest.mark.parametrize("target", [None, "node-2"])
 def test_the_migration_object_we_create_validates_against_kubevirt_openapi(target):
     body = vmim_manifest(VM, target, "20261126T000000Z-t-abcdef")
-    _validator("v1.VirtualMachineInstanceMigration").validate(body)
+    validator("v1.VirtualMachineInstanceMigration").validate(body)
     assert body["spec"]["vmiName"] == "banking-core-vm"
     assert body["metadata"]["labels"]["kubevirt.io/vmi-name"] == "banking-core-vm"  # how virtctl finds it
     assert ("addedNodeSelector" in body["spec"]) == (target is not None)

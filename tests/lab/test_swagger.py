@@ -2,24 +2,21 @@
 
 from __future__ import annotations
 
-import json
 import time
-from pathlib import Path
 
 import jsonschema
 import pytest
 
+from tests.kubevirt_openapi import definitions as openapi_definitions
+
 pytestmark = pytest.mark.e2e
 
-SWAGGER = Path("/work/shared/kubevirt/swagger.json")
 GROUP, VERSION, NS = "kubevirt.io", "v1", "banking"
 
 
 @pytest.fixture(scope="module")
 def definitions():
-    if not SWAGGER.exists():
-        pytest.skip(f"{SWAGGER} is not on this machine")
-    return json.loads(SWAGGER.read_text())["definitions"]
+    return openapi_definitions()
 
 
 def validate(definitions, name: str, obj: dict) -> None:
