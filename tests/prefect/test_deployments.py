@@ -149,7 +149,10 @@ def test_approval_timeout_ends_the_drill_with_nothing_changed(prefect_server, se
 def test_dry_run_previews_the_plan_and_changes_nothing(prefect_server, served, lab, tmp_path):
     aim_served_spec(served, lab, tmp_path)
     with prefect_server.client() as api:
-        run_id = create_run(api, "on-demand", {"spec": LAB_DRILL, "dry_run": True, "approval_required": True})
+        # Through the quarterly deployment: its spec is the served file's path, as the schedule passes it.
+        request = {**deployment(api, f"quarterly-drill-{LAB_DRILL}")["parameters"]["request"], "dry_run": True,
+                   "approval_required": True}
+        run_id = create_run(api, f"quarterly-drill-{LAB_DRILL}", request)
         wait_state(api, run_id, {"COMPLETED"}, RUN_TIMEOUT_S, served)
         by_key = {a["key"]: a for a in artifacts(api, run_id)}
     assert by_key[f"drill-plan-{LAB_DRILL}"]["data"].startswith("# Dry run")
@@ -158,6 +161,26 @@ def test_dry_run_previews_the_plan_and_changes_nothing(prefect_server, served, l
     assert lab.api("GET", VMIMS)["items"] == [] and lab.api("GET", VMI)["status"]["nodeName"] == "node-1"
     assert _runs_in(tmp_path / "evidence") == []  # no run in the real archive
     assert lab.freezes() == []  # the workload was never paused
+
+
+def test_with_on_busy_wait_a_second_drill_waits_for_the_cluster_then_runs(prefect_server, served, lab, tmp_path):
+    aim_served_spec(served, lab, tmp_path, slo=LENIENT_SLO, concurrency={"on_busy": "wait", "wait_timeout_s": 300,
+                                                                        "fail_fast_s": 2})
+    with prefect_server.client() as api:
+        first = create_run(api, "on-demand", {"spec": LAB_DRILL})
+        wait_state(api, first, {"PAUSED"}, RUN_TIMEOUT_S, served)
+        second = create_run(api, "on-demand", {"spec": LAB_DRILL, "approval_required": False})
+        wait_state(api, second, {"RUNNING"}, RUN_TIMEOUT_S, served)
+        time.sleep(5)  # past fail_fast_s: with on_busy fail it would have failed by now; it must still wait
+        assert flow_run(api, second)["state"]["type"] == "RUNNING"
+        assert _task_names(api, second) == {"resolve-request"}  # waiting for the slot: no evidence opened yet
+        answer = {**APPROVER, "decision": "reject", "comment": "let the queued drill go"}
+        assert api.post(f"/flow_runs/{first}/resume", json={"run_input": answer}).json()["status"] == "ACCEPT"
+        wait_state(api, first, {"COMPLETED"}, RUN_TIMEOUT_S, served)
+        wait_state(api, second, {"COMPLETED"}, RUN_TIMEOUT_S, served)
+    assert lab.api("GET", VMI)["status"]["nodeName"] == "node-2"  # the second drill ran once the slot was free
+    outcomes = sorted(json.loads((d / "verdict.json").read_text())["outcome"] for d in _runs_in(tmp_path / "evidence"))
+    assert outcomes == ["FAILED", "PASSED"]  # the rejected one, the one that waited
 
 
 def test_cancelling_a_deployed_run_rolls_back_and_seals(prefect_server, served, lab, tmp_path):
