@@ -264,7 +264,7 @@ def main() -> int:
     print(f"  cpus {len(cpus)} ({platform.processor() or platform.machine()}); probe pinned to {cpu_probe}, ledger to {cpu_ledger}")
     print(f"  nice value {os.nice(0)} (probe and ledger)")
     print(f"  load average at start {os.getloadavg()[0]:.2f}, CPU pressure some-avg10 {cpu_pressure()}")
-    print(f"  target: lab ledger (python -m livedrill.lab.ledger) on 127.0.0.1, transaction probe = POST + GET read-back")
+    print("  target: lab ledger (python -m livedrill.lab.ledger) on 127.0.0.1, transaction probe = POST + GET read-back")
 
     with tempfile.TemporaryDirectory(prefix="livedrill-bench-") as tmp:
         work = Path(tmp)

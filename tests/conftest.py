@@ -23,3 +23,12 @@ def prefect_harness():
     with prefect_test_harness(server_startup_timeout=120):
         with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
             yield
+
+
+@pytest.fixture
+def lab(tmp_path):
+    """The embedded KubeVirt lab (targeted preset) on ephemeral ports, stopped after the test."""
+    from livedrill.lab.manager import running_lab
+
+    with running_lab(tmp_path) as info:
+        yield info

@@ -10,7 +10,7 @@ import pytest
 
 from flows.export import export
 from livedrill.cli import main
-from tests.e2e.conftest import lab_spec
+from tests.lab_helpers import lab_spec
 from tests.e2e.safety import assert_safe
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("prefect_harness")]

@@ -11,7 +11,7 @@ from flows.drill import drill
 from livedrill.evidence.verify import verify_run
 from livedrill.lab.demo import freeze_for
 from livedrill.outcomes import CompensationState, DrillOutcome
-from tests.e2e.conftest import annotate_vmi, kubectl, lab_spec
+from tests.lab_helpers import annotate_vmi, kubectl, lab_spec
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("prefect_harness")]
 VM = "banking/banking-core-vm"

@@ -16,7 +16,7 @@ import yaml
 from flows.drill import drill
 from livedrill.cli import main
 from livedrill.outcomes import DrillOutcome
-from tests.e2e.conftest import annotate_vmi, lab_spec
+from tests.lab_helpers import annotate_vmi, lab_spec
 from tests.e2e.safety import assert_safe, assert_sealed_with
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("prefect_harness")]

@@ -18,12 +18,12 @@ from livedrill.evidence.keys import load_signer
 from livedrill.evidence.manifest import run_started_at
 from livedrill.evidence.verify import verify_archive
 from livedrill.outcomes import DrillOutcome
-from tests.e2e.conftest import annotate_vmi, lab, lab_spec  # noqa: F401 - `lab` is the fixture
+from tests.lab_helpers import lab_spec
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("prefect_harness")]
 
 
-def test_bundle_of_lab_drills_verifies_everywhere(lab, tmp_path: Path) -> None:  # noqa: F811 - the fixture
+def test_bundle_of_lab_drills_verifies_everywhere(lab, tmp_path: Path) -> None:
     # Generous latency SLO: this test is about the evidence, and a shared 2-core machine stretches the lab's tail.
     spec, text = lab_spec(lab, tmp_path, slo={"p99_latency_ms": 2000, "max_downtime_ms": 2000})
     passed = drill(spec, text)

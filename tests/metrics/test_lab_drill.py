@@ -14,7 +14,7 @@ from flows.drill import drill
 from livedrill.lab.manager import running_lab
 from livedrill.outcomes import Compensation, DrillOutcome, TimelineEvent
 from livedrill.probe.report import SessionReport
-from tests.e2e.conftest import lab_spec
+from tests.lab_helpers import lab_spec
 from tests.metrics import stores
 from tests.metrics.dashboard_queries import panel_queries
 from tests.metrics.test_dashboards import TimeRange, run_query

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from livedrill.lab.manager import running_lab
-from tests.e2e.conftest import lab_spec
+from tests.lab_helpers import lab_spec
 from tests.prefect.harness import TERMINAL, start_serve, start_server, stop_tree, wait_state
 
 LAB_DRILL = "lab-targeted"

@@ -12,7 +12,7 @@ import pytest
 from livedrill.deploy.schedule import kept_starts
 from livedrill.evidence.verify import verify_run
 from livedrill.spec import ScheduleConfig
-from tests.e2e.conftest import annotate_vmi
+from tests.lab_helpers import annotate_vmi
 from tests.prefect.conftest import LAB_DRILL, aim_served_spec
 from tests.prefect.harness import artifacts, create_run, deployment, flow_run, task_runs, wait_state
 

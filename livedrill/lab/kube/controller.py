@@ -585,7 +585,7 @@ class VirtController:
         return pods[0]["metadata"]["name"] if pods else None
 
     def _create_target_pod(self, vmim: Obj, vmi: Obj) -> str:
-        namespace, vmi_name = vmi["metadata"]["namespace"], vmi["metadata"]["name"]
+        namespace = vmi["metadata"]["namespace"]
         pod = launcher_pod(vmi, node=None)
         pod["metadata"]["labels"]["kubevirt.io/migrationJobUID"] = vmim["metadata"]["uid"]
         return self.store.create(PODS, namespace, pod)["metadata"]["name"]

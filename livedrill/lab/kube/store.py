@@ -11,7 +11,6 @@ import copy
 import secrets
 import string
 import threading
-import time
 import uuid
 from collections import deque
 from dataclasses import dataclass

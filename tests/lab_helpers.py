@@ -1,23 +1,15 @@
-"""End-to-end fixtures: a real lab on ephemeral ports and drill specs aimed at it."""
+"""Helpers for tests against the lab: drill specs aimed at a running lab, and the real kubectl."""
 
 from __future__ import annotations
 
 import copy
 from pathlib import Path
 
-import pytest
 import yaml
 
-from livedrill.lab.manager import running_lab
 from livedrill.spec import DrillSpec
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def lab(tmp_path):
-    with running_lab(tmp_path) as info:
-        yield info
+REPO = Path(__file__).resolve().parents[1]
 
 
 def lab_spec(lab, tmp_path, **overrides) -> tuple[DrillSpec, str]:
@@ -49,7 +41,7 @@ def _merge(base: dict, overrides: dict) -> dict:
     return out
 
 
-KUBECTL = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "kubectl"
+KUBECTL = Path(__file__).resolve().parents[1] / ".venv" / "bin" / "kubectl"
 
 
 def kubectl(lab, *args: str) -> str:
