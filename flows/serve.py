@@ -32,12 +32,14 @@ def quarterly_deployment(path: Path, spec: DrillSpec, now: datetime) -> RunnerDe
     sched = spec.schedule
     starts = kept_starts(sched, now)
     request = DrillRequest(spec=str(path), approval_required=spec.approval.required)
+    # Every start frozen within the horizon: the deployment stays, runnable by hand, with no schedule to fire.
+    next_start = starts[0].isoformat() if starts else f"none within {sched.horizon_days} days"
     return drill_request.to_deployment(
         name=QUARTERLY_PREFIX + spec.name,
-        schedules=[RRule(rdate_rruleset(starts), timezone=sched.timezone)],
+        schedules=[RRule(rdate_rruleset(starts), timezone=sched.timezone)] if starts else [],
         parameters={"request": request.model_dump(mode="json")},
         description=f"{spec.description}\n\nCron `{sched.cron}` ({sched.timezone}), "
-                    f"{len(sched.change_freeze)} change freeze(s) skipped; next start {starts[0].isoformat()}.",
+                    f"{len(sched.change_freeze)} change freeze(s) skipped; next start {next_start}.",
         tags=["livedrill", f"cluster:{spec.cluster}", "quarterly"],
     )
 

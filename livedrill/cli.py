@@ -235,7 +235,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     loaded = [(Path(path), _load(path)) for path in args.files]
     if any(spec is None for _, spec in loaded):
         return EXIT_BAD_INPUT
-    from datetime import datetime, timezone
+    from datetime import datetime, timedelta, timezone
 
     from livedrill.deploy.schedule import planned_starts
 
@@ -243,7 +243,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     specs = [(path, spec) for path, (spec, _) in loaded]
     for path, spec in specs:
         print(f"quarterly-drill-{spec.name}: cron {spec.schedule.cron!r} {spec.schedule.timezone} ({path})")
-        for start in planned_starts(spec.schedule, now, now.replace(year=now.year + 1))[:args.show]:
+        for start in planned_starts(spec.schedule, now, now + timedelta(days=spec.schedule.horizon_days), args.show):
             why = f"  SKIPPED: change freeze {start.frozen_by.reason or start.frozen_by.start}" if start.skipped else ""
             print(f"  {start.at.isoformat()}{why}")
     _prefect_defaults()

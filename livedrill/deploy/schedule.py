@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from itertools import islice
+from typing import Iterator
 from zoneinfo import ZoneInfo
 
 from cronsim import CronSim
@@ -35,27 +37,36 @@ def freeze_covering(day: date, freezes: list[ChangeFreeze]) -> ChangeFreeze | No
     return None
 
 
-def planned_starts(schedule: ScheduleConfig, after: datetime, until: datetime) -> list[PlannedStart]:
-    """Every cron start in (after, until], each marked with the freeze that skips it.
+# Prefect stores an RRULE text of at most 6,500 characters; one RDATE entry takes 16.
+MAX_SCHEDULED_STARTS = 300
+
+
+def _iter_planned(schedule: ScheduleConfig, after: datetime, until: datetime) -> Iterator[PlannedStart]:
+    if after.tzinfo is None or until.tzinfo is None:
+        raise ValueError("after and until must be timezone-aware")
+    zone = ZoneInfo(schedule.timezone)
+    for at in CronSim(schedule.cron, after.astimezone(zone)):
+        if at > until:
+            return
+        yield PlannedStart(at=at, frozen_by=freeze_covering(at.date(), schedule.change_freeze))
+
+
+def planned_starts(schedule: ScheduleConfig, after: datetime, until: datetime,
+                   limit: int | None = None) -> list[PlannedStart]:
+    """Every cron start in (after, until] (the first `limit` of them), each marked with the freeze that skips it.
 
     `after` and `until` must be timezone-aware; the cron and the freeze days are read in the schedule's zone
     (cronsim steps through local time, so 02:00 stays 02:00 across daylight-saving changes).
     """
-    if after.tzinfo is None or until.tzinfo is None:
-        raise ValueError("after and until must be timezone-aware")
-    zone = ZoneInfo(schedule.timezone)
-    starts = []
-    for at in CronSim(schedule.cron, after.astimezone(zone)):
-        if at > until:
-            break
-        starts.append(PlannedStart(at=at, frozen_by=freeze_covering(at.date(), schedule.change_freeze)))
-    return starts
+    return list(islice(_iter_planned(schedule, after, until), limit))
 
 
 def kept_starts(schedule: ScheduleConfig, now: datetime) -> list[datetime]:
-    """The starts a deployment gets: within the schedule's horizon from `now`, frozen days removed."""
+    """The starts a deployment gets: within the schedule's horizon from `now`, frozen days removed, at most
+    MAX_SCHEDULED_STARTS of them (a frequent cron is cut short; running `serve` again extends it)."""
     until = now + timedelta(days=schedule.horizon_days)
-    return [p.at for p in planned_starts(schedule, now, until) if not p.skipped]
+    kept = (p.at for p in _iter_planned(schedule, now, until) if not p.skipped)
+    return list(islice(kept, MAX_SCHEDULED_STARTS))
 
 
 def rdate_rruleset(starts: list[datetime]) -> str:

@@ -112,3 +112,14 @@ def test_existing_specs_get_the_defaults():
     spec = parse_spec(GOOD)
     assert (spec.schedule.cron, spec.schedule.timezone, spec.approval.required, spec.concurrency.on_busy) == \
         ("0 2 * 1,4,7,10 6#1", "Asia/Shanghai", False, "fail")
+
+
+def test_a_frequent_cron_is_cut_to_what_prefect_can_store():
+    from livedrill.deploy.schedule import MAX_SCHEDULED_STARTS
+
+    hourly = ScheduleConfig(cron="0 * * * *", timezone="UTC")
+    starts = kept_starts(hourly, datetime(2027, 1, 1, tzinfo=UTC))
+    assert len(starts) == MAX_SCHEDULED_STARTS
+    assert len(rdate_rruleset(starts)) <= 6500  # Prefect's limit on a stored RRULE
+    assert [p.at.hour for p in planned_starts(hourly, datetime(2027, 1, 1, tzinfo=UTC),
+                                              datetime(2028, 1, 1, tzinfo=UTC), limit=3)] == [1, 2, 3]
