@@ -201,7 +201,8 @@ def test_open_loop_keeps_sending_while_the_target_stalls(ledger, tmp_path):
     assert p.failures_by_kind.get("in-flight-limit", 0) >= 80  # 5 waiting, the rest refused
     records = [r for r in iter_series(tmp_path / "series" / p.series_file) if isinstance(r, ProbeRecord)]
     assert sorted(r.seq for r in records) == list(range(p.sent))
-    assert p.max_send_lag_ms < 50
+    # a closed loop would have waited out the 500 ms freeze; scheduling noise on a busy machine is far less
+    assert p.max_send_lag_ms < 250
 
 
 def _closed_port() -> int:
