@@ -98,8 +98,9 @@ def test_sigstop_gap_matches_ground_truth(ledger, tmp_path):
     p = report.probes[0]
     gap = p.longest_gap
     period_ms = 1000.0 / rate
-    # the gap covers the freeze, and exceeds it by at most one period plus scheduling noise
-    assert truth_ms - 1.0 <= gap.duration_ms <= truth_ms + period_ms + 15.0, (gap.duration_ms, truth_ms)
+    # the gap covers the freeze, and exceeds it by at most one period plus scheduling noise (the ±2 ms figure on a
+    # quiet host is benchmarks/probe_fidelity.py's to show; here a shared 2-core CI machine adds its own stalls)
+    assert truth_ms - 1.0 <= gap.duration_ms <= truth_ms + period_ms + 30.0, (gap.duration_ms, truth_ms)
     assert "during" in gap.windows and not gap.open  # it may start a hair before the mark
     # every other gap above the threshold (backlog served on resume, other work on the machine) is far shorter
     assert gap in p.gaps_above_threshold
