@@ -38,7 +38,8 @@ def test_targeted_drill_passes_and_measures_the_real_freeze(lab, tmp_path):
     freeze = freeze_for(lab.freezes(), VM)
     period_ms = 1000 / spec.probes[0].rate_per_s
     assert freeze is not None
-    assert freeze["frozen_ms"] - 2 <= verdict.observed_downtime_ms <= freeze["frozen_ms"] + period_ms + 30
+    # (the slack is a shared CI machine's scheduling; benchmarks/probe_fidelity.py measures the instrument itself)
+    assert freeze["frozen_ms"] - 2 <= verdict.observed_downtime_ms <= freeze["frozen_ms"] + period_ms + 50
 
     run_dir = Path(verdict.evidence_dir)
     assert verify_run(run_dir) == []
