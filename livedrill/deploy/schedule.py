@@ -79,8 +79,3 @@ def rdate_rruleset(starts: list[datetime]) -> str:
     stamps = ",".join(s.strftime("%Y%m%dT%H%M%S") for s in starts)
     return f"DTSTART:{starts[0].strftime('%Y%m%dT%H%M%S')}\nRDATE:{stamps}"
 
-
-def frozen_now(schedule: ScheduleConfig, at: datetime) -> ChangeFreeze | None:
-    """The freeze covering `at` in the schedule's zone: a run whose start falls in a freeze added after
-    `serve` computed the schedule must still not drill."""
-    return freeze_covering(at.astimezone(ZoneInfo(schedule.timezone)).date(), schedule.change_freeze)

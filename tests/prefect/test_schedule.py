@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from livedrill.deploy.schedule import freeze_covering, frozen_now, kept_starts, planned_starts, rdate_rruleset
+from livedrill.deploy.schedule import freeze_covering, kept_starts, planned_starts, rdate_rruleset
 from livedrill.spec import ChangeFreeze, ScheduleConfig, parse_spec
 from tests.core.test_spec import GOOD
 
@@ -57,11 +57,12 @@ def test_a_frozen_quarter_is_skipped_and_marked_with_its_freeze():
     assert kept_starts(sched, after)[0] == datetime(2027, 4, 3, 2, 0, tzinfo=SHANGHAI)
 
 
-def test_freeze_days_are_read_in_the_schedules_timezone():
-    # 2027-01-01 19:00 UTC is 2027-01-02 03:00 in Shanghai: frozen by a 2 January freeze, not a 1 January one.
-    sched = ScheduleConfig(change_freeze=[_freeze("2027-01-02")])
-    assert frozen_now(sched, datetime(2027, 1, 1, 19, 0, tzinfo=UTC)) is not None
-    assert frozen_now(sched, datetime(2027, 1, 1, 15, 0, tzinfo=UTC)) is None
+def test_a_start_is_frozen_by_its_local_day_in_the_schedules_timezone():
+    # 02:00 Shanghai on 2 January is 18:00 UTC on 1 January: a 2 January freeze skips it, a 1 January one does not.
+    after, until = datetime(2026, 12, 1, tzinfo=UTC), datetime(2027, 2, 1, tzinfo=UTC)
+    [by_local_day] = planned_starts(ScheduleConfig(change_freeze=[_freeze("2027-01-02")]), after, until)
+    [by_utc_day] = planned_starts(ScheduleConfig(change_freeze=[_freeze("2027-01-01")]), after, until)
+    assert by_local_day.skipped and not by_utc_day.skipped
 
 
 def test_a_custom_cron_and_zone_keep_local_time_across_daylight_saving():
