@@ -28,20 +28,18 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Sequence
 
 from pydantic import TypeAdapter
 
 from livedrill.outcomes import TimelineEvent
 from livedrill.probe.report import SessionReport
-from livedrill.probe.series import WINDOWS
 from livedrill.probe.threaded import (
     Probe,
     ProbeLive,
     SessionConfig,
     ThreadProbeSession,
     check_window_order,
-    require_distinct_probes,
+    SessionBase,
     stop_budget_s,
 )
 from livedrill.spec import SLO
@@ -119,30 +117,12 @@ def child_main() -> int:
 # ---------------------------------------------------------------- parent
 
 
-class ProcessProbeSession:
+class ProcessProbeSession(SessionBase):
     """Same interface as ThreadProbeSession; the probes run in a child process."""
 
-    def __init__(
-        self,
-        probes: Sequence[Probe],
-        slo: SLO,
-        series_dir: Path,
-        gap_threshold_ms: float | None = None,
-        on_event: Callable[[TimelineEvent], None] | None = None,
-        config: SessionConfig = SessionConfig(),
-    ):
-        require_distinct_probes(probes)
-        self.probes = list(probes)
-        self.slo = slo
-        self.series_dir = Path(series_dir)
-        self.gap_threshold_ms = gap_threshold_ms
-        self.on_event = on_event
-        self.config = config
-        self.abort_event = threading.Event()
-        self.breach: str | None = None
-        self.breach_monotonic: float | None = None
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
         self.run_id: str | None = None
-        self._window = WINDOWS[0]
         self._live: list[ProbeLive] = []
         self._report: SessionReport | None = None
         self._error: str | None = None

@@ -144,15 +144,9 @@ def probe_target(probe: Probe) -> str:
     return f"tcp://{probe.host}:{probe.port}"
 
 
-def require_distinct_probes(probes: Sequence[Probe]) -> None:
-    if not probes:
-        raise ValueError("a probe session needs at least one probe")
-    names = [p.name for p in probes]
-    if len(set(names)) != len(names):
-        raise ValueError(f"probe names must be unique, got {names}")
+class SessionBase:
+    """What every probe session is given, checked once; the thread and process engines add their own state."""
 
-
-class ThreadProbeSession:
     def __init__(
         self,
         probes: Sequence[Probe],
@@ -162,20 +156,30 @@ class ThreadProbeSession:
         on_event: Callable[[TimelineEvent], None] | None = None,
         config: SessionConfig = SessionConfig(),
     ):
-        require_distinct_probes(probes)
+        if not probes:
+            raise ValueError("a probe session needs at least one probe")
+        names = [p.name for p in probes]
+        if len(set(names)) != len(names):
+            raise ValueError(f"probe names must be unique, got {names}")
         self.probes = list(probes)
         self.slo = slo
         self.series_dir = Path(series_dir)
         self.gap_threshold_ms = gap_threshold_ms
         self.on_event = on_event
         self.config = config
-        self.limits = StopLimits(max_gap_ms=slo.max_downtime_ms, max_failed=slo.max_failed_requests,
-                                 max_failure_streak=slo.max_failure_streak)
         self.abort_event = threading.Event()
         self.breach: str | None = None
         self.breach_monotonic: float | None = None
-        self.run_id = secrets.token_hex(6)
         self._window = WINDOWS[0]
+
+
+class ThreadProbeSession(SessionBase):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        slo = self.slo
+        self.limits = StopLimits(max_gap_ms=slo.max_downtime_ms, max_failed=slo.max_failed_requests,
+                                 max_failure_streak=slo.max_failure_streak)
+        self.run_id = secrets.token_hex(6)
         self._states: list[_ProbeState] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
