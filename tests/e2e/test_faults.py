@@ -133,14 +133,35 @@ def test_ledger_crash_during_migration_aborts_and_ends_safe(lab, tmp_path):
 # ------------------------------------------------------------------ the orchestrator dies
 
 
+@pytest.fixture
+def cli_drill():
+    """Starts `livedrill run` in its own process group; whatever of that group a test's kill left is ended after."""
+    started: list[subprocess.Popen] = []
+
+    def start(lab, tmp_path) -> tuple[subprocess.Popen, Path]:
+        proc, archive = _start_cli_drill(lab, tmp_path)
+        started.append(proc)
+        return proc, archive
+
+    yield start
+    for proc in started:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # e.g. the probe engine's child, orphaned by a SIGKILL of the drill
+        except ProcessLookupError:
+            pass
+
+
 def _start_cli_drill(lab, tmp_path) -> tuple[subprocess.Popen, Path]:
     annotate_vmi(lab, "lab.livedrill.io/memory", "1Gi")
     spec, text = lab_spec(lab, tmp_path)
     spec_file = tmp_path / "drill.yaml"
     spec_file.write_text(text)
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    from prefect.settings import PREFECT_API_URL
+
+    # The drill talks to this suite's Prefect API: killing it must not orphan a temporary server of its own.
+    env = dict(os.environ, PYTHONPATH=str(REPO), PREFECT_API_URL=PREFECT_API_URL.value())
     proc = subprocess.Popen([sys.executable, "-m", "livedrill.cli", "run", str(spec_file)], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if any(m.get("status", {}).get("phase") == "Running" for m in lab.api("GET", VMIMS)["items"]):
@@ -152,8 +173,8 @@ def _start_cli_drill(lab, tmp_path) -> tuple[subprocess.Popen, Path]:
     raise AssertionError("the drill never reached a Running migration")
 
 
-def test_sigkill_during_migration_then_recover_ends_safe_and_sealed(lab, tmp_path):
-    proc, archive = _start_cli_drill(lab, tmp_path)
+def test_sigkill_during_migration_then_recover_ends_safe_and_sealed(lab, tmp_path, cli_drill):
+    proc, archive = cli_drill(lab, tmp_path)
     proc.kill()
     proc.wait(timeout=30)
     run_dir = next(archive.glob("*-lab-targeted-*"))
@@ -172,8 +193,8 @@ def test_sigkill_during_migration_then_recover_ends_safe_and_sealed(lab, tmp_pat
     assert before == {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
 
 
-def test_next_drill_recovers_a_crashed_run_of_its_cluster_first(lab, tmp_path):
-    proc, archive = _start_cli_drill(lab, tmp_path)
+def test_next_drill_recovers_a_crashed_run_of_its_cluster_first(lab, tmp_path, cli_drill):
+    proc, archive = cli_drill(lab, tmp_path)
     proc.kill()
     proc.wait(timeout=30)
     crashed = next(archive.glob("*-lab-targeted-*"))
@@ -186,8 +207,8 @@ def test_next_drill_recovers_a_crashed_run_of_its_cluster_first(lab, tmp_path):
     assert crashed.name in gate["no-drill-in-progress"]["message"]
 
 
-def test_sigterm_during_migration_cancels_rolls_back_and_seals(lab, tmp_path):
-    proc, archive = _start_cli_drill(lab, tmp_path)
+def test_sigterm_during_migration_cancels_rolls_back_and_seals(lab, tmp_path, cli_drill):
+    proc, archive = cli_drill(lab, tmp_path)
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signal.SIGTERM, out
