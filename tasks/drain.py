@@ -7,7 +7,7 @@ from prefect.cache_policies import NO_CACHE
 
 from livedrill.stages.drain import DrainResult, run_drain
 from livedrill.stages.session import DrillSession
-from tasks.migrate import TerminalStatus
+from tasks.terminal import TerminalStatus, announce
 
 
 # Not retried by Prefect: a second drain would register its compensations twice. Single API calls retry
@@ -15,6 +15,7 @@ from tasks.migrate import TerminalStatus
 @task(name="drain", cache_policy=NO_CACHE)
 def drain(run_dir: str) -> DrainResult:
     session = DrillSession.reopen(run_dir)
+    announce("drain", f"node {session.spec.mode.node}")
     adapter = session.adapter()
     status = TerminalStatus()
     try:

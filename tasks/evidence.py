@@ -14,6 +14,7 @@ from livedrill.outcomes import Verdict, utcnow
 from livedrill.spec import DrillSpec
 from livedrill.stages.finish import finish
 from livedrill.stages.session import DrillSession
+from tasks.terminal import announce
 
 
 @task(name="open-evidence", cache_policy=NO_CACHE)
@@ -26,6 +27,7 @@ def open_evidence(spec: DrillSpec, spec_text: str | None = None) -> tuple[str, s
 
 @task(name="seal-evidence", cache_policy=NO_CACHE)
 def seal_evidence(run_dir: str, facts: DrillFacts, started_at: str) -> Verdict:
+    announce("evidence", "verdict and seal")
     return finish(DrillSession.reopen(run_dir), facts, started_at)
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
@@ -14,32 +12,14 @@ from livedrill.stages.postcheck import run_postcheck
 from livedrill.outcomes import CheckResult
 from livedrill.stages.session import DrillSession
 from tasks.report import ProgressArtifact
-
-
-class TerminalStatus:
-    """One status line, rewritten in place on a terminal, printed every few updates elsewhere."""
-
-    def __init__(self, stream=sys.stderr, every: int = 10):
-        self.stream, self.every, self.count = stream, every, 0
-        self.tty = stream.isatty()
-
-    def __call__(self, text: str) -> None:
-        self.count += 1
-        if self.tty:
-            self.stream.write("\r\x1b[2K" + text)
-            self.stream.flush()
-        elif self.count % self.every == 1:
-            self.stream.write(text + "\n")
-
-    def done(self) -> None:
-        if self.tty:
-            self.stream.write("\n")
+from tasks.terminal import TerminalStatus, announce
 
 
 # Not retried by Prefect: creating a migration is not idempotent. Single API calls retry inside the adapter.
 @task(name="migrate", cache_policy=NO_CACHE)
 def migrate(run_dir: str, vm: str, before: dict) -> MigrationResult:
     session = DrillSession.reopen(run_dir)
+    announce("migrate", vm)
     ns, name = vm.split("/", 1)
     ref = VMRef(namespace=ns, name=name)
     state = VMState(ref=ref, node=before.get("node"), running=bool(before.get("running")),

@@ -8,8 +8,10 @@ from prefect.cache_policies import NO_CACHE
 from livedrill.outcomes import CheckResult
 from livedrill.stages.probecheck import smoke_probes
 from livedrill.stages.session import DrillSession
+from tasks.terminal import announce
 
 
 @task(name="probe-smoke", cache_policy=NO_CACHE)
 def probe_smoke(run_dir: str) -> list[CheckResult]:
+    announce("probe smoke")
     return smoke_probes(DrillSession.reopen(run_dir))

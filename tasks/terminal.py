@@ -1,0 +1,30 @@
+"""What the operator's terminal shows while a drill runs: the stage, then live figures on one line."""
+
+from __future__ import annotations
+
+import sys
+
+
+def announce(stage: str, detail: str = "") -> None:
+    sys.stderr.write(f"== {stage}{': ' + detail if detail else ''}\n")
+    sys.stderr.flush()
+
+
+class TerminalStatus:
+    """One status line, rewritten in place on a terminal, printed every few updates elsewhere."""
+
+    def __init__(self, stream=sys.stderr, every: int = 10):
+        self.stream, self.every, self.count = stream, every, 0
+        self.tty = stream.isatty()
+
+    def __call__(self, text: str) -> None:
+        self.count += 1
+        if self.tty:
+            self.stream.write("\r\x1b[2K" + text)
+            self.stream.flush()
+        elif self.count % self.every == 1:
+            self.stream.write(text + "\n")
+
+    def done(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
