@@ -123,14 +123,22 @@ def core_vmi_spec(name: str) -> Obj:
     }
 
 
-def _core_vm(namespace: str, name: str) -> list[PresetObject]:
-    labels = {"app": "banking-core", "tier": "core"}
-    vm = PresetObject("kubevirt.io", "v1", "virtualmachines", namespace, {
+CORE_VM_LABELS = {"app": "banking-core", "tier": "core"}
+
+
+def _core_vm_object(namespace: str, name: str) -> PresetObject:
+    """The VirtualMachine of a seed-like core VM (its VMI is started by the controller or placed by a preset)."""
+    return PresetObject("kubevirt.io", "v1", "virtualmachines", namespace, {
         "apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine",
-        "metadata": {"name": name, "labels": dict(labels)},
-        "spec": {"runStrategy": "Always", "template": {"metadata": {"labels": dict(labels)},
+        "metadata": {"name": name, "labels": dict(CORE_VM_LABELS)},
+        "spec": {"runStrategy": "Always", "template": {"metadata": {"labels": dict(CORE_VM_LABELS)},
                                                      "spec": core_vmi_spec(name)}},
         "status": {"printableStatus": "Running", "ready": True, "created": True}})
+
+
+def _core_vm(namespace: str, name: str) -> list[PresetObject]:
+    labels = dict(CORE_VM_LABELS)
+    vm = _core_vm_object(namespace, name)
     # No status: the lab's controller starts it (launcher pod, Running, LiveMigratable) on the first
     # schedulable node by load then name, i.e. node-1.
     vmi = PresetObject("kubevirt.io", "v1", "virtualmachineinstances", namespace, {
@@ -167,13 +175,8 @@ def _running_on(node: str, namespace: str, name: str, spec: Obj, labels: dict[st
 
 
 def _core_vm_on(node: str, namespace: str, name: str) -> list[PresetObject]:
-    labels = {"app": "banking-core", "tier": "core"}
-    vm = PresetObject("kubevirt.io", "v1", "virtualmachines", namespace, {
-        "apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine",
-        "metadata": {"name": name, "labels": dict(labels)},
-        "spec": {"runStrategy": "Always", "template": {"metadata": {"labels": dict(labels)},
-                                                     "spec": core_vmi_spec(name)}},
-        "status": {"printableStatus": "Running", "ready": True, "created": True}})
+    labels = dict(CORE_VM_LABELS)
+    vm = _core_vm_object(namespace, name)
     vmi, pod = _running_on(node, namespace, name, core_vmi_spec(name), {**labels, "kubevirt.io/vm": name})
     vmi.body["metadata"]["ownerReferences"] = [{"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine", "name": name,
                                                 "uid": "", "controller": True, "blockOwnerDeletion": True}]
