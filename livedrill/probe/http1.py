@@ -2,7 +2,8 @@
 
 httpx.AsyncClient costs several times more CPU per request; the probe must sustain ≥1,000 transactions/s
 (2,000 requests/s) on one core while measuring to the millisecond, so this client does only what probes
-need: one request at a time per connection, a LIFO pool of keep-alive connections, Content-Length,
+need: one request at a time per connection, a LIFO pool of keep-alive connections whose window follows
+the load (see livedrill.probe.window), Content-Length,
 chunked and close-delimited bodies, TLS with a CA bundle and client certificates.
 
 Each response is stamped (CLOCK_MONOTONIC) when its last bytes are handed to the protocol, before the
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from livedrill.probe.series import Outcome
+from livedrill.probe.window import window_after_answer, window_after_period
 from livedrill.spec import TLSConfig
 
 MAX_HEAD_BYTES = 64 * 1024
@@ -221,30 +223,43 @@ def classify_exchange_error(exc: BaseException) -> ProbeFailure:
     return ProbeFailure(Outcome.RESET, f"{exc.__class__.__name__}: {exc}")
 
 
+@dataclass(frozen=True)
+class PoolTiming:
+    idle_reuse_s: float  # keep-alive connections idle longer are not reused (gateways drop idle ones)
+    window_period_s: float  # how long a peak of concurrent requests keeps the window open (see window.py)
+
+
 class Http1Pool:
-    """At most `max_connections` keep-alive connections to one origin, lent to one probe at a time.
+    """Keep-alive connections to one origin, lent to one probe at a time, at most `window` in use at once.
 
     A probe holds its connection for its whole exchange (a transaction's write and read-back), so a
-    read-back never queues behind new writes. When every connection is busy (a frozen target), further
-    probes wait here in FIFO order instead of opening hundreds of connections whose accept storm would
-    slow the target's recovery and inflate the very gap being measured. Use from one event loop.
+    read-back never queues behind new writes. The window (livedrill.probe.window) starts at
+    `max_connections` and follows what the rate needs: a frozen target then holds only those few requests
+    and serves them first when it resumes, rather than a pile-up whose service time would inflate the very
+    gap being measured. Probes beyond the window wait here in FIFO order. Use from one event loop.
     """
 
-    def __init__(self, origin: Origin, ssl_context: ssl.SSLContext | None, idle_reuse_s: float, max_connections: int):
+    def __init__(self, origin: Origin, ssl_context: ssl.SSLContext | None, timing: PoolTiming, max_connections: int):
         self.origin = origin
         self.ssl_context = ssl_context if origin.scheme == "https" else None
-        self.idle_reuse_s = idle_reuse_s  # older idle connections may have been dropped by a gateway
+        self.timing = timing
         self.max_connections = max_connections
-        self._idle: list[_Connection] = []
+        self.window = max_connections
+        self._idle: list[_Connection] = []  # most recently used last
         self._open: set[_Connection] = set()
-        self._slots = 0  # connections open or being opened
+        self._slots = 0  # connections open or being opened, idle or lent
+        self._answered_since_growth = True
+        self._peak_in_use = 0
+        self._period_start = time.monotonic()
         self._waiters: list[asyncio.Future] = []
 
+    @property
+    def in_use(self) -> int:
+        return self._slots - len(self._idle)
+
     async def acquire(self) -> _Connection:
-        conn = self._take_idle()
-        if conn is not None:
-            return conn
-        if self._slots >= self.max_connections:
+        self._end_period_if_due()
+        if self._waiters or self.in_use >= self.window:
             waiter = asyncio.get_running_loop().create_future()
             self._waiters.append(waiter)
             try:
@@ -253,38 +268,67 @@ class Http1Pool:
                 if waiter in self._waiters:
                     self._waiters.remove(waiter)
                 elif waiter.done() and not waiter.cancelled():
-                    self._hand_over(waiter.result())  # handed to us as we were cancelled: pass it on
+                    self._give_back(waiter.result())  # handed to us as we were cancelled
                 raise
-            if conn is not None:
-                return conn
         else:
-            self._slots += 1
+            conn = self._lend()
+        if conn is not None:
+            return conn
         try:
             return await self._connect()
         except BaseException:
-            self._hand_over(None)
+            self._give_back(None)
             raise
 
     def release(self, conn: _Connection) -> None:
         if conn.reusable and not conn.closed:
             conn.idle_since = time.monotonic()
-            self._hand_over(conn)
-        else:
-            self._open.discard(conn)
-            conn.close()
-            self._hand_over(None)
+        self._give_back(conn)
+        waiting = len(self._waiters)
+        wider = window_after_answer(self.window, self.max_connections, waiting, self._answered_since_growth)
+        if wider != self.window:
+            self.window = wider
+            self._answered_since_growth = False
+            self._dispatch()
+        self._end_period_if_due()
 
-    def _hand_over(self, conn: _Connection | None) -> None:
-        """Give a free connection (or, with None, a free slot to connect with) to the first waiter."""
-        while self._waiters:
+    def _lend(self) -> _Connection | None:
+        """An idle connection, or None with a slot reserved for a new one."""
+        conn = self._take_idle()
+        if conn is None:
+            self._slots += 1
+        self._peak_in_use = max(self._peak_in_use, self.in_use)
+        return conn
+
+    def _give_back(self, conn: _Connection | None) -> None:
+        """A lent connection (or, with None, a reserved slot) comes back; the first waiter may take it."""
+        if conn is not None and conn.reusable and not conn.closed:
+            self._idle.append(conn)
+        else:
+            if conn is not None:
+                self._open.discard(conn)
+                conn.close()
+            self._slots -= 1
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        while self._waiters and self.in_use < self.window:
             waiter = self._waiters.pop(0)
             if not waiter.done():
-                waiter.set_result(conn)  # the slot stays counted: it moves to the waiter
-                return
-        if conn is None:
+                waiter.set_result(self._lend())  # None: the waiter opens the connection itself
+
+    def _end_period_if_due(self) -> None:
+        now = time.monotonic()
+        if now - self._period_start < self.timing.window_period_s:
+            return
+        self.window = window_after_period(self.window, self._peak_in_use, len(self._waiters))
+        while self._idle and self._slots > self.window:  # close the oldest idle connections beyond the window
+            conn = self._idle.pop(0)
+            self._open.discard(conn)
+            conn.close()
             self._slots -= 1
-        else:
-            self._idle.append(conn)
+        self._peak_in_use = self.in_use
+        self._period_start = now
 
     async def _connect(self) -> _Connection:
         loop = asyncio.get_running_loop()
@@ -302,7 +346,7 @@ class Http1Pool:
         now = time.monotonic()
         while self._idle:
             conn = self._idle.pop()
-            if now - conn.idle_since <= self.idle_reuse_s and not conn.closed:
+            if now - conn.idle_since <= self.timing.idle_reuse_s and not conn.closed:
                 return conn
             self._open.discard(conn)
             conn.close()
@@ -325,7 +369,19 @@ class Http1Pool:
         finally:
             conn.waiter = None
         conn.reusable = parsed.keep_alive and not conn.closed and not conn.buffer
+        self._answered_since_growth = True
         return parsed.status, parsed.body, arrived
+
+    def _grow_for_waiters(self) -> None:
+        """After an answer the pool may grow by one: the first probe still waiting opens that connection."""
+        if self._answered_since_growth and self._slots < self.max_connections:
+            while self._waiters:
+                waiter = self._waiters.pop(0)
+                if not waiter.done():
+                    self._slots += 1
+                    self._answered_since_growth = False
+                    waiter.set_result(None)  # None: the waiter opens the new connection itself
+                    return
 
     def close(self) -> None:
         for conn in list(self._open):

@@ -6,6 +6,7 @@ Nothing here performs I/O or reads a clock; the engine feeds observations in and
 from __future__ import annotations
 
 import bisect
+import heapq
 import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable
@@ -68,8 +69,8 @@ def windows_overlapping(start: float, end: float, marks: list[tuple[float, str]]
 
 @dataclass(frozen=True)
 class GapSpan:
-    start: float  # monotonic s: the last successful completion before the gap (or the session's first send)
-    end: float  # monotonic s: the next successful completion (or when sending stopped, if open)
+    start: float  # monotonic s: the last success before the gap (or the session's first send)
+    end: float  # monotonic s: the next success (or when sending stopped, if open)
     open: bool = False  # no success closed it before sending stopped
 
     @property
@@ -77,11 +78,17 @@ class GapSpan:
         return (self.end - self.start) * 1000.0
 
 
+def success_time(t_ack: float | None, t_end: float) -> float:
+    """When a successful probe counts as served: a transaction when its write was acknowledged (the ledger
+    accepted it then; the read-back only proves it), any other probe when its answer arrived."""
+    return t_end if t_ack is None else t_ack
+
+
 @dataclass
 class GapTracker:
-    """Finds the longest gap and every gap above a threshold between successful completions.
+    """Finds the longest gap and every gap above a threshold between successes.
 
-    Feed successful completion times in non-decreasing order, then `finish(t_stop)`. The chain starts at
+    Feed success times in non-decreasing order (see SuccessOrder), then `finish(t_stop)`. The chain starts at
     the first scheduled send, so a target that never answers shows as one gap spanning the run.
     """
 
@@ -89,17 +96,19 @@ class GapTracker:
     threshold_ms: float
     keep_at_most: int = 1000
     last_ok: float | None = None
+    last: GapSpan | None = None  # the gap closed by the latest success
     longest: GapSpan | None = None
     above: list[GapSpan] = field(default_factory=list)
     above_total: int = 0
 
-    def ok(self, t_end: float) -> GapSpan | None:
+    def ok(self, t: float) -> GapSpan | None:
         """Record a success; return the gap it closes if that gap is above the threshold."""
         start = self.origin if self.last_ok is None else self.last_ok
-        if t_end < start:  # completed before the chain's origin (cannot happen for live data)
+        if t < start:  # older than a success already counted: only a reorder lag that was too short does this
             return None
-        self.last_ok = t_end
-        return self._consider(GapSpan(start, t_end))
+        self.last_ok = t
+        self.last = GapSpan(start, t)
+        return self._consider(self.last)
 
     def finish(self, t_stop: float) -> GapSpan | None:
         """Close the chain when sending stopped: a trailing silence is an (open) gap too."""
@@ -119,9 +128,46 @@ class GapTracker:
         return None
 
 
-def find_gaps(origin: float, ok_end_times: Iterable[float], t_stop: float, threshold_ms: float) -> GapTracker:
-    tracker = GapTracker(origin=origin, threshold_ms=threshold_ms)
-    for t in ok_end_times:
+class SuccessOrder:
+    """Puts success times back in time order before they reach a GapTracker.
+
+    A transaction counts from its write's acknowledgement but is known only when its read-back returns, so
+    successes become known out of order. A success observed at time T happened after T - lag_s, where lag_s
+    covers the longest a probe may take (its timeout) plus scheduling slack: once the observations have
+    reached T, every success older than T - lag_s is known and can be released. Memory: rate x lag_s times.
+    """
+
+    def __init__(self, lag_s: float):
+        self.lag_s = lag_s
+        self._heap: list[float] = []
+
+    def add(self, t_success: float) -> None:
+        heapq.heappush(self._heap, t_success)
+
+    def release(self, observed_until: float) -> list[float]:
+        """Success times that nothing still unknown can precede, in order."""
+        horizon = observed_until - self.lag_s
+        out = []
+        while self._heap and self._heap[0] <= horizon:
+            out.append(heapq.heappop(self._heap))
+        return out
+
+    def release_all(self) -> list[float]:
+        out = sorted(self._heap)
+        self._heap.clear()
+        return out
+
+
+def find_gaps(origin: float, successes: Iterable[tuple[float, float]], t_stop: float, threshold_ms: float,
+              reorder_lag_s: float, keep_at_most: int = 1000) -> GapTracker:
+    """Gaps from (success time, time it became known) pairs in the order they became known."""
+    tracker = GapTracker(origin=origin, threshold_ms=threshold_ms, keep_at_most=keep_at_most)
+    order = SuccessOrder(reorder_lag_s)
+    for t_success, t_known in successes:
+        order.add(t_success)
+        for t in order.release(t_known):
+            tracker.ok(t)
+    for t in order.release_all():
         tracker.ok(t)
     tracker.finish(t_stop)
     return tracker

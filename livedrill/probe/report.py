@@ -31,7 +31,8 @@ class WindowStats(Record):
 
 
 class GapRecord(Record):
-    """A stretch without any successful completion: from the last success to the next one."""
+    """A stretch without any success: from the last success to the next one (a transaction counts from its
+    write's acknowledgement, any other probe from its answer; see measure.success_time)."""
 
     duration_ms: float
     start_monotonic: float

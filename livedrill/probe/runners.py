@@ -13,7 +13,7 @@ import ssl
 import time
 from typing import Any
 
-from livedrill.probe.http1 import Http1Pool, Origin, ProbeFailure, classify_connect_error, classify_exchange_error, split_url
+from livedrill.probe.http1 import Http1Pool, Origin, PoolTiming, ProbeFailure, classify_connect_error, classify_exchange_error, split_url
 from livedrill.probe.measure import classify_readback, json_mismatch, substitute
 from livedrill.probe.series import Outcome, Step
 from livedrill.spec import HttpProbe, HttpRequestTemplate, TcpProbe, TransactionProbe
@@ -35,13 +35,13 @@ class PreparedRequest:
     """A request template compiled once: origin fixed, `{txid}` substituted per call."""
 
     def __init__(self, template: HttpRequestTemplate, pools: dict[Origin, Http1Pool], ssl_context: ssl.SSLContext | None,
-                 idle_reuse_s: float, max_connections: int):
+                 timing: PoolTiming, max_connections: int):
         origin, self.target = split_url(template.url)  # `{txid}` survives urlsplit in the path and query
         if TXID_PLACEHOLDER in origin.host:
             raise ValueError(f"{template.url!r}: {{txid}} may appear in the path or query, not in the host")
         self.template = template
         if origin not in pools:
-            pools[origin] = Http1Pool(origin, ssl_context, idle_reuse_s, max_connections)
+            pools[origin] = Http1Pool(origin, ssl_context, timing, max_connections)
         self.pool = pools[origin]
         self.method = template.method
         self.has_body = template.json_body is not None
@@ -92,11 +92,11 @@ def parse_json(payload: bytes) -> Any:
 class TransactionRunner:
     """Write with a fresh idempotency key, then read it back and verify it."""
 
-    def __init__(self, probe: TransactionProbe, txid_prefix: str, pools: dict, ssl_context, idle_reuse_s: float):
+    def __init__(self, probe: TransactionProbe, txid_prefix: str, pools: dict, ssl_context, timing: PoolTiming):
         self.probe = probe
         self.txid_prefix = txid_prefix
-        self.write = PreparedRequest(probe.write, pools, ssl_context, idle_reuse_s, probe.max_connections)
-        self.read = PreparedRequest(probe.read, pools, ssl_context, idle_reuse_s, probe.max_connections)
+        self.write = PreparedRequest(probe.write, pools, ssl_context, timing, probe.max_connections)
+        self.read = PreparedRequest(probe.read, pools, ssl_context, timing, probe.max_connections)
         self.not_found = set(probe.reconcile.not_found_status)
 
     def txid(self, seq: int) -> str:
@@ -142,8 +142,8 @@ class TransactionRunner:
 
 
 class HttpRunner:
-    def __init__(self, probe: HttpProbe, pools: dict, ssl_context, idle_reuse_s: float):
-        self.request = PreparedRequest(probe.request, pools, ssl_context, idle_reuse_s, probe.max_connections)
+    def __init__(self, probe: HttpProbe, pools: dict, ssl_context, timing: PoolTiming):
+        self.request = PreparedRequest(probe.request, pools, ssl_context, timing, probe.max_connections)
         if self.request.needs_txid:
             raise ValueError(f"probe {probe.name!r}: an http probe has no transaction id; use kind: transaction")
 

@@ -25,9 +25,10 @@ One file per probe, ``<series_dir>/<probe-name>.series``:
    ======== ====== ============================================================================
 
 Records are appended as probes complete, so the file is in completion order up to a few
-microseconds (a success is stamped when its answer arrived; a reader must not rely on strict order),
-and flushed at least every ``FLUSH_INTERVAL_S`` seconds. An hour at 1 kHz is about 100 MB
-and is never held in memory: the summary is computed by streaming the file.
+microseconds (a success is stamped when its answer arrived; a reader must not rely on strict order).
+livedrill's gaps between successes take a transaction's time as its ``d_ack`` (when the write was
+acknowledged), any other probe's as its ``d_end``, sorted by that time. The file is flushed at least every
+``FLUSH_INTERVAL_S`` seconds. An hour at 1 kHz is about 100 MB and is never held in memory: the summary is computed by streaming the file.
 
 Reading it with only the standard library::
 

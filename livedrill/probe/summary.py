@@ -1,6 +1,7 @@
 """The summary of one probe, computed by streaming its series file (two passes, constant memory).
 
-Pass 1 finds the gaps between successful completions; pass 2 builds per-window latency distributions,
+Pass 1 finds the gaps between successes (a transaction counts from its write's acknowledgement, see
+measure.success_time; the file is in completion order, so pass 1 puts them back in time order); pass 2 builds per-window latency distributions,
 including the p99 of the probes that did not overlap a listed gap (latency "outside stop-and-copy").
 """
 
@@ -11,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from livedrill.probe.measure import GapSpan, GapTracker, LatencyHistogram, windows_overlapping
+from livedrill.probe.measure import GapSpan, LatencyHistogram, find_gaps, success_time, windows_overlapping
 from livedrill.probe.report import GapRecord, WindowStats
 from livedrill.probe.series import MARK_OUTCOME, NO_ACK, WINDOWS, Outcome, iter_raw, read_header
 
@@ -39,19 +40,24 @@ def wall_clock(header: dict, t: float) -> datetime:
     return datetime.fromtimestamp(clock["wall_epoch_s"], timezone.utc) + timedelta(seconds=t - clock["monotonic_s"])
 
 
-def summarise_series(path: Path, gap_threshold_ms: float, stopped_monotonic: float) -> SeriesSummary:
+def summarise_series(path: Path, gap_threshold_ms: float, stopped_monotonic: float, reorder_slack_s: float) -> SeriesSummary:
+    """`reorder_slack_s`: how much later than its timeout a probe may still be recorded (loop stalls)."""
     header = read_header(path)
     origin = header["first_send_monotonic"]
 
     # pass 1: marks and gaps (raw tuples: an hour at 1 kHz is 3.6 M records)
     marks: list[tuple[float, str]] = []
-    tracker = GapTracker(origin=origin, threshold_ms=gap_threshold_ms)
-    for _, t_sched, _, _, d_end, outcome, step, _ in iter_raw(path):
-        if outcome == MARK_OUTCOME:
-            marks.append((t_sched, WINDOWS[step]))
-        elif outcome == Outcome.OK:
-            tracker.ok(t_sched + d_end / 1e6)
-    tracker.finish(stopped_monotonic)
+
+    def successes():
+        for _, t_sched, _, d_ack, d_end, outcome, step, _ in iter_raw(path):
+            if outcome == MARK_OUTCOME:
+                marks.append((t_sched, WINDOWS[step]))
+            elif outcome == Outcome.OK:
+                t_end = t_sched + d_end / 1e6
+                yield success_time(None if d_ack == NO_ACK else t_sched + d_ack / 1e6, t_end), t_end
+
+    tracker = find_gaps(origin, successes(), stopped_monotonic, gap_threshold_ms,
+                        reorder_lag_s=header["timeout_ms"] / 1000.0 + reorder_slack_s)
     if not marks:
         marks = [(origin, WINDOWS[0])]
     marks.sort()

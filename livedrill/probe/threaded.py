@@ -12,8 +12,12 @@ waits for one, and that wait is part of its latency, counted from its launch. Ea
 its `timeout_ms` (a transaction's write and read-back together). Every completed probe is appended to the
 probe's series file (see livedrill.probe.series), and the report is computed from those files.
 
-Gaps are measured between successful completions, each stamped when its final answer arrived: a freeze
-of F ms shows as a gap of about F plus at most one probe period (see benchmarks/probe_fidelity.py).
+Gaps are measured between successes. A success is stamped when its answer arrived (in http1, not when a
+coroutine resumed), and a transaction counts from its write's acknowledgement: that is when the ledger
+accepted it, while the read-back that proves it waits behind whatever the target queued during a freeze.
+A freeze of F ms shows as a gap of F within about one probe period plus the target's first answer after
+it resumes (see benchmarks/probe_fidelity.py). Successes become known out of order (by read-back), so
+gap events are emitted once nothing earlier can still arrive: up to a probe timeout after they closed.
 
 `on_event` is called from the probe thread with TimelineEvents (window marks, gaps above the threshold
 as they close, the abort signal); keep it quick and thread-safe.
@@ -36,16 +40,20 @@ from typing import Callable, Sequence
 from pydantic import BaseModel, ConfigDict
 
 from livedrill.outcomes import TimelineEvent
-from livedrill.probe.http1 import Http1Pool, ProbeFailure, build_ssl_context
+from livedrill.probe.http1 import Http1Pool, PoolTiming, ProbeFailure, build_ssl_context
 from livedrill.probe.measure import (
     DUPLICATED,
     LOST,
     VERIFIED,
+    GapTracker,
     StopLimits,
+    SuccessOrder,
     breach_reason,
     default_gap_threshold_ms,
+    success_time,
 )
 from livedrill.probe.report import ProbeReport, ReconciliationReport, SessionReport
+from livedrill.probe.selector import new_probe_loop
 from livedrill.probe.runners import Attempt, HttpRunner, TcpRunner, TransactionRunner
 from livedrill.probe.series import WINDOWS, Outcome, SeriesWriter, iter_series, ProbeRecord, safe_file_stem
 from livedrill.probe.summary import summarise_series
@@ -96,6 +104,7 @@ class SessionConfig:
     """Budgets of the session's own bookkeeping; they scale with the work, see each field."""
 
     idle_reuse_s: float = 4.0  # keep-alive connections idle longer are not reused (gateways drop idle ones)
+    window_period_s: float = 0.5  # a peak of concurrent requests keeps the pool's window this long (probe.window)
     stop_grace_s: float = 1.0  # added to the longest probe timeout when waiting for in-flight probes at stop
     reconcile_concurrency: int = 32
     reconcile_min_budget_s: float = 10.0
@@ -104,6 +113,7 @@ class SessionConfig:
     watchdog_max_interval_s: float = 0.01  # the gap watchdog runs at least this often (more often for tight SLOs)
     child_start_timeout_s: float = 30.0  # engine start: interpreter (process isolation), imports, TLS contexts
     live_push_interval_s: float = 0.25  # process isolation: how fresh live() is
+    reorder_slack_s: float = 1.0  # a probe may be recorded this much later than its timeout (event-loop stalls)
 
 
 @dataclass
@@ -114,14 +124,15 @@ class _ProbeState:
     series_path: Path
     period: float
     timeout_s: float
+    gaps: GapTracker  # fed in time order through `order`, for live gap events
+    order: SuccessOrder
     origin: float = 0.0
     sent: int = 0
     ok: int = 0
     failed: int = 0
     in_flight: int = 0
     streak: int = 0
-    last_ok: float | None = None
-    last_gap_ms: float | None = None
+    last_ok: float | None = None  # the latest success known so far (the abort signal's clock)
     tasks: set = field(default_factory=set)
     in_flight_at_stop: int = 0
     reconciliation: ReconciliationReport | None = None
@@ -221,7 +232,8 @@ class ThreadProbeSession(SessionBase):
         now = time.monotonic()
         return [
             ProbeLive(name=s.probe.name, window=self._window, rate_per_s=s.probe.rate_per_s, sent=s.sent, ok=s.ok,
-                      failed=s.failed, in_flight=s.in_flight, last_gap_ms=s.last_gap_ms,
+                      failed=s.failed, in_flight=s.in_flight,
+                      last_gap_ms=s.gaps.last.ms if s.gaps.last is not None else None,
                       current_gap_ms=(now - (s.last_ok if s.last_ok is not None else s.origin)) * 1000.0)
             for s in self._states
         ]
@@ -249,7 +261,8 @@ class ThreadProbeSession(SessionBase):
 
     def _thread_main(self) -> None:
         try:
-            asyncio.run(self._main())
+            with asyncio.Runner(loop_factory=new_probe_loop) as runner:
+                runner.run(self._main())
         except BaseException as exc:  # surfaced by start()/stop() in the caller's thread
             self._failure = exc
             self._ready.set()
@@ -273,6 +286,7 @@ class ThreadProbeSession(SessionBase):
             await self._drain()
             for s in self._states:
                 s.writer.close()
+                self._release_gaps(s, s.order.release_all())
             for s in self._states:
                 if isinstance(s.runner, TransactionRunner) and s.probe.reconcile.enabled:
                     s.reconciliation = await self._reconcile(s)
@@ -292,10 +306,11 @@ class ThreadProbeSession(SessionBase):
             all_pools.append(pools)
             ssl_context = build_ssl_context(probe.tls) if probe.tls is not None or self._uses_https(probe) else None
             txid_prefix = f"ld-{self.run_id}-{index}-"
+            timing = PoolTiming(self.config.idle_reuse_s, self.config.window_period_s)
             if isinstance(probe, TransactionProbe):
-                runner = TransactionRunner(probe, txid_prefix, pools, ssl_context, self.config.idle_reuse_s)
+                runner = TransactionRunner(probe, txid_prefix, pools, ssl_context, timing)
             elif isinstance(probe, HttpProbe):
-                runner = HttpRunner(probe, pools, ssl_context, self.config.idle_reuse_s)
+                runner = HttpRunner(probe, pools, ssl_context, timing)
             else:
                 runner = TcpRunner(probe, ssl_context)
             path = self.series_dir / f"{safe_file_stem(probe.name)}.series"
@@ -307,9 +322,12 @@ class ThreadProbeSession(SessionBase):
             }
             writer = SeriesWriter(path, header, (wall, origin))
             writer.mark(WINDOWS[0], origin)
-            self._states.append(_ProbeState(probe=probe, runner=runner, writer=writer, series_path=path,
-                                            period=1.0 / probe.rate_per_s, timeout_s=probe.timeout_ms / 1000.0,
-                                            origin=origin))
+            timeout_s = probe.timeout_ms / 1000.0
+            self._states.append(_ProbeState(
+                probe=probe, runner=runner, writer=writer, series_path=path, period=1.0 / probe.rate_per_s,
+                timeout_s=timeout_s, origin=origin,
+                gaps=GapTracker(origin=origin, threshold_ms=self._threshold_ms(probe)),
+                order=SuccessOrder(lag_s=timeout_s + self.config.reorder_slack_s)))
         self._emit("window", origin, {"window": WINDOWS[0]})
 
     @staticmethod
@@ -376,21 +394,25 @@ class ThreadProbeSession(SessionBase):
         if outcome == Outcome.OK:
             s.ok += 1
             s.streak = 0
-            previous = s.last_ok if s.last_ok is not None else s.origin
-            if t_end <= previous:  # stamped on arrival: a sibling that arrived later resumed first
-                return
-            s.last_ok = t_end
-            s.last_gap_ms = (t_end - previous) * 1000.0
-            if s.last_gap_ms > self._threshold_ms(s):
-                self._emit("gap", t_end, {"probe": s.probe.name, "gap_ms": round(s.last_gap_ms, 3),
-                                          "start_monotonic": previous, "end_monotonic": t_end})
+            t_success = success_time(t_ack, t_end)
+            if s.last_ok is None or t_success > s.last_ok:
+                s.last_ok = t_success
+            s.order.add(t_success)
+            self._release_gaps(s, s.order.release(time.monotonic()))
         else:
             s.failed += 1
             s.streak += 1
             self._check_breach(s, t_end)
 
-    def _threshold_ms(self, s: _ProbeState) -> float:
-        return self.gap_threshold_ms if self.gap_threshold_ms is not None else default_gap_threshold_ms(s.probe.rate_per_s)
+    def _release_gaps(self, s: _ProbeState, successes: list[float]) -> None:
+        for t in successes:
+            gap = s.gaps.ok(t)
+            if gap is not None:
+                self._emit("gap", gap.end, {"probe": s.probe.name, "gap_ms": round(gap.ms, 3),
+                                            "start_monotonic": gap.start, "end_monotonic": gap.end})
+
+    def _threshold_ms(self, probe: Probe) -> float:
+        return self.gap_threshold_ms if self.gap_threshold_ms is not None else default_gap_threshold_ms(probe.rate_per_s)
 
     def _check_breach(self, s: _ProbeState, now: float) -> None:
         if self.breach is not None:
@@ -411,6 +433,7 @@ class ThreadProbeSession(SessionBase):
             now = time.monotonic()
             for s in self._states:
                 self._check_breach(s, now)
+                self._release_gaps(s, s.order.release(now))
 
     async def _drain(self) -> None:
         pending = [t for s in self._states for t in s.tasks]
@@ -503,8 +526,8 @@ class ThreadProbeSession(SessionBase):
 
     def _probe_report(self, s: _ProbeState) -> ProbeReport:
         assert self._stopped_monotonic is not None and self._started_at is not None
-        threshold = self._threshold_ms(s)
-        summary = summarise_series(s.series_path, threshold, self._stopped_monotonic)
+        threshold = self._threshold_ms(s.probe)
+        summary = summarise_series(s.series_path, threshold, self._stopped_monotonic, self.config.reorder_slack_s)
         return ProbeReport(
             name=s.probe.name, kind=s.probe.kind, vm=s.probe.vm, target=probe_target(s.probe),
             rate_per_s=s.probe.rate_per_s, series_file=os.path.basename(s.series_path),

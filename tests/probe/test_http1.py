@@ -6,7 +6,8 @@ import asyncio
 
 import pytest
 
-from livedrill.probe.http1 import Http1Pool, Origin, ProbeFailure, parse_response, split_url
+from livedrill.probe.http1 import Http1Pool, Origin, PoolTiming, ProbeFailure, parse_response, split_url
+from livedrill.probe.window import window_after_answer, window_after_period
 from livedrill.probe.series import Outcome
 
 OK_HEAD = b"HTTP/1.1 200 OK\r\n"
@@ -78,7 +79,7 @@ def test_pool_caps_connections_and_serves_waiters_in_order():
         accepted: list = []
         server = await _slow_server(0.05, accepted)
         port = server.sockets[0].getsockname()[1]
-        pool = Http1Pool(Origin("http", "127.0.0.1", port), None, idle_reuse_s=5.0, max_connections=3)
+        pool = Http1Pool(Origin("http", "127.0.0.1", port), None, PoolTiming(idle_reuse_s=5.0, window_period_s=60.0), max_connections=3)
         finished: list[int] = []
 
         async def one(i: int):
@@ -112,7 +113,7 @@ def test_refused_connection_is_a_connect_failure_and_frees_its_slot():
         port = server.sockets[0].getsockname()[1]
         server.close()
         await server.wait_closed()
-        pool = Http1Pool(Origin("http", "127.0.0.1", port), None, idle_reuse_s=5.0, max_connections=1)
+        pool = Http1Pool(Origin("http", "127.0.0.1", port), None, PoolTiming(idle_reuse_s=5.0, window_period_s=60.0), max_connections=1)
         kinds = []
         for _ in range(3):  # with a leaked slot, the second acquire would wait forever
             try:
@@ -130,7 +131,7 @@ def test_a_waiter_that_times_out_leaks_nothing():
         accepted: list = []
         server = await _slow_server(0.2, accepted)
         port = server.sockets[0].getsockname()[1]
-        pool = Http1Pool(Origin("http", "127.0.0.1", port), None, idle_reuse_s=5.0, max_connections=1)
+        pool = Http1Pool(Origin("http", "127.0.0.1", port), None, PoolTiming(idle_reuse_s=5.0, window_period_s=60.0), max_connections=1)
 
         async def slow_request():
             conn = await pool.acquire()
@@ -154,3 +155,93 @@ def test_a_waiter_that_times_out_leaks_nothing():
         return accepted
 
     assert len(asyncio.run(scenario())) == 1
+
+
+def test_a_frozen_target_holds_only_the_requests_the_rate_needed_and_the_window_reopens_under_load():
+    """The window follows the load: after a quiet period of one-at-a-time probes, a freeze finds two
+    connections on the wire (peak use + one spare), so 40 probes piling up wait here instead of queueing
+    at the target; once it answers again and probes wait, the window grows back, up to max_connections."""
+
+    async def scenario():
+        answering = asyncio.Event()
+        answering.set()
+        accepted: list = []
+        stuck_at_target: list = []
+
+        async def handle(reader, writer):
+            accepted.append(1)
+            try:
+                while await reader.readuntil(b"\r\n\r\n"):
+                    if not answering.is_set():
+                        stuck_at_target.append(1)
+                    await answering.wait()
+                    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            except (asyncio.IncompleteReadError, ConnectionError):
+                pass
+            finally:
+                writer.close()
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        pool = Http1Pool(Origin("http", "127.0.0.1", port), None, PoolTiming(idle_reuse_s=5.0, window_period_s=0.1),
+                         max_connections=16)
+
+        async def one():
+            conn = await pool.acquire()
+            try:
+                return (await pool.exchange(conn, "GET", "/", [], None))[0]
+            finally:
+                pool.release(conn)
+
+        loop = asyncio.get_running_loop()
+        end = loop.time() + 0.35
+        while loop.time() < end:  # a light load: one probe at a time for a few periods
+            assert await one() == 200
+            await asyncio.sleep(0.005)
+        window_before = pool.window
+        answering.clear()  # frozen
+        frozen = [asyncio.create_task(one()) for _ in range(40)]
+        await asyncio.sleep(0.3)
+        stuck = len(stuck_at_target)
+        answering.set()  # resumed
+        statuses = await asyncio.gather(*frozen)
+        statuses += await asyncio.gather(*(one() for _ in range(60)))  # heavy load: the window reopens
+        window_after = pool.window
+        pool.close()
+        server.close()
+        await server.wait_closed()
+        return window_before, stuck, statuses, window_after, len(accepted)
+
+    window_before, stuck, statuses, window_after, accepted = asyncio.run(scenario())
+    assert window_before == 2
+    assert stuck == 2  # not 16: only the window's requests waited inside the frozen target
+    assert statuses == [200] * 100
+    assert 2 < window_after <= 16 and accepted <= 16
+
+
+@pytest.mark.parametrize(
+    "window, peak, waiting, expected",
+    [
+        (32, 1, 0, 2),  # light load: one spare connection above the peak
+        (32, 31, 0, 32),
+        (32, 32, 0, 32),  # saturated: unchanged
+        (4, 1, 3, 4),  # probes waiting: never shrink
+        (1, 0, 0, 1),  # idle: one connection stays usable
+        (3, 9, 0, 3),  # never wider at a period's end (growth is the answers' business)
+    ],
+)
+def test_window_after_period(window, peak, waiting, expected):
+    assert window_after_period(window, peak, waiting) == expected
+
+
+@pytest.mark.parametrize(
+    "window, max_connections, waiting, answered, expected",
+    [
+        (2, 32, 5, True, 3),  # probes waiting and the target answered: one wider
+        (2, 32, 5, False, 2),  # no answer since the last growth (a silent target): no growth
+        (2, 32, 0, True, 2),  # nobody waiting: no need
+        (32, 32, 5, True, 32),  # capped
+    ],
+)
+def test_window_after_answer(window, max_connections, waiting, answered, expected):
+    assert window_after_answer(window, max_connections, waiting, answered) == expected

@@ -44,16 +44,66 @@ MARKS = [(10.0, "baseline"), (20.0, "during"), (30.0, "after")]
     ],
 )
 def test_find_gaps(origin, oks, stop, threshold, longest, above, longest_open):
-    tracker = find_gaps(origin, oks, stop, threshold)
+    tracker = find_gaps(origin, [(t, t) for t in oks], stop, threshold, reorder_lag_s=0.0)
     assert tracker.longest.ms == pytest.approx(longest, abs=1e-6)
     assert tracker.longest.open is longest_open
     assert [round(g.ms, 6) for g in tracker.above] == [pytest.approx(a) for a in above]
     assert tracker.above_total == len(above)
 
 
+@pytest.mark.parametrize(
+    "successes, lag_s, longest_ms, above_ms",
+    [
+        # in order: nothing to restore
+        ([(0.001, 0.001), (0.100, 0.101), (0.101, 0.102)], 1.0, 99.0, [99.0]),
+        # the transaction acknowledged at 0.100 became known (read-back) after the one acknowledged at 0.101
+        ([(0.001, 0.001), (0.101, 0.150), (0.100, 0.200)], 1.0, 99.0, [99.0]),
+        # many late read-backs after a freeze: acknowledgements 0.300..0.304 known in reverse order
+        ([(0.001, 0.001)] + [(0.300 + i / 1000, 0.320 - i / 1000) for i in range(5)], 1.0, 299.0, [299.0]),
+        # a lag shorter than the real lateness overstates the gap (0.100 comes too late), never understates it
+        ([(0.001, 0.001), (0.101, 0.150), (0.100, 0.200)], 0.01, 100.0, [100.0]),
+    ],
+)
+def test_find_gaps_restores_time_order(successes, lag_s, longest_ms, above_ms):
+    tracker = find_gaps(0.0, successes, 0.5, 50.0, reorder_lag_s=lag_s)
+    # the trailing silence to the stop is an open gap; compare the closed ones
+    closed = [g for g in tracker.above if not g.open]
+    assert max(g.ms for g in closed) == pytest.approx(longest_ms, abs=1e-6)
+    assert [round(g.ms, 6) for g in closed] == [pytest.approx(a) for a in above_ms]
+
+
+@pytest.mark.parametrize(
+    "adds_and_observed, expected_releases",
+    [
+        # each add is followed by release(observed): with lag 1.0 only times <= observed - 1 come out
+        ([(5.0, 5.0), (4.0, 5.5), (6.0, 6.2)], [[], [4.0], [5.0]]),
+        ([(1.0, 3.0), (2.5, 3.4), (2.0, 3.6)], [[1.0], [], [2.0, 2.5]]),
+        ([(1.0, 1.0), (1.0, 2.0)], [[], [1.0, 1.0]]),
+    ],
+)
+def test_success_order_releases_only_what_cannot_be_preceded(adds_and_observed, expected_releases):
+    from livedrill.probe.measure import SuccessOrder
+
+    order = SuccessOrder(lag_s=1.0)
+    released = []
+    for t, observed in adds_and_observed:
+        order.add(t)
+        released.append(order.release(observed))
+    assert released == expected_releases
+    everything = [t for batch in released for t in batch] + order.release_all()
+    assert everything == sorted(t for t, _ in adds_and_observed)
+
+
+@pytest.mark.parametrize("t_ack, t_end, expected", [(None, 2.0, 2.0), (1.5, 2.0, 1.5)])
+def test_success_time_is_the_write_acknowledgement_when_there_is_one(t_ack, t_end, expected):
+    from livedrill.probe.measure import success_time
+
+    assert success_time(t_ack, t_end) == expected
+
+
 def test_gap_list_is_capped_but_counted():
-    tracker = find_gaps(0.0, [0.1 * i for i in range(1, 51)], 5.0, 10.0)
-    tracker2 = find_gaps(0.0, [], 0.0, 10.0)
+    tracker = find_gaps(0.0, [(0.1 * i, 0.1 * i) for i in range(1, 51)], 5.0, 10.0, reorder_lag_s=0.0)
+    tracker2 = find_gaps(0.0, [], 0.0, 10.0, reorder_lag_s=0.0)
     assert tracker.above_total == 50 and len(tracker.above) == 50
     assert tracker2.longest is None
     from livedrill.probe.measure import GapTracker

@@ -12,7 +12,7 @@ from livedrill.probe.summary import summarise_series
 
 
 def _write(path, records, marks=()):
-    w = SeriesWriter(path, {"probe": "p", "first_send_monotonic": 100.0}, (1_700_000_000.0, 100.0))
+    w = SeriesWriter(path, {"probe": "p", "first_send_monotonic": 100.0, "timeout_ms": 2000.0}, (1_700_000_000.0, 100.0))
     w.mark("baseline", 100.0)
     for when, name in marks:
         w.mark(name, when)
@@ -64,7 +64,7 @@ def test_summary_from_series_windows_gaps_failures(tmp_path):
             records.append((k, t, t, t + 0.0005, t + 0.001, Outcome.OK, 2, 200))
     records.sort(key=lambda r: r[4])  # completion order, as the engine writes
     _write(path, records, marks=[(101.0, "during"), (102.0, "after")])
-    s = summarise_series(path, gap_threshold_ms=50.0, stopped_monotonic=103.0)
+    s = summarise_series(path, gap_threshold_ms=50.0, stopped_monotonic=103.0, reorder_slack_s=1.0)
     assert s.sent == 300 and s.ok == 280 and s.failed == 20
     assert s.failures_by_kind == {"connect": 20}
     assert s.windows["baseline"].count == 100 and s.windows["during"].failed == 20
@@ -75,3 +75,23 @@ def test_summary_from_series_windows_gaps_failures(tmp_path):
     assert s.windows["during"].p99_ms == pytest.approx(1.0, rel=0.011)
     assert s.longest_gap.start_at.timestamp() == pytest.approx(1_700_000_001.491, abs=1e-3)
     assert s.acknowledged == 280
+
+
+def test_gap_ends_at_the_first_acknowledged_write_after_an_outage_whatever_order_read_backs_finish(tmp_path):
+    """After a freeze the target answers the queued writes first, then their read-backs, in any order: the
+    service was back when it acknowledged the first write, so that is where the gap ends."""
+    path = tmp_path / "p.series"
+    records = []
+    for k in range(100):  # 100/s; the target frozen from 100.3 to 100.5
+        t = 100.0 + k * 0.01
+        if 100.3 <= t < 100.5:  # queued: acknowledged right after the resume, read back much later, in reverse
+            ack = 100.5 + (k - 30) * 0.0001
+            records.append((k, t, t, ack, 100.52 - (k - 30) * 0.0005, Outcome.OK, 2, 200))
+        else:
+            records.append((k, t, t, t + 0.0004, t + 0.0008, Outcome.OK, 2, 200))
+    records.sort(key=lambda r: r[4])
+    _write(path, records)
+    s = summarise_series(path, gap_threshold_ms=50.0, stopped_monotonic=101.0, reorder_slack_s=1.0)
+    # last ack before the freeze 100.2904, first ack after it 100.5000
+    assert s.longest_gap.duration_ms == pytest.approx(209.6, abs=0.01)
+    assert s.gaps_above_total == 1
