@@ -132,21 +132,19 @@ class SuccessOrder:
     """Puts success times back in time order before they reach a GapTracker.
 
     A transaction counts from its write's acknowledgement but is known only when its read-back returns, so
-    successes become known out of order. A success observed at time T happened after T - lag_s, where lag_s
-    covers the longest a probe may take (its timeout) plus scheduling slack: once the observations have
-    reached T, every success older than T - lag_s is known and can be released. Memory: rate x lag_s times.
+    successes become known out of order. The caller says up to when the record is complete (`horizon`: no
+    success still unknown can be older), and the times up to it come out sorted. Memory: the successes
+    between the horizon and the newest known one.
     """
 
-    def __init__(self, lag_s: float):
-        self.lag_s = lag_s
+    def __init__(self) -> None:
         self._heap: list[float] = []
 
     def add(self, t_success: float) -> None:
         heapq.heappush(self._heap, t_success)
 
-    def release(self, observed_until: float) -> list[float]:
-        """Success times that nothing still unknown can precede, in order."""
-        horizon = observed_until - self.lag_s
+    def release(self, horizon: float) -> list[float]:
+        """Success times up to `horizon`, in order."""
         out = []
         while self._heap and self._heap[0] <= horizon:
             out.append(heapq.heappop(self._heap))
@@ -160,12 +158,13 @@ class SuccessOrder:
 
 def find_gaps(origin: float, successes: Iterable[tuple[float, float]], t_stop: float, threshold_ms: float,
               reorder_lag_s: float, keep_at_most: int = 1000) -> GapTracker:
-    """Gaps from (success time, time it became known) pairs in the order they became known."""
+    """Gaps from (success time, time it became known) pairs in the order they became known; a success
+    becomes known at most `reorder_lag_s` after it happened (a probe's timeout plus scheduling slack)."""
     tracker = GapTracker(origin=origin, threshold_ms=threshold_ms, keep_at_most=keep_at_most)
-    order = SuccessOrder(reorder_lag_s)
+    order = SuccessOrder()
     for t_success, t_known in successes:
         order.add(t_success)
-        for t in order.release(t_known):
+        for t in order.release(t_known - reorder_lag_s):
             tracker.ok(t)
     for t in order.release_all():
         tracker.ok(t)

@@ -17,7 +17,8 @@ coroutine resumed), and a transaction counts from its write's acknowledgement: t
 accepted it, while the read-back that proves it waits behind whatever the target queued during a freeze.
 A freeze of F ms shows as a gap of F within about one probe period plus the target's first answer after
 it resumes (see benchmarks/probe_fidelity.py). Successes become known out of order (by read-back), so
-gap events are emitted once nothing earlier can still arrive: up to a probe timeout after they closed.
+live gaps are computed from successes older than the oldest probe still in flight: nothing unknown can
+precede them. In steady state that is within a probe latency; after a freeze, once the backlog resolves.
 
 `on_event` is called from the probe thread with TimelineEvents (window marks, gaps above the threshold
 as they close, the abort signal); keep it quick and thread-safe.
@@ -26,6 +27,7 @@ as they close, the abort signal); keep it quick and thread-safe.
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import logging
 import os
@@ -127,6 +129,8 @@ class _ProbeState:
     gaps: GapTracker  # fed in time order through `order`, for live gap events
     order: SuccessOrder
     origin: float = 0.0
+    launched: collections.deque = field(default_factory=collections.deque)  # seqs in flight, in launch order
+    settled: set = field(default_factory=set)  # seqs that finished while an older one was still in flight
     sent: int = 0
     ok: int = 0
     failed: int = 0
@@ -327,7 +331,7 @@ class ThreadProbeSession(SessionBase):
                 probe=probe, runner=runner, writer=writer, series_path=path, period=1.0 / probe.rate_per_s,
                 timeout_s=timeout_s, origin=origin,
                 gaps=GapTracker(origin=origin, threshold_ms=self._threshold_ms(probe)),
-                order=SuccessOrder(lag_s=timeout_s + self.config.reorder_slack_s)))
+                order=SuccessOrder()))
         self._emit("window", origin, {"window": WINDOWS[0]})
 
     @staticmethod
@@ -363,6 +367,7 @@ class ThreadProbeSession(SessionBase):
             self._record(s, seq, t_sched, now, None, now, Outcome.IN_FLIGHT_LIMIT, 0, 0)
             return
         s.in_flight += 1
+        s.launched.append(seq)
         task = asyncio.get_running_loop().create_task(self._one(s, seq, t_sched))
         s.tasks.add(task)
         task.add_done_callback(s.tasks.discard)
@@ -379,11 +384,11 @@ class ThreadProbeSession(SessionBase):
         except TimeoutError:
             outcome = Outcome.TIMEOUT
         except asyncio.CancelledError:
+            self._settle(s, seq)
             self._record(s, seq, t_sched, t_start, attempt.t_ack, time.monotonic(), Outcome.UNRESOLVED_AT_STOP,
                          attempt.step, attempt.status)
-            s.in_flight -= 1
             raise
-        s.in_flight -= 1
+        self._settle(s, seq)
         # a success is stamped when its answer arrived, not when this coroutine resumed (see http1)
         t_end = attempt.t_done if outcome == Outcome.OK and attempt.t_done is not None else time.monotonic()
         self._record(s, seq, t_sched, t_start, attempt.t_ack, t_end, outcome, attempt.step, attempt.status)
@@ -398,11 +403,22 @@ class ThreadProbeSession(SessionBase):
             if s.last_ok is None or t_success > s.last_ok:
                 s.last_ok = t_success
             s.order.add(t_success)
-            self._release_gaps(s, s.order.release(time.monotonic()))
+            self._release_gaps(s, s.order.release(self._known_until(s)))
         else:
             s.failed += 1
             s.streak += 1
             self._check_breach(s, t_end)
+
+    def _settle(self, s: _ProbeState, seq: int) -> None:
+        s.in_flight -= 1
+        s.settled.add(seq)
+        while s.launched and s.launched[0] in s.settled:
+            s.settled.remove(s.launched.popleft())
+
+    @staticmethod
+    def _known_until(s: _ProbeState) -> float:
+        """Every success up to this time is known: a probe still in flight succeeds after it was scheduled."""
+        return s.origin + s.launched[0] * s.period if s.launched else time.monotonic()
 
     def _release_gaps(self, s: _ProbeState, successes: list[float]) -> None:
         for t in successes:
@@ -433,7 +449,7 @@ class ThreadProbeSession(SessionBase):
             now = time.monotonic()
             for s in self._states:
                 self._check_breach(s, now)
-                self._release_gaps(s, s.order.release(now))
+                self._release_gaps(s, s.order.release(self._known_until(s)))
 
     async def _drain(self) -> None:
         pending = [t for s in self._states for t in s.tasks]

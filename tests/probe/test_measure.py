@@ -73,25 +73,25 @@ def test_find_gaps_restores_time_order(successes, lag_s, longest_ms, above_ms):
 
 
 @pytest.mark.parametrize(
-    "adds_and_observed, expected_releases",
+    "adds_and_horizons, expected_releases",
     [
-        # each add is followed by release(observed): with lag 1.0 only times <= observed - 1 come out
-        ([(5.0, 5.0), (4.0, 5.5), (6.0, 6.2)], [[], [4.0], [5.0]]),
-        ([(1.0, 3.0), (2.5, 3.4), (2.0, 3.6)], [[1.0], [], [2.0, 2.5]]),
-        ([(1.0, 1.0), (1.0, 2.0)], [[], [1.0, 1.0]]),
+        # each add is followed by release(horizon): only times up to the horizon come out, sorted
+        ([(5.0, 4.0), (4.0, 4.5), (6.0, 5.2)], [[], [4.0], [5.0]]),
+        ([(1.0, 2.0), (2.5, 2.4), (2.0, 2.6)], [[1.0], [], [2.0, 2.5]]),
+        ([(1.0, 0.0), (1.0, 1.0)], [[], [1.0, 1.0]]),
     ],
 )
-def test_success_order_releases_only_what_cannot_be_preceded(adds_and_observed, expected_releases):
+def test_success_order_releases_only_what_cannot_be_preceded(adds_and_horizons, expected_releases):
     from livedrill.probe.measure import SuccessOrder
 
-    order = SuccessOrder(lag_s=1.0)
+    order = SuccessOrder()
     released = []
-    for t, observed in adds_and_observed:
+    for t, horizon in adds_and_horizons:
         order.add(t)
-        released.append(order.release(observed))
+        released.append(order.release(horizon))
     assert released == expected_releases
     everything = [t for batch in released for t in batch] + order.release_all()
-    assert everything == sorted(t for t, _ in adds_and_observed)
+    assert everything == sorted(t for t, _ in adds_and_horizons)
 
 
 @pytest.mark.parametrize("t_ack, t_end, expected", [(None, 2.0, 2.0), (1.5, 2.0, 1.5)])
