@@ -12,6 +12,7 @@ from livedrill.decisions import DrillFacts, judge
 from livedrill.deploy.limits import ClusterBusy, acquire_timeout_s, cluster_limit_name
 from livedrill.outcomes import CheckResult, CheckStatus, Verdict
 from livedrill.spec import DrillSpec
+from livedrill.stages.migrate import MigrationResult
 from tasks.dryrun import discard_dry_run, open_dry_run
 from tasks.drain import drain
 from tasks.evidence import open_evidence, seal_evidence
@@ -58,6 +59,15 @@ def _failed(checks: list[CheckResult]) -> bool:
     return any(c.status is CheckStatus.FAIL for c in checks)
 
 
+def _take(result: MigrationResult, migration_checks: list, probe_checks: list, downtime: float | None) -> float | None:
+    """File one migration's checks; return the drill's observed downtime so far (the longest of any leg)."""
+    probe_checks += [c for c in result.checks if c.name != "migration"]
+    migration_checks += [c for c in result.checks if c.name == "migration"]
+    if result.observed_downtime_ms is None:
+        return downtime
+    return max(downtime or 0.0, result.observed_downtime_ms)
+
+
 def _drill(spec: DrillSpec, spec_text: str | None) -> Verdict:
     run_dir, started_at = open_evidence(spec, spec_text)
     pre_checks, migration_checks, probe_checks = [], [], []
@@ -77,15 +87,21 @@ def _drill(spec: DrillSpec, spec_text: str | None) -> Verdict:
             migration_checks += drained.checks
             probe_checks += drained.probe_checks
         elif error is None and not _failed(pre_checks):
+            landed = {}  # vm -> the outbound result, for the return leg
             for vm in spec.vms:
                 result = migrate(run_dir, str(vm), gate.before[str(vm)])
                 started = started or result.started
-                probe_checks += [c for c in result.checks if c.name != "migration"]
-                migration_checks += [c for c in result.checks if c.name == "migration"]
-                if result.observed_downtime_ms is not None:
-                    downtime = max(downtime or 0.0, result.observed_downtime_ms)
+                downtime = _take(result, migration_checks, probe_checks, downtime)
                 if result.succeeded:
                     migration_checks += postcheck(run_dir, result, gate.before[str(vm)])
+                    landed[str(vm)] = result
+            if spec.mode.migrate_back and not _failed(pre_checks + migration_checks + probe_checks):
+                for vm, outbound in landed.items():
+                    there = {**gate.before[vm], "node": outbound.target}
+                    result = migrate(run_dir, vm, there, return_to=outbound.source)
+                    downtime = _take(result, migration_checks, probe_checks, downtime)
+                    if result.succeeded:
+                        migration_checks += postcheck(run_dir, result, there)
         failed = _failed(pre_checks + migration_checks + probe_checks)
         compensations = rollback(run_dir) if failed else retire(run_dir, "drill completed: nothing to undo")
     except BaseException:

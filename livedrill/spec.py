@@ -99,7 +99,9 @@ Platform = Annotated[Union[KubeVirtPlatform, LibvirtPlatform], Field(discriminat
 class TargetedMode(SpecModel):
     kind: Literal["targeted"]
     target_node: str | None = Field(None, description="Node (KubeVirt) or host name (libvirt); default: the scheduler picks")
-    migrate_back: bool = Field(False, description="After a passing drill, migrate the VM back to its source")
+    migrate_back: bool = Field(
+        False, description="When every VM passed, live-migrate each back to its source node (probed and checked like "
+                           "the outbound leg), so the drill ends where it started and can be repeated")
 
 
 class DrainMode(SpecModel):

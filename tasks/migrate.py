@@ -17,9 +17,10 @@ from tasks.terminal import TerminalStatus, announce
 
 # Not retried by Prefect: creating a migration is not idempotent. Single API calls retry inside the adapter.
 @task(name="migrate", cache_policy=NO_CACHE)
-def migrate(run_dir: str, vm: str, before: dict) -> MigrationResult:
+def migrate(run_dir: str, vm: str, before: dict, return_to: str | None = None) -> MigrationResult:
+    """Migrate `vm` (as it was `before`); with `return_to`, back to that node: the return leg of migrate_back."""
     session = DrillSession.reopen(run_dir)
-    announce("migrate", vm)
+    announce("migrate" if return_to is None else "migrate back", vm if return_to is None else f"{vm} -> {return_to}")
     ns, name = vm.split("/", 1)
     ref = VMRef(namespace=ns, name=name)
     state = VMState(ref=ref, node=before.get("node"), running=bool(before.get("running")),
@@ -33,7 +34,7 @@ def migrate(run_dir: str, vm: str, before: dict) -> MigrationResult:
         bar(line)
 
     try:
-        return run_migration(session, adapter, ref, state, progress=progress)
+        return run_migration(session, adapter, ref, state, progress=progress, return_to=return_to)
     finally:
         status.done()
         bar.done()

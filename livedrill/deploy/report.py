@@ -41,6 +41,8 @@ def plan_markdown(spec: DrillSpec, checks: list[CheckResult], before: dict[str, 
         action = f"drain node **{spec.mode.node}** (every migratable VM on it live-migrates away)"
     else:
         action = f"live-migrate to **{spec.mode.target_node or 'a node the scheduler picks'}**"
+        if spec.mode.migrate_back:
+            action += ", then back to where it runs now (probed too)"
     vms = "\n".join(f"- `{vm}` on node `{before.get(str(vm), {}).get('node') or '?'}` "
                     f"({before.get(str(vm), {}).get('memory_gib', '?')} GiB)" for vm in spec.vms)
     probes = "\n".join(f"- {p.name}: {p.kind} at {p.rate_per_s:g}/s against `{p.vm}`" for p in spec.probes) or "- none"

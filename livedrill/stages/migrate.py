@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import contextlib
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -12,11 +12,13 @@ from livedrill.decisions import LoopAction, migration_loop_action
 from livedrill.outcomes import CheckResult, CheckStatus, CompensationState
 from livedrill.platforms.base import MigrationHandle, MigrationObservation, PlatformAdapter, VMState
 from livedrill.probe.engine import ProbeLive, ProbeSession
+from livedrill.probe.report import SessionReport
 from livedrill.spec import TargetedMode, VMRef, migration_deadline_s
 from livedrill.stages.session import DrillSession
 
 Progress = Callable[[str], None]
 PROBE_REPORT_FILE = "probe/report.json"
+RETURN_DIR = "probe/return"  # the return leg of `migrate_back`: its own series and report
 
 
 class MigrationResult(BaseModel):
@@ -24,8 +26,9 @@ class MigrationResult(BaseModel):
 
     started: bool
     vm: str
+    leg: Literal["outbound", "return"] = "outbound"
     source: str | None = None
-    target: str | None = None
+    target: str | None = None  # the requested node, then where the VM was seen to land
     migration: str | None = None  # platform id (VMIM name, libvirt job key)
     migration_uid: str | None = None
     phases_seen: list[str] = Field(default_factory=list)
@@ -66,13 +69,16 @@ def baseline_check(live: list[ProbeLive], max_gap_ms: float) -> CheckResult:
 
 
 def run_migration(session: DrillSession, adapter: PlatformAdapter, vm: VMRef, before: VMState,
-                  progress: Progress | None = None) -> MigrationResult:
+                  progress: Progress | None = None, return_to: str | None = None) -> MigrationResult:
+    """Migrate `vm` to the spec's target, or with `return_to` back to that node (the return leg of migrate_back)."""
     spec = session.spec
     budgets = spec.budgets
-    target = spec.mode.target_node if isinstance(spec.mode, TargetedMode) else None
-    result = MigrationResult(started=False, vm=str(vm), source=before.node, target=target)
+    leg = "outbound" if return_to is None else "return"
+    target = return_to if return_to is not None else spec.mode.target_node if isinstance(spec.mode, TargetedMode) else None
+    result = MigrationResult(started=False, vm=str(vm), leg=leg, source=before.node, target=target)
     probes = [p for p in spec.probes if p.vm == str(vm)]
-    probe = ProbeSession(probes, spec.slo, session.run.stream_path("probe"), on_event=session.emit) if probes else None
+    series_dir = session.run.stream_path("probe" if leg == "outbound" else RETURN_DIR)
+    probe = ProbeSession(probes, spec.slo, series_dir, on_event=session.emit) if probes else None
     handle: MigrationHandle | None = None
     observation: MigrationObservation | None = None
     try:
@@ -90,8 +96,8 @@ def run_migration(session: DrillSession, adapter: PlatformAdapter, vm: VMRef, be
         handle = adapter.start_migration(vm, target, session.journal.register)
         result.started, result.migration, result.migration_uid = True, handle.platform_id, handle.uid
         session.event("livedrill", "migration-created", migration=handle.platform_id, uid=handle.uid,
-                      source=handle.source, target=target)
-        session.run.write_json(f"objects/{_slug(vm)}-vmi-at-start.json", adapter.describe_vm(vm).raw)
+                      source=handle.source, target=target, leg=leg)
+        session.run.write_json(f"objects/{_slug(vm, leg)}-vmi-at-start.json", adapter.describe_vm(vm).raw)
         if probe:
             probe.mark_window("during")
             session.event("probe", "window", window="during")
@@ -110,17 +116,31 @@ def run_migration(session: DrillSession, adapter: PlatformAdapter, vm: VMRef, be
                 session.event("probe", "window", window="after")
                 _wait(budgets.cooldown_s, probe, progress, "cool-down")
             report = probe.stop()
-            session.run.write_json(PROBE_REPORT_FILE, report)
+            store_probe_report(session, PROBE_REPORT_FILE if leg == "outbound" else f"{RETURN_DIR}/report.json", report)
             result.checks.extend(report.checks(spec.slo))
             result.observed_downtime_ms = report.observed_downtime_ms
 
     result.final_phase = observation.phase if observation else None
     result.succeeded = bool(observation and observation.succeeded and result.cancel_reason is None)
     result.failure_reason = observation.failure_reason if observation else None
+    if result.succeeded and observation.target:
+        result.target = observation.target
     result.checks.append(_migration_check(result))
+    if leg == "return":
+        result.checks = [c.model_copy(update={"subject": f"{c.subject or result.vm} (return to {return_to})"}) for c in result.checks]
     if observation is not None:
-        session.run.write_json(f"objects/{_slug(vm)}-after.json", observation.raw)
+        session.run.write_json(f"objects/{_slug(vm, leg)}-after.json", observation.raw)
     return result
+
+
+def store_probe_report(session: DrillSession, relpath: str, report: SessionReport) -> None:
+    """Write the probes' report; a drill of several VMs migrates them one by one, so add to what is there."""
+    previous = session.run.path / relpath
+    if previous.exists():
+        earlier = SessionReport.model_validate_json(previous.read_bytes())
+        report = SessionReport(probes=earlier.probes + report.probes, breach=earlier.breach or report.breach,
+                               breach_monotonic=earlier.breach_monotonic if earlier.breach else report.breach_monotonic)
+    session.run.write_json(relpath, report)
 
 
 def _follow(session: DrillSession, adapter: PlatformAdapter, handle: MigrationHandle, result: MigrationResult,
@@ -213,5 +233,5 @@ def _poll_interval(adapter: PlatformAdapter) -> float:
     return getattr(adapter, "poll_interval_s", 0.1)
 
 
-def _slug(vm: VMRef) -> str:
-    return f"{vm.namespace}-{vm.name}"
+def _slug(vm: VMRef, leg: str = "outbound") -> str:
+    return f"{vm.namespace}-{vm.name}" + ("" if leg == "outbound" else f"-{leg}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from livedrill.outcomes import CheckResult
 from livedrill.platforms.base import VMState
 from livedrill.spec import VMRef
@@ -12,9 +14,10 @@ POSTCHECK_FILE = "postcheck.json"
 
 
 def run_postcheck(session: DrillSession, result: MigrationResult, before: dict) -> list[CheckResult]:
+    """`before`: the VM as it was before this migration (for a return leg: on the outbound target)."""
     session.event("livedrill", "stage", stage="postcheck")
     if not result.started:
-        session.run.write_json(POSTCHECK_FILE, [])
+        record_postchecks(session, [])
         return []
     adapter = session.adapter()
     try:
@@ -25,5 +28,14 @@ def run_postcheck(session: DrillSession, result: MigrationResult, before: dict) 
         checks = adapter.postcheck(result.handle(), state)
     finally:
         adapter.close()
-    session.run.write_json(POSTCHECK_FILE, checks)
+    if result.leg == "return":
+        checks = [c.model_copy(update={"subject": f"{c.subject or result.vm} (return to {result.target})"}) for c in checks]
+    record_postchecks(session, checks)
     return checks
+
+
+def record_postchecks(session: DrillSession, checks: list[CheckResult]) -> None:
+    """Add to the run's post-checks: a drill of several VMs (or with a return leg) checks each migration."""
+    path = session.run.path / POSTCHECK_FILE
+    earlier = [CheckResult.model_validate(c) for c in json.loads(path.read_text())] if path.exists() else []
+    session.run.write_json(POSTCHECK_FILE, earlier + checks)

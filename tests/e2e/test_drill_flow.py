@@ -113,3 +113,33 @@ def test_kubectl_shows_the_migration_the_drill_made(lab, tmp_path):
     out = kubectl(lab, "get", "vmi,vmim", "-A")
     assert "banking-core-vm" in out
     assert "livedrill-banking-core-vm-" in out  # the VMIM the drill created
+
+
+def test_migrate_back_returns_the_vm_to_its_source_with_both_legs_probed_and_checked(lab, tmp_path):
+    spec, text = lab_spec(lab, tmp_path, mode={"kind": "targeted", "target_node": "node-2", "migrate_back": True})
+    verdict = drill(spec, text)
+
+    assert verdict.outcome is DrillOutcome.PASSED, verdict.reasons
+    vmi = _vmi(lab)
+    assert vmi["status"]["nodeName"] == "node-1"  # back where the drill found it
+    assert vmi["status"]["migrationState"]["sourceNode"] == "node-2"
+    vmims = json.loads(kubectl(lab, "get", "vmim", "-n", "banking", "-o", "json"))["items"]
+    ours = [m for m in vmims if m["metadata"]["name"].startswith("livedrill-banking-core-vm")]
+    assert sorted(m["status"]["phase"] for m in ours[-2:]) == ["Succeeded", "Succeeded"]
+
+    run_dir = Path(verdict.evidence_dir)
+    assert verify_run(run_dir) == []
+    post = json.loads((run_dir / "postcheck.json").read_text())
+    legs = {c["subject"].endswith("(return to node-1)") for c in post}
+    assert legs == {True, False} and all(c["status"] == "pass" for c in post)  # both legs post-checked
+    outbound = json.loads((run_dir / "probe" / "report.json").read_text())
+    back = json.loads((run_dir / "probe" / "return" / "report.json").read_text())
+    for report in (outbound, back):
+        assert report["probes"][0]["reconciliation"]["lost"] == 0
+        assert set(report["probes"][0]["windows"]) == {"baseline", "during", "after"}
+    assert (run_dir / "probe" / "return" / back["probes"][0]["series_file"]).stat().st_size > 0
+    # the lab froze the ledger twice; the drill reports the longer of the two gaps
+    gaps = [r["probes"][0]["longest_gap"]["duration_ms"] for r in (outbound, back)]
+    assert verdict.observed_downtime_ms == pytest.approx(max(gaps), abs=0.01)
+    migration_checks = [c for c in verdict.checks if c.name == "migration"]
+    assert len(migration_checks) == 2

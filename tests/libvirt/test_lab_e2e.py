@@ -327,9 +327,15 @@ def test_livedrill_run_drill_on_the_lab_passes(libvirt_lab, tmp_path):
     assert checks["hardware-isolation"]["status"] == "not_applicable"
     after = json.loads((run_dir / "objects" / "default-banking-core-vm-after.json").read_text())
     assert after["where"] == "target" and after["completed_job_stats"]["downtime"] > 0
+    # the template sets migrate_back: the VM went back to its source, that leg probed and checked as well
+    back = json.loads((run_dir / "objects" / "default-banking-core-vm-return-after.json").read_text())
+    assert back["where"] == "target" and back["completed_job_stats"]["downtime"] > 0
+    returned = json.loads((run_dir / "probe" / "return" / "report.json").read_text())
+    assert returned["probes"][0]["reconciliation"]["lost"] == 0
+    assert "== migrate back" in done.stderr
     adapter = make_adapter(spec)
     try:
-        assert adapter.describe_vm(spec.vms[0]).node == target
+        assert adapter.describe_vm(spec.vms[0]).node == source
     finally:
         adapter.close()
 

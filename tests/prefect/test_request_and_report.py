@@ -142,6 +142,10 @@ def test_plan_names_the_move_the_preflight_and_the_approval():
     failing = [CheckResult(name="vmi-running", status=CheckStatus.FAIL, message="Stopped")]
     dry = plan_markdown(spec, failing, {}, dry_run=True)
     assert dry.startswith("# Dry run") and "1 pre-flight check(s) FAILED" in dry
+    assert "then back" not in text
+    back = spec.model_copy(update={"mode": spec.mode.model_copy(update={"migrate_back": True})})
+    assert "live-migrate to **node-2**, then back to where it runs now (probed too)" in plan_markdown(
+        back, checks, {}, dry_run=False)
 
 
 @pytest.mark.parametrize("line, percent", [
