@@ -25,6 +25,10 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-back
                   "--run-all-compositor-stages-before-draw", "--disable-dev-shm-usage", "--window-size=1400,1000"]
 START_TIMEOUT_S = 60.0
 CALL_TIMEOUT_S = 60.0
+# A healthy capture takes well under a second. Headless Chromium can leave a capture pending while its
+# compositor is idle (browser-use/browser-harness#812); a brief screencast produces a frame and wakes it.
+CAPTURE_TIMEOUT_S = 20.0
+COMPOSITOR_KICK_S = 0.25
 
 
 def chromium_binary() -> str | None:
@@ -87,6 +91,13 @@ class Page:
                     raise CDPError(f"{method}: {message['error']}")
                 return message.get("result", {})
 
+    def _call_within(self, timeout_s: float, method: str, **params: Any) -> dict:
+        self.ws.settimeout(timeout_s)
+        try:
+            return self.call(method, **params)
+        finally:
+            self.ws.settimeout(CALL_TIMEOUT_S)
+
     def goto(self, url: str) -> None:
         self.call("Page.navigate", url=url)
 
@@ -112,7 +123,14 @@ class Page:
         self.call("Input.insertText", text=text)
 
     def screenshot(self, path: Path) -> Path:
-        data = self.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)["data"]
+        try:
+            data = self._call_within(CAPTURE_TIMEOUT_S, "Page.captureScreenshot", format="png",
+                                     captureBeyondViewport=True)["data"]
+        except websocket.WebSocketTimeoutException:
+            self.call("Page.startScreencast", format="jpeg", quality=10)
+            time.sleep(COMPOSITOR_KICK_S)
+            self.call("Page.stopScreencast")
+            data = self.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)["data"]
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(base64.b64decode(data))
         return path
