@@ -25,6 +25,11 @@ VENV_BIN = REPO / ".venv" / "bin"
 SERVER_START_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 20.0
 HTTP_TIMEOUT_S = 30.0
+# A test server runs on SQLite: a write that meets another writer can fail at once with "database is locked"
+# (HTTP 500, the transaction rolled back). Clients retry it as the transient error it is; Prefect's own
+# clients in the served processes do so through PREFECT_CLIENT_RETRY_EXTRA_CODES.
+SERVER_ERROR_RETRIES = 5
+SERVER_ERROR_BACKOFF_S = 0.5
 
 
 def free_port() -> int:
@@ -36,7 +41,7 @@ def free_port() -> int:
 def quiet_env(home: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env.update(PREFECT_HOME=str(home), DO_NOT_TRACK="1", PREFECT_SERVER_ANALYTICS_ENABLED="false",
-               PREFECT_LOGGING_LEVEL="INFO", PYTHONUNBUFFERED="1", **extra)
+               PREFECT_LOGGING_LEVEL="INFO", PYTHONUNBUFFERED="1", PREFECT_CLIENT_RETRY_EXTRA_CODES="500", **extra)
     return env
 
 
@@ -72,10 +77,24 @@ class PrefectServer:
     log: Path
 
     def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=HTTP_TIMEOUT_S)
+        return httpx.Client(base_url=self.url, timeout=HTTP_TIMEOUT_S, transport=RetryServerErrors())
 
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+
+class RetryServerErrors(httpx.HTTPTransport):
+    """Retries a request answered 500/502/503 (see SERVER_ERROR_RETRIES); the last answer is returned as is."""
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        for attempt in range(SERVER_ERROR_RETRIES):
+            response = super().handle_request(request)
+            if response.status_code not in (500, 502, 503):
+                return response
+            response.read()
+            response.close()
+            time.sleep(SERVER_ERROR_BACKOFF_S * (attempt + 1))
+        return super().handle_request(request)
 
 
 def start_server(workdir: Path, database_url: str | None = None) -> PrefectServer:
