@@ -27,7 +27,7 @@ START_TIMEOUT_S = 60.0
 CALL_TIMEOUT_S = 60.0
 # A healthy capture takes well under a second. Headless Chromium can leave a capture pending while its
 # compositor is idle (browser-use/browser-harness#812); a brief screencast produces a frame and wakes it.
-CAPTURE_TIMEOUT_S = 20.0
+CAPTURE_TIMEOUT_S = 10.0
 COMPOSITOR_KICK_S = 0.25
 
 
