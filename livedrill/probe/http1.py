@@ -18,7 +18,9 @@ timeout or cancellation is closed, never reused.
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
+import struct
 import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -29,6 +31,8 @@ from livedrill.spec import TLSConfig
 
 MAX_HEAD_BYTES = 64 * 1024
 MAX_BODY_BYTES = 4 * 1024 * 1024
+TCP_INFO_BYTES = 104  # struct tcp_info up to tcpi_rcv_space; Linux has had these fields since 2.6
+TCP_INFO_UNACKED_OFFSET = 24  # __u32 tcpi_unacked: segments sent and not yet acknowledged
 
 
 class ProbeFailure(Exception):
@@ -163,6 +167,8 @@ class _Connection(asyncio.Protocol):
         self.closed = False
         self.reusable = False
         self.idle_since = 0.0
+        self.sent_at = 0.0  # when the outstanding request was written
+        self.undelivered = False  # its request is known lost: TCP got no acknowledgement for it
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -171,8 +177,20 @@ class _Connection(asyncio.Protocol):
         assert self.transport is not None and self.waiter is None
         self.method = method
         self.waiter = asyncio.get_running_loop().create_future()
+        self.sent_at = time.monotonic()
         self.transport.write(data)
         return self.waiter
+
+    def unacknowledged_bytes_pending(self) -> bool:
+        """Does TCP still wait for the peer to acknowledge data we sent (from the kernel's tcp_info)?"""
+        sock = self.transport.get_extra_info("socket") if self.transport is not None else None
+        if sock is None:
+            return False
+        try:
+            info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, TCP_INFO_BYTES)
+        except OSError:
+            return False
+        return len(info) >= TCP_INFO_BYTES and struct.unpack_from("I", info, TCP_INFO_UNACKED_OFFSET)[0] > 0
 
     def data_received(self, data: bytes) -> None:
         arrived = time.monotonic()
@@ -227,6 +245,9 @@ def classify_exchange_error(exc: BaseException) -> ProbeFailure:
 class PoolTiming:
     idle_reuse_s: float  # keep-alive connections idle longer are not reused (gateways drop idle ones)
     window_period_s: float  # how long a peak of concurrent requests keeps the window open (see window.py)
+    undelivered_after_s: float  # an older request still unacknowledged by TCP is lost (see Http1Pool)
+    scout_after_s: float  # while nothing sent this long ago is answered, one more request may go (see Http1Pool)
+    scouts_at_most: int  # requests beyond the window during one outage
 
 
 class Http1Pool:
@@ -237,6 +258,14 @@ class Http1Pool:
     `max_connections` and follows what the rate needs: a frozen target then holds only those few requests
     and serves them first when it resumes, rather than a pile-up whose service time would inflate the very
     gap being measured. Probes beyond the window wait here in FIFO order. Use from one event loop.
+
+    Two outages look alike from here and need opposite treatment. A frozen process (stop-and-copy) still has
+    its kernel acknowledge our bytes: the request waits in its socket, and more requests would only pile up.
+    At a live migration's switchover packets are lost: TCP retransmits only after its minimum timeout
+    (200 ms on Linux) and backs off, so that connection cannot tell when the service is back. A request that
+    TCP has still not seen acknowledged after `undelivered_after_s` (longer than a delayed ACK) no longer
+    holds a window slot, nor does a connection attempt unanswered as long; the next probe goes out on
+    another connection.
     """
 
     def __init__(self, origin: Origin, ssl_context: ssl.SSLContext | None, timing: PoolTiming, max_connections: int):
@@ -252,16 +281,63 @@ class Http1Pool:
         self._peak_in_use = 0
         self._period_start = time.monotonic()
         self._waiters: list[asyncio.Future] = []
+        self._connecting: list[float] = []  # start times of connection attempts in progress
+        self._last_lend_or_answer = time.monotonic()
+        self._scout_timer: asyncio.TimerHandle | None = None
 
     @property
     def in_use(self) -> int:
         return self._slots - len(self._idle)
 
+    def occupied(self) -> int:
+        """Requests holding a window slot: lent connections, less those whose request was lost on the way."""
+        in_use = self.in_use
+        if in_use < self.window:
+            return in_use  # nothing to examine: the common case costs no system call
+        now = time.monotonic()
+        # a connection attempt unanswered that long lost its SYN (TCP retries it only after a second)
+        lost = sum(1 for started in self._connecting if now - started >= self.timing.undelivered_after_s)
+        for conn in self._open:
+            if conn.waiter is not None and not conn.undelivered and now - conn.sent_at >= self.timing.undelivered_after_s:
+                conn.undelivered = conn.unacknowledged_bytes_pending()
+            lost += conn.undelivered
+        return in_use - lost
+
+    def _can_lend(self) -> bool:
+        if not self._idle and self._slots >= self.max_connections:
+            return False
+        occupied = self.occupied()
+        return occupied < self.window or (occupied < self.window + self.timing.scouts_at_most and self._scout_due())
+
+    def _arm_scout_timer(self) -> None:
+        """Probes wait: look again when a scout may be due, even if no further probe arrives meanwhile."""
+        if self._scout_timer is None and self.timing.scouts_at_most > 0:
+            delay = max(0.0, self._last_lend_or_answer + self.timing.scout_after_s - time.monotonic())
+            self._scout_timer = asyncio.get_running_loop().call_later(delay, self._scout_timer_fired)
+
+    def _scout_timer_fired(self) -> None:
+        self._scout_timer = None
+        self._dispatch()
+        if self._waiters:
+            self._arm_scout_timer()
+
+    def _scout_due(self) -> bool:
+        """Nothing lent or answered for `scout_after_s`: send one more request beyond the window.
+
+        A proxy between probe and VM (a gateway, the lab's forwarder) acknowledges our bytes itself, so a
+        request lost behind it looks delivered and waits out the proxy's retransmission timer. One fresh
+        request per interval finds the service when it is back; a frozen target gets one more request to
+        serve per interval, not one per probe, and at most `scouts_at_most` in all.
+        """
+        return time.monotonic() - self._last_lend_or_answer >= self.timing.scout_after_s
+
     async def acquire(self) -> _Connection:
         self._end_period_if_due()
-        if self._waiters or self.in_use >= self.window:
+        self._dispatch()  # requests lost since the last call may have freed window slots
+        if self._waiters or not self._can_lend():
             waiter = asyncio.get_running_loop().create_future()
             self._waiters.append(waiter)
+            self._arm_scout_timer()
             try:
                 conn = await waiter
             except asyncio.CancelledError:
@@ -274,11 +350,15 @@ class Http1Pool:
             conn = self._lend()
         if conn is not None:
             return conn
+        started = time.monotonic()
+        self._connecting.append(started)
         try:
             return await self._connect()
         except BaseException:
             self._give_back(None)
             raise
+        finally:
+            self._connecting.remove(started)
 
     def release(self, conn: _Connection) -> None:
         if conn.reusable and not conn.closed:
@@ -298,6 +378,7 @@ class Http1Pool:
         if conn is None:
             self._slots += 1
         self._peak_in_use = max(self._peak_in_use, self.in_use)
+        self._last_lend_or_answer = time.monotonic()
         return conn
 
     def _give_back(self, conn: _Connection | None) -> None:
@@ -312,7 +393,7 @@ class Http1Pool:
         self._dispatch()
 
     def _dispatch(self) -> None:
-        while self._waiters and self.in_use < self.window:
+        while self._waiters and self._can_lend():
             waiter = self._waiters.pop(0)
             if not waiter.done():
                 waiter.set_result(self._lend())  # None: the waiter opens the connection itself
@@ -368,8 +449,10 @@ class Http1Pool:
             raise classify_exchange_error(exc) from None
         finally:
             conn.waiter = None
+            conn.undelivered = False
         conn.reusable = parsed.keep_alive and not conn.closed and not conn.buffer
         self._answered_since_growth = True
+        self._last_lend_or_answer = time.monotonic()
         return parsed.status, parsed.body, arrived
 
     def _grow_for_waiters(self) -> None:
@@ -384,6 +467,9 @@ class Http1Pool:
                     return
 
     def close(self) -> None:
+        if self._scout_timer is not None:
+            self._scout_timer.cancel()
+            self._scout_timer = None
         for conn in list(self._open):
             conn.close()
         self._open.clear()

@@ -107,6 +107,9 @@ class SessionConfig:
 
     idle_reuse_s: float = 4.0  # keep-alive connections idle longer are not reused (gateways drop idle ones)
     window_period_s: float = 0.5  # a peak of concurrent requests keeps the pool's window this long (probe.window)
+    undelivered_after_s: float = 0.05  # beyond Linux's 40 ms minimum delayed ACK: an unacknowledged request is lost
+    scout_after_s: float = 0.05  # during an outage, one request beyond the pool's window per this interval
+    scouts_at_most: int = 4  # ... for 0.2 s; a target frozen longer meets at most this many extra requests
     stop_grace_s: float = 1.0  # added to the longest probe timeout when waiting for in-flight probes at stop
     reconcile_concurrency: int = 32
     reconcile_min_budget_s: float = 10.0
@@ -310,7 +313,8 @@ class ThreadProbeSession(SessionBase):
             all_pools.append(pools)
             ssl_context = build_ssl_context(probe.tls) if probe.tls is not None or self._uses_https(probe) else None
             txid_prefix = f"ld-{self.run_id}-{index}-"
-            timing = PoolTiming(self.config.idle_reuse_s, self.config.window_period_s)
+            timing = PoolTiming(self.config.idle_reuse_s, self.config.window_period_s, self.config.undelivered_after_s,
+                                self.config.scout_after_s, self.config.scouts_at_most)
             if isinstance(probe, TransactionProbe):
                 runner = TransactionRunner(probe, txid_prefix, pools, ssl_context, timing)
             elif isinstance(probe, HttpProbe):

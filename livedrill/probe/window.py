@@ -5,7 +5,8 @@ serve them all before anything else, and that extra time is added to the gap the
 connection pool keeps a window just above what the probe rate really needs: it shrinks to the peak use
 of the last period plus one spare connection, and grows by one per answer while probes are waiting (never
 while the target is silent). A gateway with high latency needs a wide window and keeps it; a fast local
-target needs one or two, and only those are stuck in a freeze.
+target needs one or two, and only those are stuck in a freeze. (Lost requests and scouts beyond the window
+are http1.Http1Pool's: they need the kernel's view of a connection.)
 """
 
 from __future__ import annotations

@@ -79,7 +79,7 @@ def test_pool_caps_connections_and_serves_waiters_in_order():
         accepted: list = []
         server = await _slow_server(0.05, accepted)
         port = server.sockets[0].getsockname()[1]
-        pool = Http1Pool(Origin("http", "127.0.0.1", port), None, PoolTiming(idle_reuse_s=5.0, window_period_s=60.0), max_connections=3)
+        pool = Http1Pool(Origin("http", "127.0.0.1", port), None, PoolTiming(idle_reuse_s=5.0, window_period_s=60.0, undelivered_after_s=0.05, scout_after_s=60.0, scouts_at_most=0), max_connections=3)
         finished: list[int] = []
 
         async def one(i: int):
@@ -113,7 +113,7 @@ def test_refused_connection_is_a_connect_failure_and_frees_its_slot():
         port = server.sockets[0].getsockname()[1]
         server.close()
         await server.wait_closed()
-        pool = Http1Pool(Origin("http", "127.0.0.1", port), None, PoolTiming(idle_reuse_s=5.0, window_period_s=60.0), max_connections=1)
+        pool = Http1Pool(Origin("http", "127.0.0.1", port), None, PoolTiming(idle_reuse_s=5.0, window_period_s=60.0, undelivered_after_s=0.05, scout_after_s=60.0, scouts_at_most=0), max_connections=1)
         kinds = []
         for _ in range(3):  # with a leaked slot, the second acquire would wait forever
             try:
@@ -131,7 +131,7 @@ def test_a_waiter_that_times_out_leaks_nothing():
         accepted: list = []
         server = await _slow_server(0.2, accepted)
         port = server.sockets[0].getsockname()[1]
-        pool = Http1Pool(Origin("http", "127.0.0.1", port), None, PoolTiming(idle_reuse_s=5.0, window_period_s=60.0), max_connections=1)
+        pool = Http1Pool(Origin("http", "127.0.0.1", port), None, PoolTiming(idle_reuse_s=5.0, window_period_s=60.0, undelivered_after_s=0.05, scout_after_s=60.0, scouts_at_most=0), max_connections=1)
 
         async def slow_request():
             conn = await pool.acquire()
@@ -157,19 +157,25 @@ def test_a_waiter_that_times_out_leaks_nothing():
     assert len(asyncio.run(scenario())) == 1
 
 
-def test_a_frozen_target_holds_only_the_requests_the_rate_needed_and_the_window_reopens_under_load():
+@pytest.mark.parametrize("scout_after_s, scouts_at_most, expected_stuck", [
+    (60.0, 0, 2),  # no scouts: only the window's two requests
+    (0.05, 3, 5),  # one scout per 50 ms while nothing answers, at most three: 0.3 s of freeze adds three
+])
+def test_a_frozen_target_holds_only_the_requests_the_rate_needed_and_the_window_reopens_under_load(
+        scout_after_s, scouts_at_most, expected_stuck):
     """The window follows the load: after a quiet period of one-at-a-time probes, a freeze finds two
     connections on the wire (peak use + one spare), so 40 probes piling up wait here instead of queueing
-    at the target; once it answers again and probes wait, the window grows back, up to max_connections."""
+    at the target, scouts aside; once it answers again and probes wait, the window grows back."""
 
     async def scenario():
         answering = asyncio.Event()
         answering.set()
-        accepted: list = []
+        open_now, most_open = [0], [0]
         stuck_at_target: list = []
 
         async def handle(reader, writer):
-            accepted.append(1)
+            open_now[0] += 1
+            most_open[0] = max(most_open[0], open_now[0])
             try:
                 while await reader.readuntil(b"\r\n\r\n"):
                     if not answering.is_set():
@@ -179,11 +185,13 @@ def test_a_frozen_target_holds_only_the_requests_the_rate_needed_and_the_window_
             except (asyncio.IncompleteReadError, ConnectionError):
                 pass
             finally:
+                open_now[0] -= 1
                 writer.close()
 
         server = await asyncio.start_server(handle, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
-        pool = Http1Pool(Origin("http", "127.0.0.1", port), None, PoolTiming(idle_reuse_s=5.0, window_period_s=0.1),
+        pool = Http1Pool(Origin("http", "127.0.0.1", port), None, PoolTiming(idle_reuse_s=5.0, window_period_s=0.1, undelivered_after_s=0.05,
+                                                                           scout_after_s=scout_after_s, scouts_at_most=scouts_at_most),
                          max_connections=16)
 
         async def one():
@@ -210,13 +218,13 @@ def test_a_frozen_target_holds_only_the_requests_the_rate_needed_and_the_window_
         pool.close()
         server.close()
         await server.wait_closed()
-        return window_before, stuck, statuses, window_after, len(accepted)
+        return window_before, stuck, statuses, window_after, most_open[0]
 
-    window_before, stuck, statuses, window_after, accepted = asyncio.run(scenario())
+    window_before, stuck, statuses, window_after, most_open = asyncio.run(scenario())
     assert window_before == 2
-    assert stuck == 2  # not 16: only the window's requests waited inside the frozen target
+    assert stuck == expected_stuck  # not 16: only the window's requests (and scouts) waited inside the frozen target
     assert statuses == [200] * 100
-    assert 2 < window_after <= 16 and accepted <= 16
+    assert 2 < window_after <= 16 and most_open <= 16  # never more connections at once than max_connections
 
 
 @pytest.mark.parametrize(
