@@ -157,10 +157,10 @@ class SuccessOrder:
 
 
 def find_gaps(origin: float, successes: Iterable[tuple[float, float]], t_stop: float, threshold_ms: float,
-              reorder_lag_s: float, keep_at_most: int = 1000) -> GapTracker:
+              reorder_lag_s: float) -> GapTracker:
     """Gaps from (success time, time it became known) pairs in the order they became known; a success
     becomes known at most `reorder_lag_s` after it happened (a probe's timeout plus scheduling slack)."""
-    tracker = GapTracker(origin=origin, threshold_ms=threshold_ms, keep_at_most=keep_at_most)
+    tracker = GapTracker(origin=origin, threshold_ms=threshold_ms)
     order = SuccessOrder()
     for t_success, t_known in successes:
         order.add(t_success)
