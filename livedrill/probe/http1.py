@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from livedrill.probe.series import Outcome
-from livedrill.probe.window import window_after_answer, window_after_period
+from livedrill.probe.window import may_send, window_after_answer, window_after_period
 from livedrill.spec import TLSConfig
 
 MAX_HEAD_BYTES = 64 * 1024
@@ -251,7 +251,7 @@ class PoolTiming:
 
 
 class Http1Pool:
-    """Keep-alive connections to one origin, lent to one probe at a time, at most `window` in use at once.
+    """Keep-alive connections to one origin, lent to one probe at a time, about `window` in use at once.
 
     A probe holds its connection for its whole exchange (a transaction's write and read-back), so a
     read-back never queues behind new writes. The window (livedrill.probe.window) starts at
@@ -265,7 +265,10 @@ class Http1Pool:
     (200 ms on Linux) and backs off, so that connection cannot tell when the service is back. A request that
     TCP has still not seen acknowledged after `undelivered_after_s` (longer than a delayed ACK) no longer
     holds a window slot, nor does a connection attempt unanswered as long; the next probe goes out on
-    another connection.
+    another connection. A proxy between probe and VM (a gateway, the lab's forwarder) acknowledges our bytes
+    itself and hides such a loss, so while nothing is sent or answered for `scout_after_s`, one scout request
+    goes beyond the window (at most `scouts_at_most`): it finds the service when it is back, and a frozen
+    target meets a few more requests, not one per probe.
     """
 
     def __init__(self, origin: Origin, ssl_context: ssl.SSLContext | None, timing: PoolTiming, max_connections: int):
@@ -306,8 +309,8 @@ class Http1Pool:
     def _can_lend(self) -> bool:
         if not self._idle and self._slots >= self.max_connections:
             return False
-        occupied = self.occupied()
-        return occupied < self.window or (occupied < self.window + self.timing.scouts_at_most and self._scout_due())
+        return may_send(self.occupied(), self.window, self.timing.scouts_at_most,
+                        time.monotonic() - self._last_lend_or_answer, self.timing.scout_after_s)
 
     def _arm_scout_timer(self) -> None:
         """Probes wait: look again when a scout may be due, even if no further probe arrives meanwhile."""
@@ -320,16 +323,6 @@ class Http1Pool:
         self._dispatch()
         if self._waiters:
             self._arm_scout_timer()
-
-    def _scout_due(self) -> bool:
-        """Nothing lent or answered for `scout_after_s`: send one more request beyond the window.
-
-        A proxy between probe and VM (a gateway, the lab's forwarder) acknowledges our bytes itself, so a
-        request lost behind it looks delivered and waits out the proxy's retransmission timer. One fresh
-        request per interval finds the service when it is back; a frozen target gets one more request to
-        serve per interval, not one per probe, and at most `scouts_at_most` in all.
-        """
-        return time.monotonic() - self._last_lend_or_answer >= self.timing.scout_after_s
 
     async def acquire(self) -> _Connection:
         self._end_period_if_due()

@@ -24,3 +24,11 @@ def window_after_answer(window: int, max_connections: int, waiting: int, answere
     if waiting and answered_since_growth and window < max_connections:
         return window + 1
     return window
+
+
+def may_send(occupied: int, window: int, scouts_at_most: int, quiet_s: float, scout_after_s: float) -> bool:
+    """May one more request go out? Within the window, yes; beyond it only as a scout: nothing was sent or
+    answered for `scout_after_s` (`quiet_s` so far), and fewer than `scouts_at_most` scouts are out."""
+    if occupied < window:
+        return True
+    return occupied < window + scouts_at_most and quiet_s >= scout_after_s

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from livedrill.probe.http1 import Http1Pool, Origin, PoolTiming, ProbeFailure, parse_response, split_url
-from livedrill.probe.window import window_after_answer, window_after_period
+from livedrill.probe.window import may_send, window_after_answer, window_after_period
 from livedrill.probe.series import Outcome
 
 OK_HEAD = b"HTTP/1.1 200 OK\r\n"
@@ -253,3 +253,18 @@ def test_window_after_period(window, peak, waiting, expected):
 )
 def test_window_after_answer(window, max_connections, waiting, answered, expected):
     assert window_after_answer(window, max_connections, waiting, answered) == expected
+
+
+@pytest.mark.parametrize(
+    "occupied, window, scouts_at_most, quiet_s, expected",
+    [
+        (1, 2, 4, 0.0, True),  # within the window
+        (2, 2, 4, 0.01, False),  # window full, something happened 10 ms ago
+        (2, 2, 4, 0.05, True),  # window full and quiet for 50 ms: a scout
+        (5, 2, 4, 0.2, True),  # three scouts out, a fourth may go
+        (6, 2, 4, 0.2, False),  # four scouts out: no more
+        (2, 2, 0, 1.0, False),  # scouting off
+    ],
+)
+def test_may_send(occupied, window, scouts_at_most, quiet_s, expected):
+    assert may_send(occupied, window, scouts_at_most, quiet_s, scout_after_s=0.05) is expected
