@@ -308,13 +308,14 @@ class ThreadProbeSession(SessionBase):
         wall, origin = time.time(), time.monotonic()
         self._psi_start = read_cpu_stall()
         self._started_at = datetime.fromtimestamp(wall, timezone.utc)
+        cfg = self.config
+        timing = PoolTiming(cfg.idle_reuse_s, cfg.window_period_s, cfg.undelivered_after_s, cfg.scout_after_s,
+                            cfg.scouts_at_most)
         for index, probe in enumerate(self.probes):
             pools = {}  # per probe: probes of one origin may differ in TLS identity
             all_pools.append(pools)
             ssl_context = build_ssl_context(probe.tls) if probe.tls is not None or self._uses_https(probe) else None
             txid_prefix = f"ld-{self.run_id}-{index}-"
-            timing = PoolTiming(self.config.idle_reuse_s, self.config.window_period_s, self.config.undelivered_after_s,
-                                self.config.scout_after_s, self.config.scouts_at_most)
             if isinstance(probe, TransactionProbe):
                 runner = TransactionRunner(probe, txid_prefix, pools, ssl_context, timing)
             elif isinstance(probe, HttpProbe):
@@ -330,10 +331,9 @@ class ThreadProbeSession(SessionBase):
             }
             writer = SeriesWriter(path, header, (wall, origin))
             writer.mark(WINDOWS[0], origin)
-            timeout_s = probe.timeout_ms / 1000.0
             self._states.append(_ProbeState(
                 probe=probe, runner=runner, writer=writer, series_path=path, period=1.0 / probe.rate_per_s,
-                timeout_s=timeout_s, origin=origin,
+                timeout_s=probe.timeout_ms / 1000.0, origin=origin,
                 gaps=GapTracker(origin=origin, threshold_ms=self._threshold_ms(probe)),
                 order=SuccessOrder()))
         self._emit("window", origin, {"window": WINDOWS[0]})
