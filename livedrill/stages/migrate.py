@@ -40,6 +40,12 @@ class MigrationResult(BaseModel):
     checks: list[CheckResult] = Field(default_factory=list)  # baseline, migration outcome, probe SLOs
     observed_downtime_ms: float | None = None
 
+    def labelled(self, checks: list[CheckResult]) -> list[CheckResult]:
+        """Checks of this migration, their subject naming the return leg when it is one."""
+        if self.leg == "outbound":
+            return checks
+        return [c.model_copy(update={"subject": f"{c.subject or self.vm} (return to {self.target})"}) for c in checks]
+
     def handle(self) -> MigrationHandle:
         ns, name = self.vm.split("/", 1)
         return MigrationHandle(vm=VMRef(namespace=ns, name=name), platform_id=self.migration or "",
@@ -126,8 +132,7 @@ def run_migration(session: DrillSession, adapter: PlatformAdapter, vm: VMRef, be
     if result.succeeded and observation.target:
         result.target = observation.target
     result.checks.append(_migration_check(result))
-    if leg == "return":
-        result.checks = [c.model_copy(update={"subject": f"{c.subject or result.vm} (return to {return_to})"}) for c in result.checks]
+    result.checks = result.labelled(result.checks)
     if observation is not None:
         session.run.write_json(f"objects/{_slug(vm, leg)}-after.json", observation.raw)
     return result

@@ -28,8 +28,7 @@ def run_postcheck(session: DrillSession, result: MigrationResult, before: dict) 
         checks = adapter.postcheck(result.handle(), state)
     finally:
         adapter.close()
-    if result.leg == "return":
-        checks = [c.model_copy(update={"subject": f"{c.subject or result.vm} (return to {result.target})"}) for c in checks]
+    checks = result.labelled(checks)
     record_postchecks(session, checks)
     return checks
 
