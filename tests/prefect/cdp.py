@@ -78,6 +78,7 @@ class Page:
     def __init__(self, ws_url: str):
         self.ws = websocket.create_connection(ws_url, timeout=CALL_TIMEOUT_S, suppress_origin=True)
         self.ids = itertools.count(1)
+        self.captures_stall = False
         self.call("Page.enable")
         self.call("Runtime.enable")
 
@@ -125,7 +126,9 @@ class Page:
     def screenshot(self, path: Path) -> Path:
         """Full page, else the viewport after waking the compositor; else a note (the capture is a record for
         people, not what the test judges: a capture stalled inside Chromium must not stop the test)."""
-        attempts = [{"captureBeyondViewport": True}, {"captureBeyondViewport": False}]
+        # once a page's captures stall they keep stalling: one short try each, so the test's budget holds
+        attempts = [{"captureBeyondViewport": False}] if self.captures_stall else \
+            [{"captureBeyondViewport": True}, {"captureBeyondViewport": False}]
         path.parent.mkdir(parents=True, exist_ok=True)
         for i, options in enumerate(attempts):
             try:
@@ -138,6 +141,7 @@ class Page:
                 continue
             path.write_bytes(base64.b64decode(data))
             return path
+        self.captures_stall = True
         note = path.with_suffix(".capture-stalled.txt")
         note.write_text(f"Chromium did not deliver a screenshot within {CAPTURE_TIMEOUT_S:g} s, twice\n")
         return note
