@@ -8,11 +8,12 @@ BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 # Debian packages the tests run for real: the libvirt/QEMU lab (shared/notes/libvirt-lab.md), the metric
 # stores the dashboards are queried on, the browser that renders reports and the Prefect UI, PostgreSQL
-# for the production Prefect server variant, and the tools an auditor verifies a bundle with.
+# for the production Prefect server variant, the tools an auditor verifies a bundle with, and nftables and haproxy
+# for the probe's switchover tests (one-way drops, resets, a gateway in between).
 TEST_DEBS = qemu-system-x86 libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvirt-dev \
             busybox-static cpio tini pkg-config gcc iproute2 \
             prometheus prometheus-pushgateway victoria-metrics \
-            chromium chromium-driver fonts-wqy-zenhei postgresql openssl jq
+            chromium chromium-driver fonts-wqy-zenhei postgresql openssl jq nftables haproxy
 
 .PHONY: venv sysdeps demo test lint-imports lock clean
 

@@ -199,7 +199,11 @@ Probe = Annotated[Union[TransactionProbe, HttpProbe, TcpProbe], Field(discrimina
 
 
 class SLO(SpecModel):
-    max_downtime_ms: float = Field(gt=0, description="Longest allowed gap between successful probe completions")
+    max_downtime_ms: float = Field(
+        gt=0, description="Longest allowed outage: from the last successful probe before it to the first after it")
+    max_stall_ms: float | None = Field(
+        None, gt=0, description="Longest a request already in flight may wait for its answer, TCP retransmissions "
+                                "included (null: reported, not judged)")
     p99_latency_ms: float = Field(gt=0, description="p99 probe latency outside the migration's stop-and-copy")
     max_lost_transactions: int = Field(0, ge=0)
     max_duplicated_transactions: int = Field(0, ge=0)

@@ -71,7 +71,7 @@ def _latency_table(summary: DrillSummary) -> str:
             )
         rows.append(
             f'<tr><td colspan="7">{escape(p.name)} ({escape(p.kind)} → {escape(p.target)}): 发送 sent {p.sent}, 成功 ok {p.ok}, 失败 failed {p.failed}, '
-            f"最长中断 longest gap {_ms(p.longest_gap_ms)}, 丢失 lost {_e(p.lost)}, 重复 duplicated {_e(p.duplicated)}</td></tr>"
+            f"最长中断 outage (longest gap) {_ms(p.longest_gap_ms)}, 最长等待 longest stall {_ms(p.longest_stall_ms)}, 丢失 lost {_e(p.lost)}, 重复 duplicated {_e(p.duplicated)}</td></tr>"
         )
     return (
         "<table><tr><th>探测 Probe</th><th>窗口 Window</th><th>数量 Count</th><th>p50</th><th>p95</th><th>p99</th><th>最大 Max</th></tr>"

@@ -43,7 +43,8 @@ class ProbeSummary(Record):
     ok: int
     failed: int
     windows: list[LatencyWindow]
-    longest_gap_ms: float | None
+    longest_gap_ms: float | None  # the outage
+    longest_stall_ms: float | None  # the longest wait of a request in flight
     lost: int | None
     duplicated: int | None
     series_file: str | None  # relative to the run directory
@@ -131,6 +132,7 @@ def _probes(raw: Any, run_dir: Path) -> list[ProbeSummary]:
                 failed=p.get("failed", 0),
                 windows=windows,
                 longest_gap_ms=(p.get("longest_gap") or {}).get("duration_ms"),
+                longest_stall_ms=(p.get("longest_stall") or {}).get("duration_ms"),
                 lost=rec.get("lost"),
                 duplicated=rec.get("duplicated"),
                 series_file=series_rel,

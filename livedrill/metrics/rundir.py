@@ -288,6 +288,10 @@ def drill_samples(records: DrillRunRecords) -> list[Sample]:
         if report.longest_gap is not None:
             add("livedrill_probe_longest_gap_seconds", report.longest_gap.duration_ms / 1000,
                 _ms(report.longest_gap.end_at), **labels)
+        if report.longest_stall is not None:
+            add("livedrill_probe_longest_stall_seconds", report.longest_stall.duration_ms / 1000,
+                _ms(report.longest_stall.start_at) + round(report.longest_stall.duration_ms), **labels)
+        add("livedrill_probe_abandoned", float(report.abandoned), stop_ms, **labels)
         add("livedrill_probe_gaps_above_threshold", float(report.gaps_above_threshold_total), stop_ms, **labels)
         for gap in report.gaps_above_threshold:
             add("livedrill_probe_gap_seconds", gap.duration_ms / 1000, _ms(gap.end_at), window="+".join(gap.windows), **labels)

@@ -58,6 +58,8 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "livedrill_probe_requests": ("gauge", "Probe requests per window and result"),
     "livedrill_probe_failures": ("gauge", "Failed probe requests by failure kind"),
     "livedrill_probe_longest_gap_seconds": ("gauge", "Longest gap between successes of one probe (a transaction counts from its acknowledged write)"),
+    "livedrill_probe_longest_stall_seconds": ("gauge", "Longest wait of one probe's request in flight, TCP retransmissions included, stamped when it ended"),
+    "livedrill_probe_abandoned": ("gauge", "Hunters given up during an outage: fresh connections whose handshake was lost (not failures)"),
     "livedrill_probe_gap_seconds": ("gauge", "Each gap above the probe's threshold, stamped when it closed"),
     "livedrill_probe_gaps_above_threshold": ("gauge", "How many gaps exceeded the probe's gap threshold"),
     "livedrill_transactions_failed": ("gauge", "Transaction probes whose write or read-back failed"),

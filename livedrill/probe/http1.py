@@ -18,6 +18,7 @@ timeout or cancellation is closed, never reused.
 from __future__ import annotations
 
 import asyncio
+import collections
 import socket
 import ssl
 import struct
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from livedrill.probe.series import Outcome
-from livedrill.probe.window import may_send, window_after_answer, window_after_period
+from livedrill.probe.window import hunt_give_up_s, may_hunt, may_send, window_after_answer, window_after_period
 from livedrill.spec import TLSConfig
 
 MAX_HEAD_BYTES = 64 * 1024
@@ -248,6 +249,12 @@ class PoolTiming:
     undelivered_after_s: float  # an older request still unacknowledged by TCP is lost (see Http1Pool)
     scout_after_s: float  # while nothing sent this long ago is answered, one more request may go (see Http1Pool)
     scouts_at_most: int  # requests beyond the window during one outage
+    hunt_after_s: float  # nothing answered this long: a probe finding the window full may hunt (see Http1Pool)
+    hunt_every_s: float  # at most one hunter per this interval
+    hunt_give_up_floor_s: float  # a hunter's handshake is given up after at least this long ...
+    hunt_give_up_rtt_factor: float  # ... or this many times the slowest recent handshake ...
+    hunt_give_up_ceiling_s: float  # ... and never later than this (also the budget before any handshake was measured)
+    hunters_at_most: int  # hunters at once; one more gives up the oldest
 
 
 class Http1Pool:
@@ -269,6 +276,18 @@ class Http1Pool:
     itself and hides such a loss, so while nothing is sent or answered for `scout_after_s`, one scout request
     goes beyond the window (at most `scouts_at_most`): it finds the service when it is back, and a frozen
     target meets a few more requests, not one per probe.
+
+    A connection is lost as a whole at a switchover too: a request already on it waits for TCP's
+    retransmission (200 ms, then 400, 800 ...), and so would any new one sent on it, or on a new connection
+    whose SYN was lost (retried after 1 s). So once nothing has answered for `hunt_after_s`, a probe that
+    finds the window full opens a fresh connection of its own, a hunter (livedrill.probe.window.may_hunt).
+    A hunter whose handshake does not complete within a few round trips (hunt_give_up_s) was lost on the
+    path: it is closed and its probe ends as ABANDONED (never delivered, so not a failure of the service),
+    and the next probe hunts afresh. The first hunter sent after the path is back is answered at once, so
+    the outage is measured to within a probe period. A hunter whose handshake completes has reached a peer
+    that is there but not answering (frozen: its kernel still completes handshakes): it sends its request
+    like any probe, and no more hunters go out until something answers. Requests already in flight are never
+    abandoned: their wait, retransmissions included, is the stall a customer's transaction suffered.
     """
 
     def __init__(self, origin: Origin, ssl_context: ssl.SSLContext | None, timing: PoolTiming, max_connections: int):
@@ -287,6 +306,11 @@ class Http1Pool:
         self._connecting: list[float] = []  # start times of connection attempts in progress
         self._last_lend_or_answer = time.monotonic()
         self._scout_timer: asyncio.TimerHandle | None = None
+        self._last_answer = time.monotonic()  # a response, or an error the peer sent (refused, reset)
+        self._peer_reached = False  # a hunter's handshake completed since the last answer
+        self._last_hunt = 0.0
+        self._hunters: list[asyncio.Future] = []  # one give-up signal per hunter in its handshake, oldest first
+        self._handshakes: collections.deque[float] = collections.deque(maxlen=8)  # recent handshake durations, s
 
     @property
     def in_use(self) -> int:
@@ -328,6 +352,11 @@ class Http1Pool:
         self._end_period_if_due()
         self._dispatch()  # requests lost since the last call may have freed window slots
         if self._waiters or not self._can_lend():
+            now = time.monotonic()
+            if may_hunt(now - self._last_answer, self.timing.hunt_after_s, self._peer_reached,
+                        now - self._last_hunt, self.timing.hunt_every_s):
+                self._last_hunt = now
+                return await self._hunt()
             waiter = asyncio.get_running_loop().create_future()
             self._waiters.append(waiter)
             self._arm_scout_timer()
@@ -404,17 +433,83 @@ class Http1Pool:
         self._peak_in_use = self.in_use
         self._period_start = now
 
+    async def _hunt(self) -> _Connection:
+        """A fresh connection for one probe during a silence, given up if its handshake is lost (see class doc)."""
+        loop = asyncio.get_running_loop()
+        give_up = loop.create_future()
+        self._hunters.append(give_up)
+        if len(self._hunters) > self.timing.hunters_at_most:
+            oldest = self._hunters[0]
+            if not oldest.done():
+                oldest.set_result(None)
+        budget_s = hunt_give_up_s(list(self._handshakes), self.timing.hunt_give_up_floor_s,
+                                  self.timing.hunt_give_up_rtt_factor, self.timing.hunt_give_up_ceiling_s)
+        handshake = asyncio.ensure_future(self._handshake())
+        try:
+            done, _ = await asyncio.wait({handshake, give_up}, timeout=budget_s, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self._hunters.remove(give_up)
+            if not handshake.done():
+                handshake.cancel()  # closes its socket
+        if handshake not in done:
+            raise ProbeFailure(Outcome.ABANDONED, f"handshake not completed within {budget_s * 1000:.1f} ms: lost on the path")
+        sock = handshake.result()  # a refusal or reset the peer sent is an answer (ProbeFailure, see _handshake)
+        self._peer_reached = True
+        self._slots += 1
+        try:
+            return await self._wrap(sock)
+        except BaseException:
+            self._give_back(None)
+            raise
+
     async def _connect(self) -> _Connection:
+        return await self._wrap(await self._handshake())
+
+    async def _handshake(self) -> socket.socket:
+        """TCP connect alone, timed: its duration is a round trip to the target's kernel (see hunt_give_up_s)."""
+        loop = asyncio.get_running_loop()
+        started = time.monotonic()
+        sock = None
+        try:
+            family, kind, proto, _, address = (await loop.getaddrinfo(
+                self.origin.host, self.origin.port, type=socket.SOCK_STREAM))[0]
+            sock = socket.socket(family, kind, proto)
+            sock.setblocking(False)
+            await loop.sock_connect(sock, address)
+        except OSError as exc:
+            if sock is not None:
+                sock.close()
+            self._answered()
+            raise classify_connect_error(exc) from None
+        except BaseException:
+            if sock is not None:
+                sock.close()
+            raise
+        took = time.monotonic() - started
+        if took <= self.timing.hunt_give_up_ceiling_s:  # a SYN retried after a loss says nothing of the round trip
+            self._handshakes.append(took)
+        return sock
+
+    async def _wrap(self, sock: socket.socket) -> _Connection:
+        """The protocol (and TLS) on a connected socket."""
         loop = asyncio.get_running_loop()
         try:
             _, conn = await loop.create_connection(
-                _Connection, self.origin.host, self.origin.port, ssl=self.ssl_context,
+                _Connection, sock=sock, ssl=self.ssl_context,
                 server_hostname=self.origin.host if self.ssl_context else None,
             )
         except (OSError, ssl.SSLError) as exc:
+            sock.close()
             raise classify_connect_error(exc) from None
+        except BaseException:
+            sock.close()
+            raise
         self._open.add(conn)
         return conn
+
+    def _answered(self) -> None:
+        self._last_answer = time.monotonic()
+        self._peer_reached = False
 
     def _take_idle(self) -> _Connection | None:
         now = time.monotonic()
@@ -439,6 +534,7 @@ class Http1Pool:
         try:
             parsed, arrived = await conn.send(data, method)
         except (OSError, ssl.SSLError, ValueError) as exc:
+            self._answered()
             raise classify_exchange_error(exc) from None
         finally:
             conn.waiter = None
@@ -446,20 +542,13 @@ class Http1Pool:
         conn.reusable = parsed.keep_alive and not conn.closed and not conn.buffer
         self._answered_since_growth = True
         self._last_lend_or_answer = time.monotonic()
+        self._answered()
         return parsed.status, parsed.body, arrived
 
-    def _grow_for_waiters(self) -> None:
-        """After an answer the pool may grow by one: the first probe still waiting opens that connection."""
-        if self._answered_since_growth and self._slots < self.max_connections:
-            while self._waiters:
-                waiter = self._waiters.pop(0)
-                if not waiter.done():
-                    self._slots += 1
-                    self._answered_since_growth = False
-                    waiter.set_result(None)  # None: the waiter opens the new connection itself
-                    return
-
     def close(self) -> None:
+        for give_up in self._hunters:
+            if not give_up.done():
+                give_up.set_result(None)
         if self._scout_timer is not None:
             self._scout_timer.cancel()
             self._scout_timer = None

@@ -43,6 +43,20 @@ class GapRecord(Record):
     open: bool = False  # not closed by a success before sending stopped
 
 
+class StallRecord(Record):
+    """The longest any sent probe waited for its answer or its failure (TCP's retransmissions included): what
+    a customer's transaction already in flight suffered. It can exceed the outage: a request sent into a
+    switchover waits for TCP's retransmission timer (200 ms, doubling) after the path is back."""
+
+    duration_ms: float
+    seq: int
+    outcome: str  # "ok" when it was answered in the end
+    start_monotonic: float
+    end_monotonic: float
+    start_at: datetime
+    windows: list[str]
+
+
 class ReconciliationReport(Record):
     acknowledged: int
     verified: int
@@ -82,13 +96,15 @@ class ProbeReport(Record):
     in_flight_at_stop: int
     unresolved_at_stop: int
     max_send_lag_ms: float  # how late the worst send left after its scheduled time (instrument health)
+    longest_stall: StallRecord | None = None
+    abandoned: int = 0  # hunters given up during an outage: never delivered, not failures (see probe.http1)
     host_cpu_pressure_pct: float | None = None  # share of the run some task waited for a CPU (Linux PSI), if known
     reconciliation: ReconciliationReport | None = None
 
     def checks(self, slo: SLO) -> list[CheckResult]:
         subject = f"probe {self.name} ({self.kind} -> {self.target}, vm {self.vm})"
-        results = [self._downtime_check(slo, subject), self._latency_check(slo, subject), self._failures_check(slo, subject),
-                   self._instrument_check(subject)]
+        results = [self._downtime_check(slo, subject), self._stall_check(slo, subject), self._latency_check(slo, subject),
+                   self._failures_check(slo, subject), self._instrument_check(subject)]
         if self.reconciliation is not None:
             results += self._reconciliation_checks(slo, subject)
         return results
@@ -103,13 +119,35 @@ class ProbeReport(Record):
         verb = "within" if status is CheckStatus.PASS else "beyond"
         return CheckResult(
             name="slo.max-downtime", status=status, subject=subject,
-            message=(f"longest gap between successful probes {gap.duration_ms:.1f} ms ({', '.join(gap.windows)}), "
+            message=(f"outage (longest gap between successful probes) {gap.duration_ms:.1f} ms ({', '.join(gap.windows)}), "
                      f"{verb} max_downtime_ms {slo.max_downtime_ms:g}"),
             remedy=None if status is CheckStatus.PASS else "lower the migration's allowed downtime (max_downtime_ms / "
                    "bandwidth), or check the destination's network path; see the gap list in the evidence",
             evidence={"longest_gap": gap.model_dump(mode="json"), "gaps_above_threshold": self.gaps_above_threshold_total,
                       "gap_threshold_ms": self.gap_threshold_ms},
         )
+
+    def _stall_check(self, slo: SLO, subject: str) -> CheckResult:
+        """The longest wait of a probe already sent: judged only against an explicit max_stall_ms."""
+        stall = self.longest_stall
+        evidence = {"longest_stall": stall.model_dump(mode="json") if stall else None, "abandoned": self.abandoned,
+                    "max_stall_ms": slo.max_stall_ms}
+        if stall is None:
+            return CheckResult(name="slo.max-stall", status=CheckStatus.NOT_APPLICABLE, subject=subject,
+                               message="no probe was sent", evidence=evidence)
+        figure = (f"longest stall of a request in flight {stall.duration_ms:.1f} ms (probe #{stall.seq}, {stall.outcome}, "
+                  f"{', '.join(stall.windows)}; TCP retransmissions included)")
+        if slo.max_stall_ms is None:
+            return CheckResult(name="slo.max-stall", status=CheckStatus.NOT_APPLICABLE, subject=subject,
+                               message=f"{figure}; no max_stall_ms set", evidence=evidence)
+        status = CheckStatus.PASS if stall.duration_ms <= slo.max_stall_ms else CheckStatus.FAIL
+        return CheckResult(
+            name="slo.max-stall", status=status, subject=subject,
+            message=f"{figure}, {'within' if status is CheckStatus.PASS else 'beyond'} max_stall_ms {slo.max_stall_ms:g}",
+            remedy=None if status is CheckStatus.PASS else "packets were lost at the switchover and TCP waited for its "
+                   "retransmission timer: check the hosts' network path (frames sent to the old port), a lower TCP rto_min "
+                   "on the route, or a gateway that retries on a fresh connection",
+            evidence=evidence)
 
     def _latency_check(self, slo: SLO, subject: str) -> CheckResult:
         # The SLO is p99 outside stop-and-copy: baseline and after in full, "during" without the gap-overlapping probes.
@@ -193,9 +231,15 @@ class SessionReport(Record):
 
     @property
     def observed_downtime_ms(self) -> float | None:
-        """The longest gap over every probe: what the drill reports as observed downtime."""
+        """The longest gap over every probe (the outage): what the drill reports as observed downtime."""
         gaps = [p.longest_gap.duration_ms for p in self.probes if p.longest_gap is not None]
         return max(gaps) if gaps else None
+
+    @property
+    def observed_stall_ms(self) -> float | None:
+        """The longest wait of any request in flight over every probe."""
+        stalls = [p.longest_stall.duration_ms for p in self.probes if p.longest_stall is not None]
+        return max(stalls) if stalls else None
 
     def checks(self, slo: SLO) -> list[CheckResult]:
         results = [c for p in self.probes for c in p.checks(slo)]

@@ -77,6 +77,7 @@ class Outcome(enum.IntEnum):
     PROTOCOL = 8  # malformed HTTP
     IN_FLIGHT_LIMIT = 9  # not sent: max_in_flight probes were already waiting
     UNRESOLVED_AT_STOP = 10  # still in flight when the session stopped waiting
+    ABANDONED = 11  # not delivered: a hunter's handshake was lost during an outage and given up (not a failure)
 
     @property
     def kind(self) -> str:

@@ -1,8 +1,11 @@
 """The summary of one probe, computed by streaming its series file (two passes, constant memory).
 
 Pass 1 finds the gaps between successes (a transaction counts from its write's acknowledgement, see
-measure.success_time; the file is in completion order, so pass 1 puts them back in time order); pass 2 builds per-window latency distributions,
-including the p99 of the probes that did not overlap a listed gap (latency "outside stop-and-copy").
+measure.success_time; the file is in completion order, so pass 1 puts them back in time order): the longest
+is the outage. Pass 2 builds per-window latency distributions, including the p99 of the probes that did not
+overlap a listed gap (latency "outside stop-and-copy"), and the longest stall: the longest any probe that
+was sent waited for its answer or its failure, TCP's retransmissions included. Hunters given up during an
+outage (ABANDONED) were never delivered: they are counted apart, neither failures nor stalls.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from livedrill.probe.measure import GapSpan, LatencyHistogram, find_gaps, success_time, windows_overlapping
-from livedrill.probe.report import GapRecord, WindowStats
+from livedrill.probe.report import GapRecord, StallRecord, WindowStats
 from livedrill.probe.series import MARK_OUTCOME, NO_ACK, WINDOWS, Outcome, iter_raw, read_header
 
 
@@ -33,6 +36,8 @@ class SeriesSummary:
     unresolved_at_stop: int = 0
     max_send_lag_ms: float = 0.0
     acknowledged: int = 0
+    abandoned: int = 0
+    longest_stall: StallRecord | None = None
 
 
 def wall_clock(header: dict, t: float) -> datetime:
@@ -75,7 +80,8 @@ def summarise_series(path: Path, gap_threshold_ms: float, stopped_monotonic: flo
                             gaps_above=[], gaps_above_total=tracker.above_total)
     failures: dict[int, int] = {}
     max_lag_us = 0
-    for _, t_sched, d_start, d_ack, d_end, outcome, _, _ in iter_raw(path):
+    stall: tuple[int, int, float, int, int] | None = None  # (waited µs, seq, t_sched, d_start, outcome)
+    for seq, t_sched, d_start, d_ack, d_end, outcome, _, _ in iter_raw(path):
         if outcome == MARK_OUTCOME:
             continue
         i = bisect.bisect_right(window_starts, t_sched) - 1
@@ -85,6 +91,11 @@ def summarise_series(path: Path, gap_threshold_ms: float, stopped_monotonic: flo
             summary.acknowledged += 1
         if outcome != Outcome.IN_FLIGHT_LIMIT and d_start > max_lag_us:
             max_lag_us = d_start
+        if outcome == Outcome.ABANDONED:
+            summary.abandoned += 1
+            continue
+        if outcome != Outcome.IN_FLIGHT_LIMIT and (stall is None or d_end - d_start > stall[0]):
+            stall = (d_end - d_start, seq, t_sched, d_start, outcome)
         if outcome == Outcome.OK:
             summary.ok += 1
             counts[window][0] += 1
@@ -117,5 +128,11 @@ def summarise_series(path: Path, gap_threshold_ms: float, stopped_monotonic: flo
                          windows=windows_overlapping(gap.start, gap.end, marks), open=gap.open)
 
     summary.longest_gap = as_record(tracker.longest) if tracker.longest is not None else None
+    if stall is not None:
+        waited_us, seq, t_sched, d_start, outcome = stall
+        start, end = t_sched + d_start / 1e6, t_sched + (d_start + waited_us) / 1e6
+        summary.longest_stall = StallRecord(duration_ms=round(waited_us / 1000.0, 3), seq=seq, outcome=Outcome(outcome).kind,
+                                            start_monotonic=start, end_monotonic=end, start_at=wall_clock(header, start),
+                                            windows=windows_overlapping(start, end, marks))
     summary.gaps_above = [as_record(g) for g in tracker.above]
     return summary

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import json
 import logging
 import os
@@ -110,6 +111,13 @@ class SessionConfig:
     undelivered_after_s: float = 0.05  # beyond Linux's 40 ms minimum delayed ACK: an unacknowledged request is lost
     scout_after_s: float = 0.05  # during an outage, one request beyond the pool's window per this interval
     scouts_at_most: int = 4  # ... for 0.2 s; a target frozen longer meets at most this many extra requests
+    hunt_after_periods: float = 2.0  # nothing answered for this many probe periods (and the floor): probes hunt
+    hunt_after_floor_s: float = 0.002  # (see http1.Http1Pool: fresh connections find the end of a lossy outage)
+    hunt_every_floor_s: float = 0.001  # hunters go out at the probe's period, at most one per millisecond
+    hunt_give_up_floor_s: float = 0.01  # a hunter's lost handshake is given up after 4 round trips, at least this
+    hunt_give_up_rtt_factor: float = 4.0
+    hunt_give_up_ceiling_s: float = 0.2  # and at most this: Linux retries a lost SYN only after 1 s
+    hunters_at_most: int = 32  # sockets in handshake at once per target; one more gives up the oldest
     stop_grace_s: float = 1.0  # added to the longest probe timeout when waiting for in-flight probes at stop
     reconcile_concurrency: int = 32
     reconcile_min_budget_s: float = 10.0
@@ -137,6 +145,7 @@ class _ProbeState:
     sent: int = 0
     ok: int = 0
     failed: int = 0
+    abandoned: int = 0
     in_flight: int = 0
     streak: int = 0
     last_ok: float | None = None  # the latest success known so far (the abort signal's clock)
@@ -310,8 +319,12 @@ class ThreadProbeSession(SessionBase):
         self._started_at = datetime.fromtimestamp(wall, timezone.utc)
         cfg = self.config
         timing = PoolTiming(cfg.idle_reuse_s, cfg.window_period_s, cfg.undelivered_after_s, cfg.scout_after_s,
-                            cfg.scouts_at_most)
+                            cfg.scouts_at_most, cfg.hunt_after_floor_s, cfg.hunt_every_floor_s, cfg.hunt_give_up_floor_s,
+                            cfg.hunt_give_up_rtt_factor, cfg.hunt_give_up_ceiling_s, cfg.hunters_at_most)
         for index, probe in enumerate(self.probes):
+            period = 1.0 / probe.rate_per_s
+            timing = dataclasses.replace(timing, hunt_after_s=max(cfg.hunt_after_floor_s, cfg.hunt_after_periods * period),
+                                         hunt_every_s=max(cfg.hunt_every_floor_s, period))
             pools = {}  # per probe: probes of one origin may differ in TLS identity
             all_pools.append(pools)
             ssl_context = build_ssl_context(probe.tls) if probe.tls is not None or self._uses_https(probe) else None
@@ -408,6 +421,8 @@ class ThreadProbeSession(SessionBase):
                 s.last_ok = t_success
             s.order.add(t_success)
             self._release_gaps(s, s.order.release(self._known_until(s)))
+        elif outcome == Outcome.ABANDONED:  # never delivered: the service neither failed nor served it
+            s.abandoned += 1
         else:
             s.failed += 1
             s.streak += 1
@@ -558,5 +573,6 @@ class ThreadProbeSession(SessionBase):
             gaps_above_threshold_total=summary.gaps_above_total, failures_by_kind=summary.failures_by_kind,
             in_flight_at_stop=s.in_flight_at_stop, unresolved_at_stop=summary.unresolved_at_stop,
             max_send_lag_ms=round(summary.max_send_lag_ms, 3), reconciliation=s.reconciliation,
+            longest_stall=summary.longest_stall, abandoned=summary.abandoned,
             host_cpu_pressure_pct=self._cpu_pressure_pct(),
         )

@@ -23,7 +23,7 @@ from livedrill.spec import SLO, HttpProbe, TcpProbe, TransactionProbe
 
 pytestmark = pytest.mark.e2e
 
-GENEROUS = SLO(max_downtime_ms=2000, p99_latency_ms=500, max_failed_requests=0)
+GENEROUS = SLO(max_downtime_ms=2000, p99_latency_ms=500, max_failed_requests=0, max_stall_ms=2000)
 
 
 def tx_probe(base_url: str, rate: float = 200, **extra) -> TransactionProbe:
@@ -82,6 +82,7 @@ def test_steady_run_has_no_gap_and_every_write_reconciles(ledger, tmp_path):
     checks = {c.name: c.status for c in report.checks(GENEROUS)}
     assert checks.pop("probe.instrument-health") in (CheckStatus.PASS, CheckStatus.WARN)  # depends on the host's load
     assert set(checks.values()) == {CheckStatus.PASS}
+    assert p.abandoned == 0 and p.longest_stall is not None and p.longest_stall.outcome == "ok"
     assert p.host_cpu_pressure_pct is None or 0.0 <= p.host_cpu_pressure_pct <= 100.0
     assert not session.abort_event.is_set() and report.breach is None
     assert [e.detail["window"] for e in events if e.kind == "window"] == ["baseline", "during", "after"]

@@ -7,10 +7,13 @@ import asyncio
 import pytest
 
 from livedrill.probe.http1 import Http1Pool, Origin, PoolTiming, ProbeFailure, parse_response, split_url
-from livedrill.probe.window import may_send, window_after_answer, window_after_period
+from livedrill.probe.window import hunt_give_up_s, may_hunt, may_send, window_after_answer, window_after_period
 from livedrill.probe.series import Outcome
 
 OK_HEAD = b"HTTP/1.1 200 OK\r\n"
+# hunters off: these tests exercise the window, scouts and lost requests on their own
+NO_HUNT = dict(hunt_after_s=3600.0, hunt_every_s=3600.0, hunt_give_up_floor_s=0.01, hunt_give_up_rtt_factor=4.0,
+               hunt_give_up_ceiling_s=0.2, hunters_at_most=32)
 
 
 @pytest.mark.parametrize(
@@ -79,7 +82,7 @@ def test_pool_caps_connections_and_serves_waiters_in_order():
         accepted: list = []
         server = await _slow_server(0.05, accepted)
         port = server.sockets[0].getsockname()[1]
-        pool = Http1Pool(Origin("http", "127.0.0.1", port), None, PoolTiming(idle_reuse_s=5.0, window_period_s=60.0, undelivered_after_s=0.05, scout_after_s=60.0, scouts_at_most=0), max_connections=3)
+        pool = Http1Pool(Origin("http", "127.0.0.1", port), None, PoolTiming(idle_reuse_s=5.0, window_period_s=60.0, undelivered_after_s=0.05, scout_after_s=60.0, scouts_at_most=0, **NO_HUNT), max_connections=3)
         finished: list[int] = []
 
         async def one(i: int):
@@ -113,7 +116,7 @@ def test_refused_connection_is_a_connect_failure_and_frees_its_slot():
         port = server.sockets[0].getsockname()[1]
         server.close()
         await server.wait_closed()
-        pool = Http1Pool(Origin("http", "127.0.0.1", port), None, PoolTiming(idle_reuse_s=5.0, window_period_s=60.0, undelivered_after_s=0.05, scout_after_s=60.0, scouts_at_most=0), max_connections=1)
+        pool = Http1Pool(Origin("http", "127.0.0.1", port), None, PoolTiming(idle_reuse_s=5.0, window_period_s=60.0, undelivered_after_s=0.05, scout_after_s=60.0, scouts_at_most=0, **NO_HUNT), max_connections=1)
         kinds = []
         for _ in range(3):  # with a leaked slot, the second acquire would wait forever
             try:
@@ -131,7 +134,7 @@ def test_a_waiter_that_times_out_leaks_nothing():
         accepted: list = []
         server = await _slow_server(0.2, accepted)
         port = server.sockets[0].getsockname()[1]
-        pool = Http1Pool(Origin("http", "127.0.0.1", port), None, PoolTiming(idle_reuse_s=5.0, window_period_s=60.0, undelivered_after_s=0.05, scout_after_s=60.0, scouts_at_most=0), max_connections=1)
+        pool = Http1Pool(Origin("http", "127.0.0.1", port), None, PoolTiming(idle_reuse_s=5.0, window_period_s=60.0, undelivered_after_s=0.05, scout_after_s=60.0, scouts_at_most=0, **NO_HUNT), max_connections=1)
 
         async def slow_request():
             conn = await pool.acquire()
@@ -157,12 +160,15 @@ def test_a_waiter_that_times_out_leaks_nothing():
     assert len(asyncio.run(scenario())) == 1
 
 
-@pytest.mark.parametrize("scout_after_s, scouts_at_most, expected_stuck", [
-    (60.0, 0, 2),  # no scouts: only the window's two requests
-    (0.05, 3, 5),  # one scout per 50 ms while nothing answers, at most three: 0.3 s of freeze adds three
+@pytest.mark.parametrize("scout_after_s, scouts_at_most, hunt_after_s, expected_stuck", [
+    (60.0, 0, 3600.0, 2),  # no scouts: only the window's two requests
+    (0.05, 3, 3600.0, 5),  # one scout per 50 ms while nothing answers, at most three: 0.3 s of freeze adds three
+    # hunters on: the first hunter's handshake completes (the frozen peer is there), so it is the only one, and
+    # as a request on the wire it takes a scout's place: still window + scouts in all
+    (0.05, 3, 0.002, 5),
 ])
 def test_a_frozen_target_holds_only_the_requests_the_rate_needed_and_the_window_reopens_under_load(
-        scout_after_s, scouts_at_most, expected_stuck):
+        scout_after_s, scouts_at_most, hunt_after_s, expected_stuck):
     """The window follows the load: after a quiet period of one-at-a-time probes, a freeze finds two
     connections on the wire (peak use + one spare), so 40 probes piling up wait here instead of queueing
     at the target, scouts aside; once it answers again and probes wait, the window grows back."""
@@ -191,7 +197,8 @@ def test_a_frozen_target_holds_only_the_requests_the_rate_needed_and_the_window_
         server = await asyncio.start_server(handle, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
         pool = Http1Pool(Origin("http", "127.0.0.1", port), None, PoolTiming(idle_reuse_s=5.0, window_period_s=0.1, undelivered_after_s=0.05,
-                                                                           scout_after_s=scout_after_s, scouts_at_most=scouts_at_most),
+                                                                           scout_after_s=scout_after_s, scouts_at_most=scouts_at_most,
+                                                                           **(NO_HUNT | {"hunt_after_s": hunt_after_s, "hunt_every_s": 0.001})),
                          max_connections=16)
 
         async def one():
@@ -268,3 +275,30 @@ def test_window_after_answer(window, max_connections, waiting, answered, expecte
 )
 def test_may_send(occupied, window, scouts_at_most, quiet_s, expected):
     assert may_send(occupied, window, scouts_at_most, quiet_s, scout_after_s=0.05) is expected
+
+
+@pytest.mark.parametrize(
+    "quiet_s, peer_reached, since_hunt_s, expected",
+    [
+        (0.001, False, 1.0, False),  # answers still flow: no hunting
+        (0.003, False, 1.0, True),  # silent past hunt_after, nothing reached: hunt
+        (0.003, True, 1.0, False),  # a hunter reached the peer in this silence: it is frozen, not unreachable
+        (0.500, False, 0.0005, False),  # one hunter per hunt_every, even when several probes launch together
+        (0.500, False, 0.001, True),
+    ],
+)
+def test_may_hunt(quiet_s, peer_reached, since_hunt_s, expected):
+    assert may_hunt(quiet_s, 0.002, peer_reached, since_hunt_s, hunt_every_s=0.001) is expected
+
+
+@pytest.mark.parametrize(
+    "handshakes_s, expected_s",
+    [
+        ([], 0.2),  # nothing measured yet: the ceiling
+        ([0.0001, 0.0003], 0.01),  # a LAN's round trips: the floor
+        ([0.004, 0.01], 0.04),  # a far gateway: four of its slowest round trips
+        ([0.09], 0.2),  # never beyond the ceiling
+    ],
+)
+def test_hunt_give_up_s(handshakes_s, expected_s):
+    assert hunt_give_up_s(handshakes_s, floor_s=0.01, factor=4.0, ceiling_s=0.2) == pytest.approx(expected_s)

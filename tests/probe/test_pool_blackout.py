@@ -17,6 +17,7 @@ import time
 import pytest
 
 from livedrill.probe.http1 import Http1Pool, Origin, PoolTiming
+from tests.probe.test_http1 import NO_HUNT
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("ip"),
                                                   reason="needs root and iproute2 for a network namespace")]
@@ -75,7 +76,7 @@ def test_after_a_blackout_the_first_answer_comes_to_a_fresh_probe_not_a_retransm
 
     async def scenario():
         pool = Http1Pool(Origin("http", "10.231.77.2", 8080), None,
-                         PoolTiming(idle_reuse_s=5.0, window_period_s=0.1, undelivered_after_s=0.05, scout_after_s=60.0, scouts_at_most=0), max_connections=64)
+                         PoolTiming(idle_reuse_s=5.0, window_period_s=0.1, undelivered_after_s=0.05, scout_after_s=60.0, scouts_at_most=0, **NO_HUNT), max_connections=64)
         done: list[tuple[float, float]] = []  # (request written, answered)
 
         async def one():
