@@ -12,6 +12,10 @@ Target: |error| <= max(2 ms, one probe period).
 Part 3, isolation: the same 1,000 probes/s while a CPU-bound thread runs in the caller's process (as in a
 Prefect worker), with the engine in a thread of that process vs in its own process (the default).
 
+Part 4, switchover (benchmarks/probe_switchover.py, needs root): outages of a real network path (a bridge
+port cut as at a live migration's switchover, one-way drops, resets, a freeze) at 200 and 1,000 probes/s,
+directly and through a real haproxy: truth, outage, stall and error per kind and length.
+
 Part 2, throughput: sustained transaction probes/s (each = write + read-back, two HTTP requests) and CPU
 use of the probe process at 100 / 500 / 1,000 / 2,000 probes/s. Target: >= 1,000 probes/s on one core.
 
@@ -22,7 +26,7 @@ The probe process's CPU use is reported as a share of one core either way. Linux
 competing for the CPU and stretched the measured figures.
 --priority N raises the scheduling priority of the probe and the ledger (nice -N, needs root) so that the
 figures describe the instrument rather than CPU starvation by other work; the conditions line says which.
-Run:  .venv/bin/python benchmarks/probe_fidelity.py [--quick] [--pin] [--priority 10] [--part fidelity|rate|isolation|all]
+Run:  .venv/bin/python benchmarks/probe_fidelity.py [--quick] [--pin] [--priority 10] [--part fidelity|rate|isolation|switchover|all]
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ import psutil
 from livedrill.probe.engine import ProbeSession
 from livedrill.probe.series import ProbeRecord, iter_series
 from livedrill.spec import SLO, TransactionProbe
+from probe_switchover import switchover_part
 
 FREEZES_MS = [10, 50, 100, 500, 2000]
 RATES = [100, 500, 1000, 2000]
@@ -270,7 +275,7 @@ def main() -> int:
     parser.add_argument("--priority", type=int, default=0, help="lower the nice value of probe and ledger by N")
     parser.add_argument("--connections", type=int, default=None,
                         help="the probe's max_connections (default: the drill spec's default)")
-    parser.add_argument("--part", choices=["fidelity", "rate", "isolation", "all"], default="all")
+    parser.add_argument("--part", choices=["fidelity", "rate", "isolation", "switchover", "all"], default="all")
     args = parser.parse_args()
     repeats, seconds = (1, 3.0) if args.quick else (3, 10.0)
 
@@ -297,6 +302,8 @@ def main() -> int:
             rate_part(work, seconds, cpu_ledger, args.connections)
         if args.part in ("isolation", "all"):
             isolation_part(work, seconds / 2, cpu_ledger, args.connections)
+        if args.part in ("switchover", "all") and os.geteuid() == 0:
+            switchover_part()
     return 0
 
 
