@@ -18,8 +18,9 @@ from livedrill.compensation import CompensationJournal
 from livedrill.evidence.archive import Archive, EvidenceRun
 from livedrill.evidence.keys import Signer, ensure_lab_key, load_signer
 from livedrill.outcomes import Compensation, TimelineEvent, utcnow
-from livedrill.platforms.base import PlatformAdapter
-from livedrill.spec import DrillSpec, KubeVirtPlatform, parse_spec
+from livedrill.platforms import registry
+from livedrill.platforms.base import AdapterContext, PlatformAdapter
+from livedrill.spec import DrillSpec, parse_spec
 
 SPEC_FILE = "spec.yaml"
 TIMELINE_FILE = "timeline.jsonl"
@@ -98,14 +99,9 @@ class DrillSession:
         return load_signer(evidence.signing_key)
 
     def adapter(self) -> PlatformAdapter:
-        platform = self.spec.platform
-        if isinstance(platform, KubeVirtPlatform):
-            from livedrill.platforms.kubevirt import KubeVirtAdapter
-
-            return KubeVirtAdapter(platform, run_id=self.run_id)
-        from livedrill.platforms.libvirt import LibvirtAdapter
-
-        return LibvirtAdapter(platform, budgets=self.spec.budgets, emit=self.emit)
+        """The adapter of the spec's platform kind, as its package registered it."""
+        context = AdapterContext(run_id=self.run_id, budgets=self.spec.budgets, emit=self.emit)
+        return registry.open_adapter(self.spec.platform, context)
 
 
 def operator() -> str:
