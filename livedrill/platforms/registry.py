@@ -44,6 +44,13 @@ def register(platform: PlatformKind) -> None:
             listener()
 
 
+def unregister(kind: str) -> None:
+    """Remove a platform (a test's own platform, when the test ends)."""
+    if _KINDS.pop(kind, None) is not None and _loaded:
+        for listener in _LISTENERS:
+            listener()
+
+
 def on_change(listener: Callable[[], None]) -> None:
     """`listener()` runs after each registration once the built-in platforms are loaded (the spec's union)."""
     _LISTENERS.append(listener)
