@@ -122,7 +122,7 @@ def cmd_readiness(args: argparse.Namespace) -> int:
     """Which core-tier VMs could be drilled today (reads only). 0 all ready, 1 some not, 2 bad input / unreachable."""
     from livedrill.errors import InputError, PlatformError
     from livedrill.readiness import format_report, parse_selector, scan_readiness
-    from livedrill.spec import KubeVirtPlatform
+    from livedrill.platforms.kubevirt.config import KubeVirtPlatform
 
     spec = None
     if Path(args.cluster).is_file():
@@ -143,7 +143,7 @@ def cmd_readiness(args: argparse.Namespace) -> int:
         cluster = f"context {args.cluster}"
     try:
         selector = parse_selector(args.selector) if args.selector else None
-        from livedrill.platforms.kubevirt import KubeVirtAdapter
+        from livedrill.platforms.kubevirt.adapter import KubeVirtAdapter
 
         # A daily scan may retry a transient error, but gives up within a few request timeouts.
         adapter = KubeVirtAdapter(platform, call_deadline_s=platform.request_timeout_s * 3)

@@ -16,9 +16,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from livedrill.decisions import kubevirt_postchecks
 from livedrill.errors import is_transient_status
 from livedrill.outcomes import CheckResult, CheckStatus
+from livedrill.platforms.kubevirt.postchecks import kubevirt_postchecks
 
 Obj = dict[str, Any]
 
@@ -27,7 +27,6 @@ EVACUATION_ANNOTATION = "kubevirt.io/evacuationMigration"
 LAUNCHER_LABEL, LAUNCHER_VALUE = "kubevirt.io", "virt-launcher"
 VMI_NAME_LABEL = "vm.kubevirt.io/name"
 FINISHED_POD_PHASES = ("Succeeded", "Failed")
-FINAL_MIGRATION_PHASES = ("Succeeded", "Failed")
 # KubeVirt's defaults when the kubevirt CR leaves them unset (shared/notes/kubevirt-migration.md).
 DEFAULT_PARALLEL_PER_CLUSTER = 5
 DEFAULT_PARALLEL_OUTBOUND_PER_NODE = 2

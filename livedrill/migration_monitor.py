@@ -3,8 +3,8 @@
 The adapter's observe loop reads job stats and calls these; they never touch libvirt. Each is a
 table-tested function of numbers in, decision out:
 
-- the completion budget scales with the data to move (memory, plus disks when they are copied):
-  `per_gib_s * max(2, GiB)`, never below a floor — the KubeVirt/livedrill budget formula;
+- the completion budget is the drill's one migration budget (`livedrill.spec.migration_deadline_s`) over
+  the data to move (memory, plus disks when they are copied); the adapter computes it and passes it in;
 - progress means a new low-water mark of `data_remaining`; no new mark for `progress_timeout_s` is a stall;
 - the allowed downtime is raised in steps over time (nova: `downtime_steps`);
 - on a stall or an exhausted budget: switch to post-copy when the spec allows it, else abort —
@@ -24,17 +24,9 @@ GIB = 1024**3
 class MonitorConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    completion_timeout_per_gib_s: float = Field(150.0, gt=0, description="Migration budget per GiB of data")
-    min_completion_timeout_s: float = Field(30.0, gt=0, description="Budget floor for small guests")
     progress_timeout_s: float = Field(150.0, gt=0, description="No new low-water mark of data_remaining for this long = stalled")
     downtime_steps: int = Field(10, ge=1, description="Steps to raise max downtime to the spec's target (nova)")
     downtime_delay_per_gib_s: float = Field(75.0, ge=0, description="Seconds between downtime steps per GiB of data (nova)")
-
-
-def completion_budget_s(data_bytes: int, config: MonitorConfig) -> float:
-    """How long the whole migration may take: per GiB of data, counting at least 2 GiB, and a floor."""
-    gib = data_bytes / GIB
-    return max(config.min_completion_timeout_s, config.completion_timeout_per_gib_s * max(2.0, gib))
 
 
 @dataclass(frozen=True)

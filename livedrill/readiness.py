@@ -2,7 +2,7 @@
 
 The scan lists the cluster's objects once (GET/LIST, never a write: it is safe on a daily schedule
 in production), then judges every selected VM with the same pure checks as the drill's pre-flight
-(`kubevirt_checks.vm_checks`), plus the cluster-wide compliance check (core-tier workloads run as
+(`platforms/kubevirt/checks.py`, `vm_checks`), plus the cluster-wide compliance check (core-tier workloads run as
 VMs) and, with a drill spec, today's change freeze and drill window.
 """
 
@@ -16,7 +16,7 @@ from pydantic import Field
 from livedrill.errors import InputError
 from livedrill.gates import freeze_check, window_today_check
 from livedrill.outcomes import CheckResult, CheckStatus, Record
-from livedrill.platforms.kubevirt_checks import (
+from livedrill.platforms.kubevirt.checks import (
     CheckPolicy, ClusterObjects, core_tier_isolation_check, missing_vmi_check, selector_matches, vm_checks)
 from livedrill.spec import DrillSpec, TargetedMode, VMRef
 

@@ -11,86 +11,25 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from cronsim import CronSim, CronSimError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
 
 from livedrill.metrics.config import MetricsConfig
+from livedrill.platforms import registry as platform_registry
+from livedrill.specbase import PlatformConfig, SpecModel, VMRef
 
-_DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
-
-
-class SpecModel(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+__all__ = ["PlatformConfig", "SpecModel", "VMRef"]  # re-exported: the spec's own types, for its readers
 
 
-class VMRef(SpecModel):
-    namespace: str = "default"
-    name: str
-
-    @field_validator("namespace", "name")
-    @classmethod
-    def _dns_name(cls, v: str) -> str:
-        if not _DNS1123.match(v) or len(v) > 253:
-            raise ValueError(f"{v!r} is not a valid Kubernetes/libvirt name (lower-case DNS-1123)")
-        return v
-
-    def __str__(self) -> str:
-        return f"{self.namespace}/{self.name}"
+# ---------------------------------------------------------------- platforms: one section per registered kind
 
 
-# ---------------------------------------------------------------- platforms
+def _platform_union() -> Any:
+    """The `platform:` section: one model per registered platform kind, told apart by `kind`."""
+    models = tuple(p.config for p in platform_registry.kinds().values())
+    return Annotated[Union[models], Field(discriminator="kind")]
 
 
-class KubeVirtPlatform(SpecModel):
-    kind: Literal["kubevirt"]
-    kubeconfig: Path | None = Field(None, description="Path to a kubeconfig; default: KUBECONFIG / ~/.kube/config")
-    context: str | None = None
-    request_timeout_s: float = Field(10.0, gt=0, description="Timeout of each API call")
-
-
-class LibvirtHost(SpecModel):
-    name: str
-    uri: str = Field(description="libvirt URI, e.g. qemu+ssh://host/system or qemu+unix:///system?socket=...")
-    migration_uri: str | None = Field(None, description="Data-plane URI, e.g. tcp://dest:49152")
-
-    @field_validator("uri")
-    @classmethod
-    def _uri(cls, v: str) -> str:
-        if "://" not in v:
-            raise ValueError(f"{v!r} is not a libvirt URI (expected driver[+transport]://[host]/path)")
-        return v
-
-
-class LibvirtMigrationFlags(SpecModel):
-    live: bool = True
-    peer2peer: bool = True
-    persist_dest: bool = True
-    undefine_source: bool = True
-    copy_storage_all: bool = False
-    abort_on_error: bool = True
-    auto_converge: bool = False
-    allow_post_copy: bool = False
-
-
-class LibvirtPlatform(SpecModel):
-    kind: Literal["libvirt"]
-    hosts: list[LibvirtHost] = Field(min_length=2)
-    flags: LibvirtMigrationFlags = Field(default_factory=LibvirtMigrationFlags)
-    bandwidth_mib_s: int | None = Field(None, gt=0)
-    max_downtime_ms: int | None = Field(None, gt=0)
-    hardware_isolation: Literal["required", "lab-exempt"] = Field(
-        "required",
-        description="required: the pre-flight fails unless the VM really runs hardware-virtualized (KVM). "
-        "lab-exempt: a lab without hardware virtualization (TCG) reports the check not_applicable, with its reason",
-    )
-
-    @model_validator(mode="after")
-    def _unique_hosts(self) -> "LibvirtPlatform":
-        names = [h.name for h in self.hosts]
-        if len(set(names)) != len(names):
-            raise ValueError(f"host names must be unique, got {names}")
-        return self
-
-
-Platform = Annotated[Union[KubeVirtPlatform, LibvirtPlatform], Field(discriminator="kind")]
+Platform = _platform_union()
 
 
 # ---------------------------------------------------------------- modes
@@ -361,10 +300,8 @@ class DrillSpec(SpecModel):
             problems.append(f"probe names must be unique, got {names}")
         if isinstance(self.mode, TargetedMode) and len(self.vms) != 1:
             problems.append("mode targeted migrates exactly one VM; list one entry under vms (or use mode drain)")
-        if isinstance(self.platform, LibvirtPlatform) and isinstance(self.mode, TargetedMode):
-            hosts = {h.name for h in self.platform.hosts}
-            if self.mode.target_node is not None and self.mode.target_node not in hosts:
-                problems.append(f"mode.target_node {self.mode.target_node!r} is not one of platform.hosts {sorted(hosts)}")
+        if isinstance(self.mode, TargetedMode) and self.mode.target_node is not None:
+            problems += self.platform.target_problems(self.mode.target_node)
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -414,7 +351,11 @@ def _format_path(loc: tuple) -> str:
 
 
 def _yaml_loc(loc: tuple, data: Any) -> tuple:
-    """Drop pydantic's discriminator tags (e.g. 'kubevirt') so the path matches the YAML document."""
+    """Drop pydantic's discriminator tags so the path matches the YAML document.
+
+    A tagged union (platform, mode, probes) puts the chosen `kind` into the error's location
+    (`platform.kubevirt.context`); in the document that tag is the mapping's own `kind` value.
+    """
     clean: list = []
     node = data
     for part in loc:
@@ -424,14 +365,10 @@ def _yaml_loc(loc: tuple, data: Any) -> tuple:
         elif isinstance(node, list) and isinstance(part, int) and part < len(node):
             clean.append(part)
             node = node[part]
-        elif isinstance(node, dict) and isinstance(part, str) and part not in node:
-            # a tag pydantic inserted for a tagged union, or a missing field: keep missing fields only
-            if part in {"kubevirt", "libvirt", "targeted", "drain", "transaction", "http", "tcp"}:
-                continue
-            clean.append(part)
-            node = None
+        elif isinstance(node, dict) and isinstance(part, str) and node.get("kind") == part:
+            continue
         else:
-            clean.append(part)
+            clean.append(part)  # a missing field: the nearest existing ancestor gives the line
             node = None
     return tuple(clean)
 
@@ -475,6 +412,18 @@ def load_spec(path: str | Path) -> DrillSpec:
     return spec
 
 
-def migration_deadline_s(spec: DrillSpec, memory_gib: float) -> float:
-    """The migration deadline scales with guest memory (KubeVirt: completionTimeoutPerGiB × max(2, GiB))."""
-    return max(spec.budgets.min_migration_timeout_s, spec.budgets.migration_timeout_per_gib_s * max(2.0, memory_gib))
+def migration_deadline_s(budgets: Budgets, gib: float) -> float:
+    """The one migration budget: it scales with the GiB to move (guest memory, plus disks a libvirt migration
+    copies), counting at least 2 GiB as KubeVirt's completionTimeoutPerGiB does, and never below the floor."""
+    return max(budgets.min_migration_timeout_s, budgets.migration_timeout_per_gib_s * max(2.0, gib))
+
+
+def _rebuild_platform_union() -> None:
+    """A platform registered after this module was loaded joins the `platform:` union."""
+    global Platform
+    Platform = _platform_union()
+    DrillSpec.model_fields["platform"] = FieldInfo.from_annotation(Platform)
+    DrillSpec.model_rebuild(force=True)
+
+
+platform_registry.on_change(_rebuild_platform_union)

@@ -10,6 +10,7 @@ import re
 from typing import Any
 
 from livedrill.outcomes import CheckResult, CheckStatus, Verdict
+from livedrill.platforms.base import MigrationPhase
 from livedrill.spec import DrainMode, DrillSpec
 
 # Share of the progress bar each part of one VM's migration takes: warm-up, the phases, cool-down.
@@ -17,7 +18,6 @@ WARMUP_SHARE, COOLDOWN_SHARE = 10.0, 10.0
 # Phases in the order a live migration passes them (KubeVirt VMIM phases; libvirt uses a subset).
 PHASE_ORDER = ["Pending", "Scheduling", "Scheduled", "PreparingTarget", "TargetReady", "Running", "PostCopy",
                "Settling", "Succeeded"]
-TERMINAL_PHASES = {"Succeeded", "Failed"}
 _STATUS = {CheckStatus.PASS: "pass", CheckStatus.WARN: "WARN", CheckStatus.FAIL: "**FAIL**",
            CheckStatus.NOT_APPLICABLE: "n/a"}
 _COUNTDOWN = re.compile(r"^(warm-up|cool-down)\s+([0-9.]+)s left")
@@ -121,7 +121,7 @@ def progress_percent(line: str, warmup_s: float, cooldown_s: float) -> float | N
         return round(base + done * (WARMUP_SHARE if label == "warm-up" else COOLDOWN_SHARE), 1)
     if m := _PHASE.match(line):
         phase = m.group(1)
-        if phase in TERMINAL_PHASES:
+        if phase in MigrationPhase.TERMINAL:
             return 100.0 - COOLDOWN_SHARE
         if phase not in PHASE_ORDER:
             return None

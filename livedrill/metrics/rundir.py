@@ -18,6 +18,7 @@ from livedrill.errors import InputError
 from livedrill.metrics.histogram import LatencyHistogram, series_histograms
 from livedrill.metrics.samples import Sample
 from livedrill.outcomes import Compensation, CompensationState, DrillOutcome, TimelineEvent, Verdict
+from livedrill.platforms.base import MigrationPhase
 from livedrill.probe.report import ProbeReport, SessionReport
 from livedrill.spec import SLO, SpecError, parse_spec
 
@@ -31,7 +32,6 @@ OBJECTS_DIR = "objects"
 # stages/migrate.py writes this object for each VM whose migration was created, in the drill's VM order.
 _VMI_AT_START_SUFFIX = "-vmi-at-start.json"
 
-TERMINAL_PHASES = ("Succeeded", "Failed")
 LATENCY_QUANTILES = (("0.5", "p50_ms"), ("0.95", "p95_ms"), ("0.99", "p99_ms"), ("1", "max_ms"))
 
 
@@ -87,7 +87,7 @@ class ObservedMigration(BaseModel):
     @property
     def terminal(self) -> PhaseSpan | None:
         last = self.phases[-1] if self.phases else None
-        return last if last is not None and last.phase in TERMINAL_PHASES else None
+        return last if last is not None and last.phase in MigrationPhase.TERMINAL else None
 
     @property
     def succeeded(self) -> bool:

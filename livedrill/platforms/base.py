@@ -1,16 +1,37 @@
-"""What the drill needs from a platform, whichever it is (KubeVirt or plain libvirt hosts).
+"""What the drill needs from a platform, whichever it is: the records, the adapter, its optional capabilities.
 
-Tasks talk only to this seam. Each adapter (the only modules that import `kubernetes` / `libvirt`)
-turns platform objects into these plain records, and keeps the raw objects for the evidence.
+Stages talk only to this seam (and to `livedrill.platforms.registry`, which opens the spec's platform).
+Each platform package (the only modules that import its client library) turns platform objects into
+these plain records, and keeps the raw objects for the evidence.
+
+A capability only some platforms have (a change watch, a node drain, a dirty-rate reading) is declared
+here as a Protocol and offered in the adapter's `Capabilities`; a stage that needs one asks with
+`need_...()` and gets `CapabilityMissing` ("platform libvirt cannot drain") when the platform has none.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, ContextManager, Protocol
 
+from livedrill.errors import InputError
 from livedrill.outcomes import CheckResult, TimelineEvent
-from livedrill.spec import DrillSpec, VMRef
+from livedrill.spec import Budgets, DrillSpec, VMRef
+
+if TYPE_CHECKING:
+    from livedrill.drain import DrainObservation, DrainSettings, EvictionAnswer
+
+
+class MigrationPhase:
+    """Phases livedrill reports, whatever the platform calls them (KubeVirt's VMIM phases verbatim).
+
+    KubeVirt ends a migration, and an aborted one, in Succeeded or Failed; the libvirt adapter reports
+    the same two once it has judged where the domain runs.
+    """
+
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    TERMINAL = frozenset({SUCCEEDED, FAILED})
 
 
 @dataclass(frozen=True)
@@ -24,11 +45,12 @@ class VMState:
     raw: dict[str, Any] = field(default_factory=dict)  # the platform's own object(s), unredacted
 
 
-class MigrationPhase:
-    """Phases livedrill reports, whatever the platform calls them (KubeVirt's VMIM phases verbatim)."""
+@dataclass(frozen=True)
+class VMPreflight:
+    """One VM's pre-flight: the platform's checks, and the VM as seen when it could be described."""
 
-    TERMINAL_OK = "Succeeded"
-    TERMINAL_FAILED = "Failed"
+    checks: list[CheckResult]
+    before: VMState | None  # None: the VM is missing or not running, so there is nothing to migrate
 
 
 @dataclass(frozen=True)
@@ -58,14 +80,112 @@ class MigrationObservation:
 RegisterCompensation = Callable[[str, dict[str, Any]], None]
 # Timeline sink: the adapter reports what it observes while it waits.
 EmitEvent = Callable[[TimelineEvent], None]
+UndoAction = Callable[[dict[str, Any]], str]
+
+
+@dataclass(frozen=True)
+class AdapterContext:
+    """What a platform's adapter is opened with besides its own spec section."""
+
+    run_id: str = ""
+    budgets: Budgets = field(default_factory=Budgets)
+    emit: EmitEvent | None = None
+
+
+# ------------------------------------------------------------------ optional capabilities
+
+
+class ChangeWatch(Protocol):
+    """Signals that the migration changed, so the loop reads it at once instead of at the next poll.
+
+    Only a signal: the loop still reads the migration itself, so a missed event costs one poll interval."""
+
+    def __enter__(self) -> "ChangeWatch": ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+    def wait(self, timeout_s: float) -> bool:
+        """Block until a change or `timeout_s`; True when a change was signalled."""
+        ...
+
+    def stats(self) -> dict[str, Any]:
+        """What the watch did (events, restarts, ...), for the timeline."""
+        ...
+
+
+class EvictionOutcome(Protocol):
+    answer: "EvictionAnswer"
+    message: str
+    retry_after_s: float | None
+
+
+class NodeDrain(Protocol):
+    """Cordon a node, evict its pods and follow the VMs' evacuations (objects as the platform shows them)."""
+
+    def preflight(self, spec: DrillSpec) -> list[CheckResult]: ...
+
+    def observe(self, spec: DrillSpec, node: str) -> "DrainObservation": ...
+
+    def pods_on(self, node: str) -> list[dict]: ...
+
+    def vmis(self) -> list[dict]: ...
+
+    def vmis_on(self, node: str) -> list[dict]: ...
+
+    def vmi(self, ref: VMRef) -> dict | None: ...
+
+    def vmims(self) -> list[dict]: ...
+
+    def cordon(self, node: str) -> dict: ...
+
+    def uncordon(self, params: dict[str, Any]) -> str: ...
+
+    def evict(self, namespace: str, pod: str) -> EvictionOutcome: ...
+
+    def cancel_evacuation(self, params: dict[str, Any]) -> str: ...
+
+
+class DirtyRate(Protocol):
+    """How fast the guest dirties its memory during a migration (bytes/s), when the platform reports it."""
+
+    def dirty_rate_bytes_per_s(self, handle: MigrationHandle) -> float | None: ...
+
+
+class CapabilityMissing(InputError):
+    """The spec asks for something its platform cannot do (bad input: nothing was changed)."""
+
+
+OpenDrain = Callable[["DrainSettings", float], NodeDrain]  # (settings, cancel timeout in s) -> a drain
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a platform offers beyond the adapter's core; None = it cannot."""
+
+    kind: str
+    watch: Callable[[MigrationHandle], ChangeWatch] | None = None
+    drain: OpenDrain | None = None
+    dirty_rate: DirtyRate | None = None
+
+    def need_drain(self) -> OpenDrain:
+        if self.drain is None:
+            raise CapabilityMissing(f"platform {self.kind} cannot drain a node")
+        return self.drain
+
+
+# ------------------------------------------------------------------ the adapter
 
 
 class PlatformAdapter(Protocol):
+    poll_interval_s: float  # how often a loop re-reads a migration when nothing signals a change
+
+    def capabilities(self) -> Capabilities: ...
+
     def versions(self) -> dict[str, str]: ...
 
     def describe_vm(self, vm: VMRef) -> VMState: ...
 
-    def preflight(self, spec: DrillSpec, vm: VMRef) -> list[CheckResult]: ...
+    def preflight(self, spec: DrillSpec, vm: VMRef) -> VMPreflight: ...
 
     def start_migration(self, vm: VMRef, target: str | None, register: RegisterCompensation) -> MigrationHandle: ...
 
@@ -77,7 +197,7 @@ class PlatformAdapter(Protocol):
 
     def postcheck(self, handle: MigrationHandle, before: VMState) -> list[CheckResult]: ...
 
-    def undo_actions(self) -> dict[str, Callable[[dict[str, Any]], str]]:
+    def undo_actions(self) -> dict[str, UndoAction]:
         """The undo of each compensation this platform registers, by action name; each is idempotent."""
         ...
 

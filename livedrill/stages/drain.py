@@ -12,23 +12,20 @@ runs them from the journal.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from livedrill.decisions import LoopAction, migration_loop_action
-from livedrill.drain import (EVACUATION_ANNOTATION, DrainSettings, EvictionAnswer, PodAction, VMIFate, VMVerdict,
+from livedrill.drain import (EVACUATION_ANNOTATION, FINISHED_POD_PHASES, DrainSettings, EvictionAnswer, PodAction, VMIFate, VMVerdict,
                             drain_summary_check, evacuations_of, needs_eviction, next_eviction_at, observed_budget,
                             pods_to_drain, vm_verdict, vmi_done, vmi_fate)
 from livedrill.outcomes import CheckResult, CheckStatus, CompensationState
-from livedrill.platforms.base import PlatformAdapter
+from livedrill.platforms.base import CapabilityMissing, NodeDrain, PlatformAdapter
 from livedrill.probe.engine import ProbeSession
-from livedrill.spec import DrainMode
+from livedrill.spec import DrainMode, VMRef
 from livedrill.stages.migrate import PROBE_REPORT_FILE, baseline_check
 from livedrill.stages.session import DrillSession
-
-if TYPE_CHECKING:
-    from livedrill.platforms.kubevirt_drain import KubeVirtDrain
 
 Progress = Callable[[str], None]
 Obj = dict
@@ -59,15 +56,12 @@ def _ref(obj: Obj) -> str:
 
 def drain_preflight(session: DrillSession, adapter: PlatformAdapter) -> list[CheckResult]:
     """The drain's own pre-flight: every VMI on the node judged, the pods, the budget."""
-    from livedrill.platforms.kubevirt import KubeVirtAdapter
-
-    if not isinstance(adapter, KubeVirtAdapter):
-        return [CheckResult(name="drain.platform", status=CheckStatus.FAIL, subject="platform",
-                            message="mode drain needs a KubeVirt platform (a libvirt host has no eviction API)",
-                            remedy="use mode targeted on libvirt hosts")]
-    from livedrill.platforms.kubevirt_drain import KubeVirtDrain
-
-    checks = KubeVirtDrain(adapter).preflight(session.spec)
+    try:
+        open_drain = adapter.capabilities().need_drain()
+    except CapabilityMissing as exc:
+        return [CheckResult(name="drain.platform", status=CheckStatus.FAIL, subject="platform", message=str(exc),
+                            remedy="use mode targeted: this platform migrates one VM at a time")]
+    checks = open_drain(DrainSettings(), session.spec.budgets.abort_timeout_s).preflight(session.spec)
     session.run.write_json("drain/preflight.json", checks)
     return checks
 
@@ -96,13 +90,11 @@ class _Watch:
 
 def run_drain(session: DrillSession, adapter: PlatformAdapter, progress: Progress | None = None,
               settings: DrainSettings = DrainSettings()) -> DrainResult:
-    from livedrill.platforms.kubevirt_drain import KubeVirtDrain
-
     spec = session.spec
     mode = spec.mode
     assert isinstance(mode, DrainMode)
     node = mode.node
-    drain = KubeVirtDrain(adapter, settings, cancel_timeout_s=spec.budgets.abort_timeout_s)  # type: ignore[arg-type]
+    drain = adapter.capabilities().need_drain()(settings, spec.budgets.abort_timeout_s)
     session.event("livedrill", "stage", stage="drain", node=node)
     result = DrainResult(started=False, node=node)
     obs = drain.observe(spec, node)
@@ -167,7 +159,7 @@ def run_drain(session: DrillSession, adapter: PlatformAdapter, progress: Progres
     return result
 
 
-def _drain_loop(session: DrillSession, drain: KubeVirtDrain, mode: DrainMode, fates: dict, watch: _Watch, result: DrainResult,
+def _drain_loop(session: DrillSession, drain: NodeDrain, mode: DrainMode, fates: dict, watch: _Watch, result: DrainResult,
                 deadline: float, probe: ProbeSession | None, progress: Progress | None,
                 settings: DrainSettings) -> str | None:
     """Evict what needs evicting, observe, repeat until drained; returns why it stopped early, or None."""
@@ -182,7 +174,7 @@ def _drain_loop(session: DrillSession, drain: KubeVirtDrain, mode: DrainMode, fa
         pods = drain.pods_on(node)
         vmis = {_ref(v): v for v in drain.vmis_on(node)}
         for ref in fates.keys() - vmis.keys() - moved:
-            vmis[ref] = drain.vmi(ref)
+            vmis[ref] = drain.vmi(VMRef.parse(ref))
             if vmi_done(fates[ref][0], vmis[ref], node, 0):
                 moved.add(ref)
         if time.monotonic() >= next_copy:
@@ -241,7 +233,7 @@ def _running_launchers(pods: list[Obj], decisions: list) -> dict[str, int]:
     counts: dict[str, int] = {}
     for pod in pods:
         owner = owners.get(_ref(pod))
-        if owner and pod.get("status", {}).get("phase") not in ("Succeeded", "Failed"):
+        if owner and pod.get("status", {}).get("phase") not in FINISHED_POD_PHASES:
             counts[owner] = counts.get(owner, 0) + 1
     return counts
 
@@ -252,7 +244,7 @@ def _register_evacuation(session: DrillSession, registered: set[str], ref: str, 
     registered.add(ref)
 
 
-def _cancel_evacuations(session: DrillSession, drain: KubeVirtDrain) -> None:
+def _cancel_evacuations(session: DrillSession, drain: NodeDrain) -> None:
     """Stop what is still moving at once; each outcome is recorded, a failure stays for a human."""
     for entry in session.journal.pending():
         if entry.action != "cancel-evacuation":
@@ -269,7 +261,7 @@ def _cancel_evacuations(session: DrillSession, drain: KubeVirtDrain) -> None:
         session.event("rollback", "compensation", action=entry.action, state="done", outcome=outcome)
 
 
-def _judge(session: DrillSession, drain: KubeVirtDrain, mode: DrainMode, fates: dict, watch: _Watch, result: DrainResult,
+def _judge(session: DrillSession, drain: NodeDrain, mode: DrainMode, fates: dict, watch: _Watch, result: DrainResult,
            probes_by_vm: dict) -> None:
     if not result.started:
         return
@@ -299,7 +291,7 @@ def _judge(session: DrillSession, drain: KubeVirtDrain, mode: DrainMode, fates: 
     _settle(session, drain, mode, fates, result, vmis)
 
 
-def _settle(session: DrillSession, drain: KubeVirtDrain, mode: DrainMode, fates: dict, result: DrainResult, vmis: dict) -> None:
+def _settle(session: DrillSession, drain: NodeDrain, mode: DrainMode, fates: dict, result: DrainResult, vmis: dict) -> None:
     """Evacuations that finished need no undo; a clean drain uncordons now (unless the spec keeps it cordoned)."""
     done = {v.vm for v in result.verdicts if v.status is not CheckStatus.FAIL and v.fate is not VMIFate.SHUTS_DOWN}
     for entry in session.journal.pending():

@@ -98,7 +98,7 @@ def run_migration(session: DrillSession, adapter: PlatformAdapter, vm: VMRef, be
                 session.event("livedrill", "refused", reason=check.message)
                 return result
 
-        deadline = time.monotonic() + migration_deadline_s(spec, before.memory_gib)
+        deadline = time.monotonic() + migration_deadline_s(spec.budgets, before.memory_gib)
         handle = adapter.start_migration(vm, target, session.journal.register)
         result.started, result.migration, result.migration_uid = True, handle.platform_id, handle.uid
         session.event("livedrill", "migration-created", migration=handle.platform_id, uid=handle.uid,
@@ -169,13 +169,13 @@ def _follow(session: DrillSession, adapter: PlatformAdapter, handle: MigrationHa
             _cancel(session, adapter, handle, result, reason)
             return adapter.observe_migration(handle)
         # Woken early by a watch event; the probe's abort signal is checked at least every poll interval.
-        changed(_poll_interval(adapter))
+        changed(adapter.poll_interval_s)
 
 
 @contextlib.contextmanager
 def _watch(session: DrillSession, adapter: PlatformAdapter, handle: MigrationHandle) -> Iterator[Callable[[float], bool]]:
-    """The platform's change notification when it has one (a KubeVirt watch), else a plain sleep."""
-    watch = getattr(adapter, "watch_migration", None)
+    """The platform's change notification when it declares one (KubeVirt's watch), else a plain sleep."""
+    watch = adapter.capabilities().watch
     if watch is None:
         yield lambda timeout_s: time.sleep(timeout_s) or False
         return
@@ -183,8 +183,7 @@ def _watch(session: DrillSession, adapter: PlatformAdapter, handle: MigrationHan
         try:
             yield w.wait
         finally:
-            session.event("platform", "watch", events=w.events, restarts=w.restarts,
-                          resource_version=w.resource_version)
+            session.event("platform", "watch", **w.stats())
 
 
 def _cancel(session: DrillSession, adapter: PlatformAdapter, handle: MigrationHandle, result: MigrationResult, reason: str) -> None:
@@ -232,10 +231,6 @@ def _wait(seconds: float, probe: ProbeSession, progress: Progress | None, label:
     while (left := end - time.monotonic()) > 0:
         _say(progress, f"{label:<9} {left:4.1f}s left | {_probe_figures(probe.live())}")
         time.sleep(min(0.25, left))
-
-
-def _poll_interval(adapter: PlatformAdapter) -> float:
-    return getattr(adapter, "poll_interval_s", 0.1)
 
 
 def _slug(vm: VMRef, leg: str = "outbound") -> str:

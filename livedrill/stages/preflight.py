@@ -110,10 +110,10 @@ def run_preflight(session: DrillSession) -> PreflightResult:
     try:
         session.run.write_json("objects/versions.json", adapter.versions())
         for vm in session.spec.vms:
-            checks = adapter.preflight(session.spec, vm)
-            result.checks.extend(checks)
-            if not any(c.name == "vmi-running" and c.status is CheckStatus.FAIL for c in checks):
-                state = adapter.describe_vm(vm)
+            reading = adapter.preflight(session.spec, vm)
+            result.checks.extend(reading.checks)
+            state = reading.before
+            if state is not None:
                 result.before[str(vm)] = {"node": state.node, "memory_gib": state.memory_gib, "running": state.running}
                 session.run.write_json(f"objects/{vm.namespace}-{vm.name}-before.json", state.raw)
         if session.spec.mode.kind == "drain":
@@ -122,7 +122,7 @@ def run_preflight(session: DrillSession) -> PreflightResult:
         result.error = f"pre-flight could not complete: {exc}"
     finally:
         adapter.close()
-    longest = max((migration_deadline_s(session.spec, b["memory_gib"]) for b in result.before.values()), default=0.0)
+    longest = max((migration_deadline_s(session.spec.budgets, b["memory_gib"]) for b in result.before.values()), default=0.0)
     result.checks.append(_evidence_check(session, longest))
     session.run.write_json(PREFLIGHT_FILE, result.checks)
     for check in result.checks:

@@ -1,7 +1,11 @@
 """One drill run as the stages see it: the spec, its evidence directory, its journal and its platform.
 
-Each stage reopens the session from the run directory, so a stage can run in another process (a
-Prefect worker) or after a crash (`livedrill recover`) and find the same state.
+Each stage reopens the session from the run directory. What holds across processes: the journal, the
+timeline and the platform (opened from the evidence's spec.yaml), so a rollback or `livedrill recover`
+runs from any process, after a crash too. What does not: the probes' secrets (request headers that carry
+credentials) are redacted in spec.yaml and kept only in the memory of the process that created the run,
+so the stages that send probe traffic (probe smoke, migrate, drain) must run in that process, as the
+drill flow runs them; reopened elsewhere, their probes would send the redacted placeholders.
 """
 
 from __future__ import annotations
@@ -18,17 +22,18 @@ from livedrill.compensation import CompensationJournal
 from livedrill.evidence.archive import Archive, EvidenceRun
 from livedrill.evidence.keys import Signer, ensure_lab_key, load_signer
 from livedrill.outcomes import Compensation, TimelineEvent, utcnow
-from livedrill.platforms.base import PlatformAdapter
-from livedrill.spec import DrillSpec, KubeVirtPlatform, parse_spec
+from livedrill.platforms import registry
+from livedrill.platforms.base import AdapterContext, PlatformAdapter
+from livedrill.spec import DrillSpec, parse_spec
 
 SPEC_FILE = "spec.yaml"
 TIMELINE_FILE = "timeline.jsonl"
 COMPENSATIONS_FILE = "compensations.json"
 
 
-# The spec as given, by run directory, for the stages of a drill running in this process. The evidence's
-# spec.yaml is redacted (probe headers may carry credentials), so it is only the fallback: enough for
-# `livedrill recover`, which needs the platform and the undo actions, never the probes' secrets.
+# The spec as given, by run directory, for the stages of a drill running in this process (the only copy of
+# the probes' secrets). The evidence's spec.yaml is redacted, so it is the fallback: enough for
+# `livedrill recover` and a rollback, which need the platform and the undo actions, never the probes' secrets.
 _SPECS_IN_PROCESS: dict[str, DrillSpec] = {}
 
 
@@ -98,14 +103,9 @@ class DrillSession:
         return load_signer(evidence.signing_key)
 
     def adapter(self) -> PlatformAdapter:
-        platform = self.spec.platform
-        if isinstance(platform, KubeVirtPlatform):
-            from livedrill.platforms.kubevirt import KubeVirtAdapter
-
-            return KubeVirtAdapter(platform, run_id=self.run_id)
-        from livedrill.platforms.libvirt import LibvirtAdapter
-
-        return LibvirtAdapter(platform, budgets=self.spec.budgets, emit=self.emit)
+        """The adapter of the spec's platform kind, as its package registered it."""
+        context = AdapterContext(run_id=self.run_id, budgets=self.spec.budgets, emit=self.emit)
+        return registry.open_adapter(self.spec.platform, context)
 
 
 def operator() -> str:

@@ -2,7 +2,8 @@
 
 import pytest
 
-from livedrill.decisions import DrillFacts, LoopAction, judge, kubevirt_postchecks, migration_loop_action
+from livedrill.decisions import DrillFacts, LoopAction, judge, migration_loop_action
+from livedrill.platforms.kubevirt.postchecks import kubevirt_postchecks
 from livedrill.outcomes import CheckResult, CheckStatus, Compensation, CompensationState, DrillOutcome, utcnow
 
 

@@ -5,8 +5,8 @@ import copy
 import pytest
 
 from livedrill.outcomes import CheckStatus
-from livedrill.platforms.kubevirt import abort_settled, vmi_memory_gib, vmim_manifest
-from livedrill.platforms.kubevirt_checks import preflight_checks
+from livedrill.platforms.kubevirt.adapter import abort_settled, vmim_manifest
+from livedrill.platforms.kubevirt.checks import preflight_checks, vmi_memory_gib
 from livedrill.quantity import parse_quantity
 from livedrill.spec import VMRef, parse_spec
 from tests.kubevirt_openapi import validator

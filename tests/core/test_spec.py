@@ -83,7 +83,8 @@ def test_validate_cli_accepts_good_spec(tmp_path, capsys):
     (150, 30, 8, 1200),
     (800, 30, 16, 12800),
     (1, 60, 4, 60),          # the floor wins for a tiny budget
+    (100, 0.5, 3.5, 350),    # fractional GiB scale linearly above 2 (libvirt counts copied disks too)
 ])
 def test_migration_deadline_scales_with_memory(per_gib, floor, gib, expected):
     spec = parse_spec(GOOD + f"budgets: {{migration_timeout_per_gib_s: {per_gib}, min_migration_timeout_s: {floor}}}\n")
-    assert migration_deadline_s(spec, gib) == expected
+    assert migration_deadline_s(spec.budgets, gib) == expected

@@ -16,8 +16,8 @@ from livedrill.errors import PlatformError
 from livedrill.evidence.verify import verify_run
 from livedrill.lab.demo import freeze_for
 from livedrill.outcomes import CompensationState, DrillOutcome
-from livedrill.platforms.kubevirt import KubeVirtAdapter
-from livedrill.platforms.kubevirt_drain import KubeVirtDrain
+from livedrill.platforms.kubevirt.adapter import KubeVirtAdapter
+from livedrill.platforms.kubevirt.drain import KubeVirtDrain
 from tests.drain.conftest import drain_spec, kubectl, node, pods_on, read_json, vmims, vmis
 
 pytestmark = [pytest.mark.e2e]
@@ -231,7 +231,7 @@ def test_real_kubectl_drain_completes_the_same_evacuation(drain_lab, tmp_path):
 
 
 def _platform(lab):
-    from livedrill.spec import KubeVirtPlatform
+    from livedrill.platforms.kubevirt.config import KubeVirtPlatform
 
     return KubeVirtPlatform(kind="kubevirt", kubeconfig=lab.kubeconfig, request_timeout_s=5)
 

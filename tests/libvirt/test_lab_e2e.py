@@ -19,11 +19,10 @@ import httpx
 import pytest
 
 from livedrill.lab.libvirt.manager import lab_processes_alive, stop_libvirt_lab
-from livedrill.migration_monitor import MonitorConfig
 from livedrill.outcomes import CheckStatus
 from livedrill.platforms.base import MigrationHandle, MigrationObservation
 from livedrill.probe.engine import ProbeSession
-from livedrill.spec import load_spec
+from livedrill.spec import Budgets, load_spec
 
 pytestmark = [pytest.mark.e2e, pytest.mark.libvirt]
 
@@ -33,11 +32,11 @@ def drill(libvirt_lab):
     return load_spec(libvirt_lab.drill_spec)
 
 
-def make_adapter(spec, events=None, monitor: MonitorConfig | None = None, **platform_changes):
-    from livedrill.platforms.libvirt import LibvirtAdapter
+def make_adapter(spec, events=None, budgets: Budgets | None = None, **platform_changes):
+    from livedrill.platforms.libvirt.adapter import LibvirtAdapter
 
     platform = spec.platform.model_validate({**spec.platform.model_dump(), **platform_changes})
-    return LibvirtAdapter(platform, budgets=spec.budgets, monitor=monitor,
+    return LibvirtAdapter(platform, budgets=budgets or spec.budgets,
                           emit=events.append if events is not None else None)
 
 
@@ -139,7 +138,7 @@ def test_migration_there_and_back_keeps_guest_state(libvirt_lab, drill, tmp_path
         for leg in range(2):
             state = adapter.describe_vm(vm)
             source, target = state.node, other_host(drill, state.node)
-            checks = {c.name: c for c in adapter.preflight(with_target(drill, target), vm)}
+            checks = {c.name: c for c in adapter.preflight(with_target(drill, target), vm).checks}
             assert all(checks[n].status is CheckStatus.PASS for n in
                        ("domain-active", "domain-persistent", "target-capacity", "cpu-compatible", "storage",
                         "no-job-running", "cpu-pinning")), {n: c.message for n, c in checks.items()}
@@ -193,7 +192,7 @@ def test_monitor_aborts_a_migration_that_cannot_finish_in_budget(libvirt_lab, dr
     vm = drill.vms[0]
     events: list = []
     adapter = make_adapter(drill, events, bandwidth_mib_s=1,
-                           monitor=MonitorConfig(completion_timeout_per_gib_s=0.5, min_completion_timeout_s=2.0))
+                           budgets=Budgets(migration_timeout_per_gib_s=0.5, min_migration_timeout_s=2.0))
     try:
         with ledger(libvirt_lab) as client:
             before = client.get("/healthz").json()
@@ -255,8 +254,8 @@ def test_hardware_isolation_fails_on_tcg_unless_lab_exempt(libvirt_lab, drill):
     exempt = make_adapter(drill, hardware_isolation="lab-exempt")
     try:
         spec = with_target(drill, other_host(drill, required.describe_vm(vm).node))
-        strict = {c.name: c for c in required.preflight(spec, vm)}["hardware-isolation"]
-        lab = {c.name: c for c in exempt.preflight(spec, vm)}["hardware-isolation"]
+        strict = {c.name: c for c in required.preflight(spec, vm).checks}["hardware-isolation"]
+        lab = {c.name: c for c in exempt.preflight(spec, vm).checks}["hardware-isolation"]
     finally:
         required.close()
         exempt.close()
@@ -346,7 +345,7 @@ def test_stalled_migration_switches_to_post_copy_and_is_never_aborted(libvirt_la
     events: list = []
     flags = drill.platform.flags.model_copy(update={"allow_post_copy": True})
     adapter = make_adapter(drill, events, bandwidth_mib_s=1, flags=flags,
-                           monitor=MonitorConfig(completion_timeout_per_gib_s=0.5, min_completion_timeout_s=2.0))
+                           budgets=Budgets(migration_timeout_per_gib_s=0.5, min_migration_timeout_s=2.0))
     try:
         with ledger(libvirt_lab) as client:
             before = client.get("/healthz").json()

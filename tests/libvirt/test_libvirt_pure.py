@@ -18,7 +18,7 @@ from livedrill.platforms.libvirt.compliance import (  # noqa: E402
     judge_pinning,
     parse_cpuset,
 )
-from livedrill.spec import LibvirtHost, LibvirtMigrationFlags, LibvirtPlatform  # noqa: E402
+from livedrill.platforms.libvirt.config import LibvirtHost, LibvirtMigrationFlags, LibvirtPlatform  # noqa: E402
 
 HW = {"kvm_intel": True, "kvm_amd": False, "kvm": True, "kvm_pvm": False}
 PVM = {"kvm_intel": False, "kvm_amd": False, "kvm": True, "kvm_pvm": True}

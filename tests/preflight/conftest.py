@@ -68,11 +68,11 @@ def write_spec(tmp_path, data: dict) -> Path:
 
 def preflight(spec: DrillSpec) -> dict[str, CheckResult]:
     """The adapter's KubeVirt checks of the spec's first VM, by name (reads only)."""
-    from livedrill.platforms.kubevirt import KubeVirtAdapter
+    from livedrill.platforms.kubevirt.adapter import KubeVirtAdapter
 
     adapter = KubeVirtAdapter(spec.platform)
     try:
-        return {c.name: c for c in adapter.preflight(spec, spec.vms[0])}
+        return {c.name: c for c in adapter.preflight(spec, spec.vms[0]).checks}
     finally:
         adapter.close()
 

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from livedrill.outcomes import CheckStatus
-from livedrill.platforms import kubevirt_checks as kc
+from livedrill.platforms.kubevirt import checks as kc
 from livedrill.spec import Budgets, VMRef
 
 VM = VMRef(namespace="banking", name="core")

@@ -9,7 +9,7 @@ import pytest
 from livedrill import gates
 from livedrill.errors import InputError
 from livedrill.outcomes import CheckStatus
-from livedrill.platforms.kubevirt_checks import CheckPolicy, ClusterObjects
+from livedrill.platforms.kubevirt.checks import CheckPolicy, ClusterObjects
 from livedrill.readiness import judge_readiness, parse_selector
 from livedrill.spec import ChangeFreeze, DrillWindow, ScheduleConfig, SpecError, parse_spec
 

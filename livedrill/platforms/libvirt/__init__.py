@@ -1,15 +1,29 @@
 """libvirt/KVM platform: the only package that imports `libvirt` (import-linter contract in pyproject.toml).
 
-A package rather than one module so each part stays small: connection.py (bounded calls, error classes),
-adapter.py (LibvirtAdapter), compliance.py (hardware-isolation checks), admin.py (lab host administration).
+A package rather than one module so each part stays small: config.py (the spec section), connection.py
+(bounded calls, error classes), adapter.py (LibvirtAdapter: gathers facts and acts), checks.py (the pure
+pre-flight judgments), compliance.py (hardware-isolation facts and judgments), admin.py (lab host
+administration). Importing this package registers the platform; `libvirt` loads with the adapter.
 """
 
-import libvirt
+from __future__ import annotations
 
-from livedrill.platforms.libvirt.adapter import LibvirtAdapter
-from livedrill.platforms.libvirt.connection import LibvirtTimeouts
+from typing import TYPE_CHECKING
 
-# libvirt prints every error to stderr as well as raising it; the drill reports errors itself, once.
-libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+from livedrill.platforms.libvirt.config import LibvirtHost, LibvirtMigrationFlags, LibvirtPlatform
+from livedrill.platforms.registry import PlatformKind, register
 
-__all__ = ["LibvirtAdapter", "LibvirtTimeouts"]
+if TYPE_CHECKING:
+    from livedrill.platforms.base import AdapterContext
+    from livedrill.platforms.libvirt.adapter import LibvirtAdapter
+
+
+def _open(config: LibvirtPlatform, context: "AdapterContext") -> "LibvirtAdapter":
+    from livedrill.platforms.libvirt.adapter import LibvirtAdapter
+
+    return LibvirtAdapter(config, budgets=context.budgets, emit=context.emit)
+
+
+register(PlatformKind(kind="libvirt", config=LibvirtPlatform, open=_open))
+
+__all__ = ["LibvirtHost", "LibvirtMigrationFlags", "LibvirtPlatform"]

@@ -1,4 +1,4 @@
-"""libvirt/KVM adapter: drills on plain KVM hosts through libvirt-python (seed §4.1's `virsh migrate`).
+"""libvirt/KVM adapter: drills on plain KVM hosts through libvirt-python (what `virsh migrate` does).
 
 - Hosts are reached by URI (qemu+ssh, qemu+tls, qemu+unix with a socket); every call is bounded
   (connection keepalive plus a timeout around each call, see connection.py).
@@ -26,17 +26,34 @@ import libvirt
 from livedrill.errors import InputError, PlatformError, PlatformUnreachable
 from livedrill.migration_monitor import (
     Decision,
+    GIB,
     MonitorAction,
     MonitorConfig,
     Progress,
-    completion_budget_s,
     decide,
     downtime_due,
     downtime_steps,
     track_progress,
 )
 from livedrill.outcomes import CheckResult, CheckStatus, TimelineEvent, utcnow
-from livedrill.platforms.base import EmitEvent, MigrationHandle, MigrationObservation, RegisterCompensation, VMState
+from livedrill.platforms.base import (Capabilities, EmitEvent, MigrationHandle, MigrationObservation, MigrationPhase,
+                                      RegisterCompensation, UndoAction, VMPreflight, VMState)
+from livedrill.platforms.libvirt.checks import (
+    CpuComparison,
+    TargetCapacity,
+    capacity_check,
+    check,
+    compares_host_cpu,
+    cpu_check,
+    domain_active_check,
+    domain_disks,
+    local_disks,
+    no_job_check,
+    persistent_check,
+    pick_target,
+    storage_check,
+    target_host_check,
+)
 from livedrill.platforms.libvirt.compliance import (
     STATE_NAMES,
     domain_xml_facts,
@@ -53,14 +70,14 @@ from livedrill.platforms.libvirt.connection import (
     is_transient,
     open_connection,
 )
-from livedrill.spec import Budgets, DrillSpec, LibvirtHost, LibvirtPlatform, TargetedMode, VMRef
+from livedrill.platforms.libvirt.config import LibvirtHost, LibvirtPlatform
+from livedrill.spec import Budgets, DrillSpec, TargetedMode, VMRef, migration_deadline_s
 
 T = TypeVar("T")
 POSTCOPY_STATES = {
     (libvirt.VIR_DOMAIN_RUNNING, libvirt.VIR_DOMAIN_RUNNING_POSTCOPY),
     (libvirt.VIR_DOMAIN_PAUSED, libvirt.VIR_DOMAIN_PAUSED_POSTCOPY),
 }
-POSTCOPY_FAILED = getattr(libvirt, "VIR_DOMAIN_PAUSED_POSTCOPY_FAILED", None)
 
 
 def migration_flags(platform: LibvirtPlatform) -> int:
@@ -89,6 +106,10 @@ def migration_params(platform: LibvirtPlatform, target: LibvirtHost, vm_name: st
     if platform.bandwidth_mib_s:
         params[libvirt.VIR_MIGRATE_PARAM_BANDWIDTH] = platform.bandwidth_mib_s
     return params
+
+
+_CPU_COMPARE = {libvirt.VIR_CPU_COMPARE_IDENTICAL: "identical", libvirt.VIR_CPU_COMPARE_SUPERSET: "superset",
+                libvirt.VIR_CPU_COMPARE_INCOMPATIBLE: "incompatible"}
 
 
 def placement_verdict(active_on: list[str], source: str, target: str) -> str:
@@ -134,9 +155,8 @@ class LibvirtAdapter:
     ):
         self.platform = platform
         self.timeouts = timeouts or LibvirtTimeouts()
-        budgets = budgets or Budgets()
-        self.monitor = monitor or MonitorConfig(completion_timeout_per_gib_s=budgets.migration_timeout_per_gib_s,
-                                                min_completion_timeout_s=budgets.min_migration_timeout_s)
+        self.budgets = budgets or Budgets()
+        self.monitor = monitor or MonitorConfig()
         self.poll_interval_s = self.timeouts.poll_interval_s
         self.emit = emit
         self._hosts = {h.name: h for h in platform.hosts}
@@ -214,6 +234,9 @@ class LibvirtAdapter:
     def _active_on(placement: dict[str, dict[str, Any]]) -> list[str]:
         return [h for h, p in placement.items() if p["active"]]
 
+    def capabilities(self) -> Capabilities:
+        return Capabilities(kind="libvirt")  # polled job stats, no change watch; hosts have no node drain
+
     def close(self) -> None:
         with self._lock:
             for conn in self._conns.values():
@@ -259,122 +282,84 @@ class LibvirtAdapter:
 
     # ------------------------------------------------------------ pre-flight
 
-    def preflight(self, spec: DrillSpec, vm: VMRef) -> list[CheckResult]:
+    def preflight(self, spec: DrillSpec, vm: VMRef) -> VMPreflight:
+        return VMPreflight(checks=self._preflight_checks(spec, vm), before=self.describe_vm(vm))
+
+    def _preflight_checks(self, spec: DrillSpec, vm: VMRef) -> list[CheckResult]:
+        """Gather the facts each judgment in checks.py needs, in the order a failure makes the next meaningless."""
         subject = f"domain {vm.name}"
-        checks: list[CheckResult] = []
         placement = self._placement(vm.name)
         active = self._active_on(placement)
-        ok = len(active) == 1
-        checks.append(_check("domain-active", ok, subject,
-                             f"active on exactly one host: {active[0]}" if ok else
-                             f"the domain must be active on exactly one host, active on: {active or 'none'}",
-                             "start the domain on one host (and only one)", {"placement": placement}))
-        if not ok:
+        checks = [domain_active_check(active, placement, subject)]
+        if len(active) != 1:
             return checks
         source = active[0]
         dom = self._lookup(source, vm.name)
         assert dom is not None
-        persistent = placement[source]["persistent"]
-        checks.append(_check("domain-persistent", persistent, subject,
-                             f"persistently defined on {source}" if persistent else
-                             f"transient on {source}: a persistent definition must exist to migrate with persist/undefine",
-                             "virsh define the domain's XML", {"persistent": persistent}))
-        target = spec.mode.target_node if isinstance(spec.mode, TargetedMode) else None
-        target = target or next((h for h in self._hosts if h != source), None)
-        if target is None or target == source:
-            checks.append(_check("target-host", False, subject, f"target {target!r} is the host the VM runs on",
-                                 "choose another host in mode.target_node", {"source": source, "target": target}))
-            return checks
+        checks.append(persistent_check(placement[source]["persistent"], source, subject))
+        requested = spec.mode.target_node if isinstance(spec.mode, TargetedMode) else None
+        target = pick_target(requested, source, list(self._hosts))
+        refused = target_host_check(target, source, subject)
+        if refused is not None or target is None:
+            return checks + ([refused] if refused else [])
         xml = self._call("XMLDesc", dom.XMLDesc, libvirt.VIR_DOMAIN_XML_MIGRATABLE)
         info = self._call("info", dom.info)
-        checks.append(self._capacity_check(target, info, subject))
-        checks.append(self._cpu_check(source, target, xml, subject))
-        checks.append(self._storage_check(target, dom, xml, subject))
+        checks.append(capacity_check(self._target_capacity(target), info[1], info[3], subject))
+        checks.append(cpu_check(self._compare_cpu(source, target, xml), domain_xml_facts(xml)["cpu_mode"], subject))
+        disks = domain_disks(xml)
+        unknown = [] if self.platform.flags.copy_storage_all else self._unknown_paths(target, local_disks(disks))
+        checks.append(storage_check(disks, self.platform.flags.copy_storage_all, unknown, subject))
         stats = self._call("jobStats", dom.jobStats, 0)
-        idle = stats.get("type", libvirt.VIR_DOMAIN_JOB_NONE) == libvirt.VIR_DOMAIN_JOB_NONE
-        checks.append(_check("no-job-running", idle, subject, "no job runs on the domain" if idle else
-                             f"a job is already running on the domain (operation {stats.get('operation')})",
-                             "wait for the running job to end or abort it (virsh domjobabort)", {"job_stats": stats}))
+        checks.append(no_job_check(stats.get("type", libvirt.VIR_DOMAIN_JOB_NONE) != libvirt.VIR_DOMAIN_JOB_NONE,
+                                   stats, subject))
         facts = gather_isolation_facts(dom, self._host(source).uri, self.timeouts)
         checks.append(judge_hardware_isolation(facts, self.platform.hardware_isolation, subject))
         checks.append(judge_pinning(facts, subject))
         return checks
 
-    def _capacity_check(self, target: str, info: list, subject: str) -> CheckResult:
+    def _target_capacity(self, target: str) -> TargetCapacity:
         try:
             conn = self._conn(target)
             node = self._call("getInfo", conn.getInfo)
             free = self._call("getFreeMemory", conn.getFreeMemory)
         except PlatformError as exc:
-            return _check("target-reachable", False, subject, f"target host {target} unreachable: {exc}",
-                          "check the host's libvirtd and the URI in platform.hosts", {"target": target})
-        need = info[1] * 1024
-        cpus_ok, mem_ok = info[3] <= node[2], free >= need
-        return _check("target-capacity", cpus_ok and mem_ok, subject,
-                      f"{target} reachable; free memory {free // 2**20} MiB for {need // 2**20} MiB, "
-                      f"{node[2]} CPUs for {info[3]} vCPU(s)" + ("" if cpus_ok and mem_ok else ": not enough"),
-                      "free memory/CPUs on the target or pick another one",
-                      {"target": target, "free_memory_bytes": free, "needed_bytes": need, "host_cpus": node[2],
-                       "vcpus": info[3], "node_info": node})
+            return TargetCapacity(host=target, unreachable=str(exc))
+        return TargetCapacity(host=target, free_memory_bytes=free, host_cpus=node[2], node_info=node)
 
-    def _cpu_check(self, source: str, target: str, xml: str, subject: str) -> CheckResult:
-        facts = domain_xml_facts(xml)
+    def _compare_cpu(self, source: str, target: str, xml: str) -> CpuComparison:
         dst = self._conn(target)
         root = ET.fromstring(xml)
         cpu = root.find("cpu")
         os_type = root.find("os/type")
-        evidence: dict[str, Any] = {"cpu_mode": facts["cpu_mode"], "target": target}
+        host_cpu = compares_host_cpu(domain_xml_facts(xml)["cpu_mode"], cpu is not None)
+        compared = "source host CPU vs target host CPU (compareCPU)" if host_cpu else \
+            "domain CPU vs target hypervisor (compareHypervisorCPU)"
         try:
-            if cpu is None or facts["cpu_mode"] in ("host-passthrough", "host-model"):
-                # The guest sees the source host's CPU: the target's CPU must be at least that.
+            if host_cpu:
                 caps = ET.fromstring(self._call("getCapabilities", self._conn(source).getCapabilities))
                 cpu_xml = ET.tostring(caps.find("host/cpu"), encoding="unicode")
                 result = self._call("compareCPU", dst.compareCPU, cpu_xml, 0)
-                evidence["compared"] = "source host CPU vs target host CPU (compareCPU)"
             else:
                 cpu_xml = ET.tostring(cpu, encoding="unicode")
                 result = self._call("compareHypervisorCPU", dst.compareHypervisorCPU, None,
                                     os_type.get("arch") if os_type is not None else None,
                                     os_type.get("machine") if os_type is not None else None,
                                     root.get("type"), cpu_xml, 0)
-                evidence["compared"] = "domain CPU vs target hypervisor (compareHypervisorCPU)"
         except PlatformError as exc:
-            return _check("cpu-compatible", False, subject, f"CPU comparison on {target} failed: {exc}",
-                          "compare the CPU models by hand (virsh hypervisor-cpu-compare)", evidence)
-        evidence["cpu_xml"] = cpu_xml
-        evidence["result"] = {libvirt.VIR_CPU_COMPARE_IDENTICAL: "identical", libvirt.VIR_CPU_COMPARE_SUPERSET:
-                              "superset", libvirt.VIR_CPU_COMPARE_INCOMPATIBLE: "incompatible"}.get(result, str(result))
-        ok = result in (libvirt.VIR_CPU_COMPARE_IDENTICAL, libvirt.VIR_CPU_COMPARE_SUPERSET)
-        return _check("cpu-compatible", ok, subject, f"target {target} CPU is {evidence['result']} to the guest's"
-                      if ok else f"target {target} cannot run the guest's CPU ({evidence['result']})",
-                      "use a CPU model both hosts support (baseline) or another target", evidence)
+            return CpuComparison(target=target, compared=compared, error=str(exc))
+        return CpuComparison(target=target, compared=compared, result=_CPU_COMPARE.get(result, str(result)),
+                             cpu_xml=cpu_xml)
 
-    def _storage_check(self, target: str, dom: libvirt.virDomain, xml: str, subject: str) -> CheckResult:
-        disks = []
-        for disk in ET.fromstring(xml).findall("devices/disk"):
-            source = disk.find("source")
-            path = None if source is None else (source.get("file") or source.get("dev") or source.get("name"))
-            disks.append({"type": disk.get("type"), "device": disk.get("device"), "source": path,
-                          "shareable": disk.find("shareable") is not None})
-        local = [d for d in disks if d["type"] in ("file", "block") and d["source"] and d["device"] == "disk"]
-        evidence = {"disks": disks, "copy_storage_all": self.platform.flags.copy_storage_all}
-        if not local:
-            return _check("storage", True, subject, "no local disks to move" if not disks else
-                          "all disks are network/shared storage", None, evidence)
-        if self.platform.flags.copy_storage_all:
-            return _check("storage", True, subject, f"{len(local)} local disk(s) will be copied (copy_storage_all)",
-                          None, evidence)
+    def _unknown_paths(self, target: str, disks: list[dict[str, Any]]) -> list[str]:
+        """Disk paths the target's storage pools do not know: the disk is not shared with the target."""
         dst = self._conn(target)
         unknown = []
-        for disk in local:
+        for disk in disks:
             try:
                 call_bounded(dst.storageVolLookupByPath, self.timeouts.call_s, "storageVolLookupByPath", disk["source"])
             except (libvirt.libvirtError, LibvirtCallTimeout):
                 unknown.append(disk["source"])
-        return _check("storage", not unknown, subject,
-                      f"the target knows every disk path (shared storage): {[d['source'] for d in local]}" if not unknown
-                      else f"disk(s) {unknown} are local to the source and copy_storage_all is off",
-                      "put the disks on shared storage or set platform.flags.copy_storage_all", evidence)
+        return unknown
 
     # ------------------------------------------------------------ migration
 
@@ -406,7 +391,7 @@ class LibvirtAdapter:
         schedule = downtime_steps(self.platform.max_downtime_ms, self.monitor.downtime_steps,
                                   self.monitor.downtime_delay_per_gib_s, data) if self.platform.max_downtime_ms else []
         handle = MigrationHandle(vm=vm, platform_id=f"{vm.name}:{source}->{target}", source=source, target=target)
-        job = _Job(handle=handle, started_s=time.monotonic(), budget_s=completion_budget_s(data, self.monitor),
+        job = _Job(handle=handle, started_s=time.monotonic(), budget_s=migration_deadline_s(self.budgets, data / GIB),
                    schedule=schedule)
         job.progress = Progress(None, job.started_s)
         self._jobs[handle.platform_id] = job
@@ -528,14 +513,14 @@ class LibvirtAdapter:
                                             target=handle.target, raw={**raw, "job_stats": stats})
         if verdict == "target":
             raw["completed_job_stats"] = self.job_stats(handle.target or "", handle.vm.name, completed=True)
-            obs = MigrationObservation(phase="Succeeded", terminal=True, succeeded=True, source=handle.source,
+            obs = MigrationObservation(phase=MigrationPhase.SUCCEEDED, terminal=True, succeeded=True, source=handle.source,
                                        target=handle.target, raw=raw)
         elif verdict == "source":
             reason = (job.abort_reason if job and job.abort_reason else None) or \
                 (f"migrate call failed: {job.call_error}" if job and job.call_error else
                  "the migration ended and the VM still runs on the source")
             raw["source_completed_job_stats"] = self.job_stats(handle.source, handle.vm.name, completed=True)
-            obs = MigrationObservation(phase="Failed", terminal=True, succeeded=False, source=handle.source,
+            obs = MigrationObservation(phase=MigrationPhase.FAILED, terminal=True, succeeded=False, source=handle.source,
                                        target=handle.target, failure_reason=reason, raw=raw)
         else:
             settling = job is not None and job.done_s is not None and \
@@ -543,7 +528,7 @@ class LibvirtAdapter:
             if settling:
                 return MigrationObservation(phase="Settling", terminal=False, succeeded=False, source=handle.source,
                                             target=handle.target, raw=raw)
-            obs = MigrationObservation(phase="Failed", terminal=True, succeeded=False, source=handle.source,
+            obs = MigrationObservation(phase=MigrationPhase.FAILED, terminal=True, succeeded=False, source=handle.source,
                                        target=handle.target, raw=raw,
                                        failure_reason=f"the VM is active on {verdict} hosts after the migration "
                                                       f"({active}); a human must decide which copy is authoritative")
@@ -553,11 +538,6 @@ class LibvirtAdapter:
                         failure_reason=obs.failure_reason,
                         downtime_ms=(raw.get("completed_job_stats") or {}).get("downtime"))
         return obs
-
-    def completed_job_stats(self, handle: MigrationHandle) -> dict[str, Any]:
-        """libvirt's own figures for the finished migration (downtime, data, memory passes), from the target."""
-        obs = self.observe_migration(handle)
-        return dict(obs.raw.get("completed_job_stats") or {})
 
     # ------------------------------------------------------------ cancel / rollback
 
@@ -605,7 +585,7 @@ class LibvirtAdapter:
                                     transient=False)
             time.sleep(self.poll_interval_s)
 
-    def undo_actions(self) -> dict[str, Callable[[dict[str, Any]], str]]:
+    def undo_actions(self) -> dict[str, UndoAction]:
         return {"cancel-migration": self.cancel_by_params}
 
     # ------------------------------------------------------------ post-checks
@@ -616,18 +596,18 @@ class LibvirtAdapter:
         placement = self._placement(name)
         active = self._active_on(placement)
         verdict = placement_verdict(active, source, target)
-        checks = [_check("vm-on-target", verdict == "target", subject,
+        checks = [check("vm-on-target", verdict == "target", subject,
                          f"running on the target {target} only (was on {source})" if verdict == "target" else
                          f"expected the VM on {target} only; it runs on: {active or 'no host'}",
                          "inspect both hosts (virsh list --all) before touching either copy", {"placement": placement})]
         if self.platform.flags.persist_dest:
             persistent = placement.get(target, {}).get("persistent", False)
-            checks.append(_check("persistent-on-target", persistent, subject,
+            checks.append(check("persistent-on-target", persistent, subject,
                                  f"persistently defined on {target}" if persistent else f"not persistent on {target}",
                                  "virsh define the domain on the target", {"target": placement.get(target)}))
         if self.platform.flags.undefine_source:
             gone = not placement.get(source, {}).get("defined", True)
-            checks.append(_check("source-undefined", gone, subject,
+            checks.append(check("source-undefined", gone, subject,
                                  f"no longer defined on {source}" if gone else f"still defined on {source}",
                                  "virsh undefine the stale definition on the source", {"source": placement.get(source)}))
         if verdict == "target":
@@ -659,11 +639,6 @@ def job_stats_check(completed: dict[str, Any], postcopy: bool, last_running: dic
     return CheckResult(name="migration-job-stats", status=CheckStatus.FAIL, subject=subject, evidence=evidence,
                        message="the target holds no completed job statistics for a pre-copy migration",
                        remedy="read `virsh domjobinfo --completed --keep-completed` on the target by hand")
-
-
-def _check(name: str, ok: bool, subject: str, message: str, remedy: str | None, evidence: dict[str, Any]) -> CheckResult:
-    return CheckResult(name=name, status=CheckStatus.PASS if ok else CheckStatus.FAIL, message=message,
-                       remedy=None if ok else remedy, subject=subject, evidence=evidence)
 
 
 def _version_text(number: int) -> str:

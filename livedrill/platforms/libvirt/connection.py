@@ -16,6 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 T = TypeVar("T")
 
+# libvirt prints every error to stderr as well as raising it; the drill reports errors itself, once.
+libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+
 
 class LibvirtTimeouts(BaseModel):
     model_config = ConfigDict(extra="forbid")

@@ -14,16 +14,21 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from kubernetes import client as k8s
 
-from livedrill.drain import (EVACUATION_ANNOTATION, FINAL_MIGRATION_PHASES, DrainObservation, DrainSettings,
+from livedrill.drain import (EVACUATION_ANNOTATION, DrainObservation, DrainSettings,
                             EvictionAnswer, classify_eviction, drain_preflight_checks)
 from livedrill.errors import PlatformError, call_with_retry
 from livedrill.outcomes import CheckResult
-from livedrill.platforms.kubevirt import KV_GROUP, KV_VERSION, KubeVirtAdapter, _translate, vmi_memory_gib
+from livedrill.platforms.base import MigrationPhase, UndoAction
+from livedrill.platforms.kubevirt.api import KV_GROUP, KV_VERSION, translate_error
+from livedrill.platforms.kubevirt.checks import vmi_memory_gib
 from livedrill.spec import DrainMode, DrillSpec, VMRef, migration_deadline_s
+
+if TYPE_CHECKING:
+    from livedrill.platforms.kubevirt.adapter import KubeVirtAdapter
 
 Obj = dict[str, Any]
 SUBRESOURCES = "/apis/subresources.kubevirt.io/v1"
@@ -39,7 +44,7 @@ class EvictionResult:
 
 
 class KubeVirtDrain:
-    def __init__(self, adapter: KubeVirtAdapter, settings: DrainSettings = DrainSettings(),
+    def __init__(self, adapter: "KubeVirtAdapter", settings: DrainSettings = DrainSettings(),
                  cancel_timeout_s: float = 60.0):
         self.adapter = adapter
         self.settings = settings
@@ -49,7 +54,7 @@ class KubeVirtDrain:
     # ------------------------------------------------------------ reads (raw JSON, retried per call)
 
     def _json(self, describe: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Obj:
-        response = self.adapter._call(describe, fn, *args, _preload_content=False, **kwargs)
+        response = self.adapter.call(describe, fn, *args, _preload_content=False, **kwargs)
         return json.loads(response.data)
 
     def node(self, name: str) -> Obj | None:
@@ -76,9 +81,8 @@ class KubeVirtDrain:
         return self._json(f"list vmis on {node}", self.adapter.custom.list_cluster_custom_object, KV_GROUP, KV_VERSION,
                           "virtualmachineinstances", label_selector=f"{NODE_LABEL}={node}").get("items", [])
 
-    def vmi(self, ref: str) -> Obj | None:
-        namespace, name = ref.split("/", 1)
-        return self.adapter.get_vmi(VMRef(namespace=namespace, name=name))
+    def vmi(self, ref: VMRef) -> Obj | None:
+        return self.adapter.get_vmi(ref)
 
     def vmims(self) -> list[Obj]:
         return self._json("list vmims", self.adapter.custom.list_cluster_custom_object, KV_GROUP, KV_VERSION,
@@ -96,7 +100,7 @@ class KubeVirtDrain:
 
     def observe(self, spec: DrillSpec, node: str) -> DrainObservation:
         vmis = [v for v in self.vmis() if v.get("status", {}).get("nodeName") == node]
-        deadlines = {f"{v['metadata']['namespace']}/{v['metadata']['name']}": migration_deadline_s(spec, vmi_memory_gib(v))
+        deadlines = {f"{v['metadata']['namespace']}/{v['metadata']['name']}": migration_deadline_s(spec.budgets, vmi_memory_gib(v))
                      for v in vmis}
         return DrainObservation(node=node, nodes=self.nodes(), pods=self.pods_on(node), vmis=vmis,
                                 kubevirt_cr=self.adapter.kubevirt_cr(), pdbs=self.pdbs(), deadlines_s=deadlines)
@@ -150,7 +154,7 @@ class KubeVirtDrain:
                 pod, namespace, body, _preload_content=False, _request_timeout=self.adapter.timeout)
             response.read()  # releases the connection to the pool
         except Exception as exc:  # noqa: BLE001 - translated, then classified; KeyboardInterrupt is not an Exception
-            error = _translate(exc, f"evict pod {namespace}/{pod}")
+            error = translate_error(exc, f"evict pod {namespace}/{pod}")
             if not isinstance(error, PlatformError):
                 raise error from exc
             return EvictionResult(classify_eviction(error.status, str(error)), str(error), error.retry_after_s)
@@ -172,7 +176,7 @@ class KubeVirtDrain:
                 response = api.call_api(method, url, headers, body, post, _request_timeout=self.adapter.timeout)
                 response.read()
             except Exception as exc:  # noqa: BLE001 - translated to livedrill's errors
-                raise _translate(exc, f"cancel evacuation of {namespace}/{vmi}") from exc
+                raise translate_error(exc, f"cancel evacuation of {namespace}/{vmi}") from exc
             if response.status in (400, 404) or 200 <= response.status < 300:
                 return response.status
             raise PlatformError(f"cancel evacuation of {namespace}/{vmi}: HTTP {response.status}: "
@@ -184,7 +188,7 @@ class KubeVirtDrain:
         return [m for m in self.adapter.list_vmims(namespace, label_selector=f"kubevirt.io/vmi-name={vmi}")
                 if m.get("spec", {}).get("vmiName") == vmi
                 and (m["metadata"].get("annotations") or {}).get(EVACUATION_ANNOTATION) == node
-                and m.get("status", {}).get("phase") not in FINAL_MIGRATION_PHASES]
+                and m.get("status", {}).get("phase") not in MigrationPhase.TERMINAL]
 
     def cancel_evacuation(self, params: dict[str, Any]) -> str:
         """Undo of an eviction that triggered an evacuation. Idempotent; judged from the VMI and its migrations."""
@@ -219,10 +223,6 @@ class KubeVirtDrain:
         return (f"evacuation cancelled; VM on {where} ({after.get('status', {}).get('phase')})" if where == node else
                 f"evacuation cancelled too late: the VM had already moved to {where}")
 
-    def undo_actions(self) -> dict[str, Callable[[dict[str, Any]], str]]:
+    def undo_actions(self) -> dict[str, UndoAction]:
+        """What KubeVirtAdapter.undo_actions() merges in: the undo of a cordon and of each triggered evacuation."""
         return {"uncordon": self.uncordon, "cancel-evacuation": self.cancel_evacuation}
-
-
-def drain_undo_actions(adapter: KubeVirtAdapter) -> dict[str, Callable[[dict[str, Any]], str]]:
-    """What KubeVirtAdapter.undo_actions() merges in: the undo of a cordon and of each triggered evacuation."""
-    return KubeVirtDrain(adapter).undo_actions()

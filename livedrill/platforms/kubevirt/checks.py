@@ -1,7 +1,7 @@
 """The KubeVirt pre-flight checks: pure functions of the objects the adapter gathered (no I/O).
 
 Each check returns one CheckResult: a name, a verdict, a message naming the object judged, a remedy
-when it fails, and the raw fields it judged as evidence. The adapter (kubevirt.py) lists the objects
+when it fails, and the raw fields it judged as evidence. The adapter (adapter.py) lists the objects
 once; `livedrill preflight`, `livedrill run` and `livedrill readiness` all judge them here.
 """
 
@@ -11,11 +11,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from livedrill.drain import FINISHED_POD_PHASES
 from livedrill.outcomes import CheckResult, CheckStatus
+from livedrill.platforms.base import MigrationPhase
 from livedrill.quantity import bytes_to_gib, parse_quantity
-from livedrill.spec import Budgets, DrainMode, DrillSpec, VMRef
+from livedrill.spec import Budgets, DrainMode, DrillSpec, VMRef, migration_deadline_s
 
-TERMINAL_PHASES = {"Succeeded", "Failed"}
 # Phases before the guest's memory moves: a migration waiting here longer than KubeVirt's own
 # auto-cancel of an unschedulable target pod (5 min, kubevirt-migration.md) is stuck, not slow.
 PRE_TRANSFER_PHASES = {"", "Pending", "Scheduling", "Scheduled", "PreparingTarget", "TargetReady"}
@@ -230,7 +231,7 @@ def _age_s(obj: dict, now: datetime | None) -> float | None:
 
 
 def _in_flight(vmims: list[dict]) -> list[dict]:
-    return [m for m in vmims if (m.get("status", {}).get("phase") or "Pending") not in TERMINAL_PHASES]
+    return [m for m in vmims if (m.get("status", {}).get("phase") or "Pending") not in MigrationPhase.TERMINAL]
 
 
 def no_migration_in_flight_check(vm: VMRef, vmi: dict, vmims: list[dict]) -> CheckResult:
@@ -310,7 +311,7 @@ def migration_budget_check(vm: VMRef, vmi: dict, settings: dict, policy: dict | 
     memory_gib = vmi_memory_gib(vmi)
     per_gib = float(settings["completionTimeoutPerGiB"])
     kubevirt_budget = per_gib * max(2.0, memory_gib)
-    drill_budget = max(budgets.min_migration_timeout_s, budgets.migration_timeout_per_gib_s * max(2.0, memory_gib))
+    drill_budget = migration_deadline_s(budgets, memory_gib)
     source = f"MigrationPolicy {policy['metadata']['name']}" if policy else "cluster config"
     ok = drill_budget >= kubevirt_budget
     return _result(
@@ -411,7 +412,7 @@ def capacity_problems(needs: VMNeeds, node: dict, pods: list[dict]) -> list[str]
     allocatable = node.get("status", {}).get("allocatable") or {}
     used: dict[str, float] = {}
     for pod in pods:
-        if pod.get("spec", {}).get("nodeName") == name and pod.get("status", {}).get("phase") not in ("Succeeded", "Failed"):
+        if pod.get("spec", {}).get("nodeName") == name and pod.get("status", {}).get("phase") not in FINISHED_POD_PHASES:
             for key, value in _pod_requests(pod).items():
                 used[key] = used.get(key, 0.0) + value
     problems = []
@@ -531,7 +532,7 @@ def is_virt_launcher(pod: dict) -> bool:
 def core_tier_isolation_check(pods: list[dict], selector: dict[str, str], scope: str) -> CheckResult:
     """Seed §2: core-tier workloads must not share a kernel; a core-tier plain container is a compliance failure."""
     core = [p for p in pods if selector_matches(selector, _labels(p))
-            and p.get("status", {}).get("phase") not in ("Succeeded", "Failed")]
+            and p.get("status", {}).get("phase") not in FINISHED_POD_PHASES]
     containers = [p for p in core if not is_virt_launcher(p)]
     names = [f"pod {p['metadata'].get('namespace')}/{p['metadata']['name']}" for p in containers]
     return _result(

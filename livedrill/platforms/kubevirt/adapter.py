@@ -1,4 +1,4 @@
-"""KubeVirt adapter: the only module that talks to a cluster through the `kubernetes` client.
+"""KubeVirt adapter: the one class that talks to a cluster through the `kubernetes` client.
 
 Every call carries an explicit timeout and goes through the one error classifier with a bounded
 retry. Mutations are reconciled from what the cluster shows afterwards, never from their return value:
@@ -11,46 +11,27 @@ import threading
 import time
 from typing import Any, Callable, TypeVar
 
-import urllib3
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes import watch as k8s_watch
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
-from livedrill.errors import InputError, PlatformError, PlatformUnreachable, RetryPolicy, call_with_retry, parse_retry_after
-from livedrill.outcomes import CheckResult, utcnow
-from livedrill.platforms.base import MigrationHandle, MigrationObservation, RegisterCompensation, VMState
-from livedrill.decisions import kubevirt_postchecks
-from livedrill.platforms.kubevirt_checks import CheckPolicy, ClusterObjects, missing_vmi_check, vm_checks, vmi_memory_gib
-from livedrill.spec import DrillSpec, KubeVirtPlatform, TargetedMode, VMRef
+from livedrill.drain import DrainSettings
+from livedrill.errors import InputError, PlatformError, RetryPolicy, call_with_retry
+from livedrill.outcomes import CheckResult, CheckStatus, utcnow
+from livedrill.platforms.base import (Capabilities, MigrationHandle, MigrationObservation, MigrationPhase,
+                                      RegisterCompensation, UndoAction, VMPreflight, VMState)
+from livedrill.platforms.kubevirt.api import KV_GROUP, KV_VERSION, MIGRATIONS_GROUP, MIGRATIONS_VERSION, translate_error
+from livedrill.platforms.kubevirt.checks import (CheckPolicy, ClusterObjects, missing_vmi_check, vm_checks,
+                                                 vmi_memory_gib, vmi_running_check)
+from livedrill.platforms.kubevirt.config import KubeVirtPlatform
+from livedrill.platforms.kubevirt.drain import KubeVirtDrain
+from livedrill.platforms.kubevirt.postchecks import kubevirt_postchecks
+from livedrill.spec import DrillSpec, TargetedMode, VMRef
 
 T = TypeVar("T")
-KV_GROUP, KV_VERSION = "kubevirt.io", "v1"
-MIGRATIONS_GROUP, MIGRATIONS_VERSION = "migrations.kubevirt.io", "v1alpha1"
-TERMINAL_PHASES = {"Succeeded", "Failed"}
-MIGRATION_FINALIZED_ABORT = {"Succeeded", "Failed"}
 RUN_LABEL = "livedrill.io/run-id"
-
-
-def _translate(exc: Exception, describe: str) -> Exception:
-    if isinstance(exc, ApiException):
-        reason = exc.reason
-        message = f"{describe}: HTTP {exc.status} {reason}"
-        try:
-            import json
-
-            body = json.loads(exc.body or "{}")
-            if body.get("message"):
-                message = f"{describe}: HTTP {exc.status}: {body['message']}"
-                reason = body.get("reason") or reason
-        except ValueError:
-            pass
-        retry_after = parse_retry_after((exc.headers or {}).get("Retry-After")) if exc.headers else None
-        return PlatformError(message, status=exc.status, reason=reason, retry_after_s=retry_after)
-    if isinstance(exc, (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError, OSError)):
-        return PlatformUnreachable(f"{describe}: the Kubernetes API did not answer ({type(exc).__name__}: {exc})")
-    return exc
 
 
 class KubeVirtAdapter:
@@ -75,20 +56,21 @@ class KubeVirtAdapter:
 
     # ------------------------------------------------------------ plumbing
 
-    def _call(self, describe: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    def call(self, describe: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """One API call with the per-call timeout, its errors classified, transient ones retried within the deadline."""
         kwargs.setdefault("_request_timeout", self.timeout)
 
         def once() -> T:
             try:
                 return fn(*args, **kwargs)
             except Exception as exc:  # noqa: BLE001 - translated to livedrill's own errors
-                raise _translate(exc, describe) from exc
+                raise translate_error(exc, describe) from exc
 
         return call_with_retry(once, self.retry, describe=describe)
 
     def _get_or_none(self, describe: str, fn: Callable[..., T], *args: Any) -> T | None:
         try:
-            return self._call(describe, fn, *args)
+            return self.call(describe, fn, *args)
         except PlatformError as exc:
             if exc.status == 404:
                 return None
@@ -96,6 +78,12 @@ class KubeVirtAdapter:
 
     def close(self) -> None:
         self.api_client.close()
+
+    def capabilities(self) -> Capabilities:
+        return Capabilities(kind="kubevirt", watch=self.watch_migration, drain=self.drain)
+
+    def drain(self, settings: DrainSettings, cancel_timeout_s: float) -> KubeVirtDrain:
+        return KubeVirtDrain(self, settings, cancel_timeout_s=cancel_timeout_s)
 
     # ------------------------------------------------------------ reads
 
@@ -108,20 +96,16 @@ class KubeVirtAdapter:
                                  KV_VERSION, namespace, "virtualmachineinstancemigrations", name)
 
     def list_vmims(self, namespace: str, label_selector: str = "") -> list[dict]:
-        result = self._call(f"list vmims in {namespace}", self.custom.list_namespaced_custom_object, KV_GROUP, KV_VERSION,
+        result = self.call(f"list vmims in {namespace}", self.custom.list_namespaced_custom_object, KV_GROUP, KV_VERSION,
                             namespace, "virtualmachineinstancemigrations", label_selector=label_selector)
         return result.get("items", [])
 
-    def get_node(self, name: str) -> dict | None:
-        node = self._get_or_none(f"get node {name}", self.core.read_node, name)
-        return self.api_client.sanitize_for_serialization(node) if node is not None else None
-
     def list_nodes(self) -> list[dict]:
-        nodes = self._call("list nodes", self.core.list_node)
+        nodes = self.call("list nodes", self.core.list_node)
         return self.api_client.sanitize_for_serialization(nodes).get("items", [])
 
     def kubevirt_cr(self) -> dict | None:
-        items = self._call("list kubevirt CRs", self.custom.list_custom_object_for_all_namespaces,
+        items = self.call("list kubevirt CRs", self.custom.list_custom_object_for_all_namespaces,
                            KV_GROUP, KV_VERSION, "kubevirts").get("items", [])
         return items[0] if items else None
 
@@ -135,10 +119,10 @@ class KubeVirtAdapter:
         describe = f"list {plural}.{group}"
         try:
             if cluster_scoped:
-                result = self._call(describe, self.custom.list_cluster_custom_object, group, version, plural,
+                result = self.call(describe, self.custom.list_cluster_custom_object, group, version, plural,
                                     label_selector=label_selector)
             else:
-                result = self._call(describe, self.custom.list_custom_object_for_all_namespaces, group, version, plural,
+                result = self.call(describe, self.custom.list_custom_object_for_all_namespaces, group, version, plural,
                                     label_selector=label_selector)
         except PlatformError as exc:
             if exc.status == 404:
@@ -147,27 +131,27 @@ class KubeVirtAdapter:
         return result.get("items", [])
 
     def list_pods(self, label_selector: str = "") -> list[dict]:
-        pods = self._call("list pods", self.core.list_pod_for_all_namespaces, label_selector=label_selector)
+        pods = self.call("list pods", self.core.list_pod_for_all_namespaces, label_selector=label_selector)
         return self.api_client.sanitize_for_serialization(pods).get("items", [])
 
     def list_pvcs(self, namespace: str | None = None) -> list[dict]:
         if namespace:
-            claims = self._call(f"list pvcs in {namespace}", self.core.list_namespaced_persistent_volume_claim, namespace)
+            claims = self.call(f"list pvcs in {namespace}", self.core.list_namespaced_persistent_volume_claim, namespace)
         else:
-            claims = self._call("list pvcs", self.core.list_persistent_volume_claim_for_all_namespaces)
+            claims = self.call("list pvcs", self.core.list_persistent_volume_claim_for_all_namespaces)
         return self.api_client.sanitize_for_serialization(claims).get("items", [])
 
     def list_namespaces(self) -> list[dict]:
-        namespaces = self._call("list namespaces", self.core.list_namespace)
+        namespaces = self.call("list namespaces", self.core.list_namespace)
         return self.api_client.sanitize_for_serialization(namespaces).get("items", [])
 
     def events_for(self, namespace: str, names: set[str]) -> list[dict]:
-        events = self._call(f"list events in {namespace}", self.core.list_namespaced_event, namespace)
+        events = self.call(f"list events in {namespace}", self.core.list_namespaced_event, namespace)
         items = self.api_client.sanitize_for_serialization(events).get("items", [])
         return [e for e in items if e.get("involvedObject", {}).get("name") in names]
 
     def versions(self) -> dict[str, str]:
-        info = self._call("get version", k8s.VersionApi(self.api_client).get_code)
+        info = self.call("get version", k8s.VersionApi(self.api_client).get_code)
         cr = self.kubevirt_cr() or {}
         return {"kubernetes": info.git_version,
                 "kubevirt": cr.get("status", {}).get("observedKubeVirtVersion", "unknown")}
@@ -176,18 +160,24 @@ class KubeVirtAdapter:
         vmi = self.get_vmi(vm)
         if vmi is None:
             raise InputError(f"vms: VirtualMachineInstance {vm} not found in the cluster")
+        return self._state(vm, vmi)
+
+    @staticmethod
+    def _state(vm: VMRef, vmi: dict) -> VMState:
         return VMState(ref=vm, node=vmi.get("status", {}).get("nodeName"),
                        running=vmi.get("status", {}).get("phase") == "Running",
                        memory_gib=vmi_memory_gib(vmi), raw={"vmi": vmi})
 
     # ------------------------------------------------------------ pre-flight
 
-    def preflight(self, spec: DrillSpec, vm: VMRef) -> list[CheckResult]:
+    def preflight(self, spec: DrillSpec, vm: VMRef) -> VMPreflight:
         vmi = self.get_vmi(vm)
         if vmi is None:
-            return [missing_vmi_check(vm, self.get_vm(vm))]
+            return VMPreflight(checks=[missing_vmi_check(vm, self.get_vm(vm))], before=None)
         target = spec.mode.target_node if isinstance(spec.mode, TargetedMode) else None
-        return vm_checks(CheckPolicy.from_spec(spec), vm, vmi, self.cluster_objects(vm.namespace), target)
+        checks = vm_checks(CheckPolicy.from_spec(spec), vm, vmi, self.cluster_objects(vm.namespace), target)
+        running = vmi_running_check(vm, vmi).status is not CheckStatus.FAIL
+        return VMPreflight(checks=checks, before=self._state(vm, vmi) if running else None)
 
     def cluster_objects(self, namespace: str | None = None) -> ClusterObjects:
         """One read of everything the checks judge (GETs and LISTs only). PVCs: `namespace`'s, or all."""
@@ -210,7 +200,7 @@ class KubeVirtAdapter:
         source = vmi.get("status", {}).get("nodeName", "")
         body = vmim_manifest(vm, target, self.run_id)
         try:
-            created = self._call(f"create migration for {vm}", self.custom.create_namespaced_custom_object, KV_GROUP,
+            created = self.call(f"create migration for {vm}", self.custom.create_namespaced_custom_object, KV_GROUP,
                                  KV_VERSION, vm.namespace, "virtualmachineinstancemigrations", body)
         except PlatformError as exc:
             if not exc.transient:
@@ -236,9 +226,9 @@ class KubeVirtAdapter:
                                         raw={"vmi": vmi})
         phase = vmim.get("status", {}).get("phase") or "Pending"
         return MigrationObservation(
-            phase=phase, terminal=phase in TERMINAL_PHASES, succeeded=phase == "Succeeded",
+            phase=phase, terminal=phase in MigrationPhase.TERMINAL, succeeded=phase == MigrationPhase.SUCCEEDED,
             source=state.get("sourceNode") or handle.source, target=state.get("targetNode"),
-            failure_reason=state.get("failureReason") if phase == "Failed" else None,
+            failure_reason=state.get("failureReason") if phase == MigrationPhase.FAILED else None,
             raw={"vmim": vmim, "vmi": vmi})
 
     def watch_migration(self, handle: MigrationHandle) -> "MigrationWatch":
@@ -254,14 +244,14 @@ class KubeVirtAdapter:
         """Cancel = delete the VMIM, then wait until the VMI shows the migration over. Idempotent."""
         ns, name, vmi_ref = params["namespace"], params["name"], VMRef(namespace=params["namespace"], name=params["vmi"])
         vmim = self.get_vmim(ns, name)
-        if vmim is not None and vmim.get("status", {}).get("phase") in TERMINAL_PHASES and \
+        if vmim is not None and vmim.get("status", {}).get("phase") in MigrationPhase.TERMINAL and \
                 not vmim.get("metadata", {}).get("deletionTimestamp"):
             phase = vmim["status"]["phase"]
             vmi = self.get_vmi(vmi_ref) or {}
             return f"nothing to cancel: migration {name} had already {phase}; VM on {vmi.get('status', {}).get('nodeName')}"
         if vmim is not None:
             try:
-                self._call(f"delete vmim {ns}/{name}", self.custom.delete_namespaced_custom_object, KV_GROUP, KV_VERSION,
+                self.call(f"delete vmim {ns}/{name}", self.custom.delete_namespaced_custom_object, KV_GROUP, KV_VERSION,
                            ns, "virtualmachineinstancemigrations", name)
             except PlatformError as exc:
                 if exc.status != 404:
@@ -278,10 +268,8 @@ class KubeVirtAdapter:
                                     f"(migrationState: {state})", transient=False)
             time.sleep(self.poll_interval_s)
 
-    def undo_actions(self) -> dict[str, Callable[[dict[str, Any]], str]]:
-        from livedrill.platforms.kubevirt_drain import drain_undo_actions  # it builds on this module
-
-        return {"cancel-migration": self.cancel_by_params, **drain_undo_actions(self)}
+    def undo_actions(self) -> dict[str, UndoAction]:
+        return {"cancel-migration": self.cancel_by_params, **KubeVirtDrain(self).undo_actions()}
 
     def postcheck(self, handle: MigrationHandle, before: VMState, phases_seen: list[str] | None = None) -> list[CheckResult]:
         vmim = self.get_vmim(handle.vm.namespace, handle.platform_id) or {}
@@ -322,8 +310,11 @@ class MigrationWatch:
         self.changed.clear()
         return fired
 
+    def stats(self) -> dict[str, Any]:
+        return {"events": self.events, "restarts": self.restarts, "resource_version": self.resource_version}
+
     def _relist(self) -> None:
-        listed = self.adapter._call(f"list vmims in {self.namespace}", self.adapter.custom.list_namespaced_custom_object,
+        listed = self.adapter.call(f"list vmims in {self.namespace}", self.adapter.custom.list_namespaced_custom_object,
                                     KV_GROUP, KV_VERSION, self.namespace, "virtualmachineinstancemigrations",
                                     field_selector=f"metadata.name={self.name}")
         self.resource_version = listed.get("metadata", {}).get("resourceVersion")
