@@ -16,9 +16,9 @@ import pytest
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
-from livedrill.lab.kube.precopy import PrecopyInputs, plan_precopy
-from livedrill.lab.manager import running_lab
-from livedrill.lab.presets import SEED_MIGRATIONS
+from livedrill_lab.kube.precopy import PrecopyInputs, plan_precopy
+from livedrill_lab.manager import running_lab
+from livedrill_lab.presets import SEED_MIGRATIONS
 
 pytestmark = pytest.mark.e2e
 

@@ -1,7 +1,8 @@
 """libvirt/KVM platform: the only package that imports `libvirt` (import-linter contract in pyproject.toml).
 
 A package rather than one module so each part stays small: connection.py (bounded calls, error classes),
-adapter.py (LibvirtAdapter), compliance.py (hardware-isolation checks), admin.py (lab host administration).
+adapter.py (LibvirtAdapter), compliance.py (hardware-isolation checks). The lab's host administration
+(define/start/remove domains) lives with the lab, in livedrill_lab.libvirt.admin.
 """
 
 import libvirt

@@ -34,11 +34,11 @@ from typing import Any, Callable
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from livedrill.lab.kube import errors, policy, resources
-from livedrill.lab.kube.precopy import PrecopyInputs, PrecopyPlan, plan_precopy
 from livedrill.quantity import parse_quantity
-from livedrill.lab.kube.resources import KUBEVIRT, MIGRATIONS, ResourceType
-from livedrill.lab.kube.store import Store, generated_suffix, rfc3339_now
+from livedrill_lab.kube import errors, policy, resources
+from livedrill_lab.kube.precopy import PrecopyInputs, PrecopyPlan, plan_precopy
+from livedrill_lab.kube.resources import KUBEVIRT, MIGRATIONS, ResourceType
+from livedrill_lab.kube.store import Store, generated_suffix, rfc3339_now
 
 Obj = dict[str, Any]
 

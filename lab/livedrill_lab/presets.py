@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from livedrill.lab.kube.controller import launcher_pod, running_vmi_status
+from livedrill_lab.kube.controller import launcher_pod, running_vmi_status
 
 Obj = dict[str, Any]
 

@@ -1,8 +1,8 @@
 """An embedded KubeVirt lab: a Kubernetes-API server on 127.0.0.1 and a simulated virt-controller.
 
 The real `kubernetes` client and `kubectl` talk to it unchanged (HTTPS with the lab's own CA: client-go
-sends a bearer token only over TLS). Everything runs in one process, `python -m livedrill.lab.kube`,
-started by `livedrill.lab.manager` (`start_lab`, `lab_status`, `stop_lab`, `running_lab` for tests).
+sends a bearer token only over TLS). Everything runs in one process, `python -m livedrill_lab.kube`,
+started by `livedrill_lab.manager` (`start_lab`, `lab_status`, `stop_lab`, `running_lab` for tests).
 
 Modules:
   server.py      HTTP/1.1 API: discovery, CRUD, patches, watch / watch-list, Tables, /lab/v1 endpoints
