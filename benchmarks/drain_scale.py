@@ -33,7 +33,7 @@ from pathlib import Path
 import psutil
 
 from livedrill.drain import DrainSettings, drain_lanes, list_schedule_makespan_s, migration_parallelism
-from livedrill_lab.kube.controller import ControllerConfig
+from livedrill_lab.kube.config import ControllerConfig
 from livedrill_lab.kube.policy import effective_settings
 from livedrill_lab.kube.precopy import PrecopyInputs, plan_precopy
 from livedrill_lab.manager import start_lab, stop_lab

@@ -19,7 +19,9 @@ import threading
 from pathlib import Path
 
 from livedrill_lab.kube import resources
-from livedrill_lab.kube.controller import ControllerConfig, VirtController
+from livedrill_lab.kube.config import ControllerConfig
+from livedrill_lab.kube.controller import VirtController
+from livedrill_lab.kube.scheduling import start_new_vmis
 from livedrill_lab.kube.server import LabApiServer
 from livedrill_lab.kube.store import Store
 from livedrill_lab.kube.tls import issue_server_certificate
@@ -89,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     store = Store()
     controller = VirtController(store, config)
     load_into(store, load_preset(args.preset))
-    controller.start_new_vmis()
+    start_new_vmis(store)
     ca_pem, cert_path, key_path = issue_server_certificate(args.state_dir, args.host)
     tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     tls.load_cert_chain(cert_path, key_path)

@@ -1,4 +1,4 @@
-"""The two-host libvirt/QEMU lab: start it, stop it, on one machine (facts: shared/notes/libvirt-lab.md).
+"""The two-host libvirt/QEMU lab: start it, stop it, on one machine.
 
 Layout under `state_dir`:
   cache/                 guest kernel, initramfs, ledger binary (kept across labs; see guest.py)
