@@ -17,10 +17,10 @@ TEST_DEBS = qemu-system-x86 libvirt-daemon libvirt-daemon-driver-qemu libvirt-cl
 
 .PHONY: venv sysdeps demo test lint-imports lock clean
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml lab/pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade 'pip>=24'
-	$(BIN)/pip install -q -c constraints.txt -e '.[test]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[test]' -e ./lab
 	touch $@
 
 venv: $(STAMP)

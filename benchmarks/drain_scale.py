@@ -12,7 +12,7 @@ against each core VM, in this process, without Prefect; with --flow, the whole P
 conditions, then stops the lab. Figures only: nothing here asserts a time.
 
 The bound: each migration's duration as the lab's controller models it (4 phase steps of `phase_step_s`,
-then pre-copy and stop-and-copy from `livedrill.lab.kube.precopy` with the preset's settings), placed in
+then pre-copy and stop-and-copy from `livedrill_lab.kube.precopy` with the preset's settings), placed in
 creation order on min(parallelMigrationsPerCluster, parallelOutboundMigrationsPerNode) lanes
 (`livedrill.drain.list_schedule_makespan_s`). The drain's wall time runs from the cordon until the loop
 observed every VMI off the node and no pod left to evict.
@@ -33,11 +33,11 @@ from pathlib import Path
 import psutil
 
 from livedrill.drain import DrainSettings, drain_lanes, list_schedule_makespan_s, migration_parallelism
-from livedrill.lab.kube.controller import ControllerConfig
-from livedrill.lab.kube.policy import effective_settings
-from livedrill.lab.kube.precopy import PrecopyInputs, plan_precopy
-from livedrill.lab.manager import start_lab, stop_lab
-from livedrill.lab.presets import load_preset
+from livedrill_lab.kube.config import ControllerConfig
+from livedrill_lab.kube.policy import effective_settings
+from livedrill_lab.kube.precopy import PrecopyInputs, plan_precopy
+from livedrill_lab.manager import start_lab, stop_lab
+from livedrill_lab.presets import load_preset
 from livedrill.outcomes import CheckStatus
 from livedrill.quantity import parse_quantity
 from livedrill.spec import DrillSpec

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 
-from livedrill.lab.libvirt.manager import start_libvirt_lab, stop_libvirt_lab
+from livedrill_lab.libvirt.manager import start_libvirt_lab, stop_libvirt_lab
 from livedrill.platforms.libvirt.adapter import LibvirtAdapter
 from livedrill.probe.engine import ProbeSession
 from livedrill.spec import load_spec

@@ -57,7 +57,7 @@ NO_ABORT = SLO(max_downtime_ms=60_000, p99_latency_ms=60_000, max_failed_request
 
 
 def start_ledger(data_dir: Path, cpu: int | None) -> tuple[subprocess.Popen, int]:
-    proc = subprocess.Popen([sys.executable, "-m", "livedrill.lab.ledger", "--port", "0", "--data-dir", str(data_dir)])
+    proc = subprocess.Popen([sys.executable, "-m", "livedrill_lab.ledger", "--port", "0", "--data-dir", str(data_dir)])
     if cpu is not None:
         os.sched_setaffinity(proc.pid, {cpu})
     deadline = time.monotonic() + READY_TIMEOUT_S
@@ -292,7 +292,7 @@ def main() -> int:
     print(f"  cpus {len(cpus)} ({platform.processor() or platform.machine()}); probe pinned to {cpu_probe}, ledger to {cpu_ledger}")
     print(f"  nice value {os.nice(0)} (probe and ledger)")
     print(f"  load average at start {os.getloadavg()[0]:.2f}, CPU pressure some-avg10 {cpu_pressure()}")
-    print("  target: lab ledger (python -m livedrill.lab.ledger) on 127.0.0.1, transaction probe = POST + GET read-back")
+    print("  target: lab ledger (python -m livedrill_lab.ledger) on 127.0.0.1, transaction probe = POST + GET read-back")
 
     with tempfile.TemporaryDirectory(prefix="livedrill-bench-") as tmp:
         work = Path(tmp)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
+import importlib.util
 import os
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -158,38 +159,39 @@ def cmd_readiness(args: argparse.Namespace) -> int:
     return EXIT_OK if report.ready else EXIT_FAILED
 
 
+LAB_PACKAGE = "livedrill_lab"
+
+
+def run_lab(argv: list[str]) -> int:
+    """Runs the lab's command line, `python -m livedrill_lab ARGV`, in a child process; returns its exit code.
+
+    The product never imports a lab (import-linter contract): the labs are their own distribution beside
+    the product, installed by `make venv` from the repository's lab/ directory, not part of livedrill's
+    wheel. The child runs in its own process group and SIGINT/SIGTERM sent to this process are passed on
+    to it once, so a Ctrl-C during `livedrill demo` cancels and rolls back the drill as it would in-process.
+    """
+    if importlib.util.find_spec(LAB_PACKAGE) is None:
+        print(f"livedrill {argv[0]}: the lab package {LAB_PACKAGE} is not installed. The labs are not part of the "
+              f"livedrill wheel; install them from a clone of the repository: pip install -e ./lab "
+              f"(make venv does)", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    child = subprocess.Popen([sys.executable, "-m", LAB_PACKAGE, *argv], process_group=0)
+
+    def pass_on(signum, frame):  # noqa: ARG001 - signal handler signature
+        child.send_signal(signum)
+
+    previous = {signum: signal.signal(signum, pass_on) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        returncode = child.wait()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    return 128 - returncode if returncode < 0 else returncode
+
+
 def cmd_lab(args: argparse.Namespace) -> int:
-    state_dir = Path(args.state_dir)
-    if args.hypervisor == "libvirt":
-        from livedrill.lab.libvirt import manager as libvirt_lab
-
-        if args.action == "up":
-            info = libvirt_lab.start_libvirt_lab(state_dir.parent / "libvirt-lab")
-            print(json.dumps(info.model_dump(mode="json") if hasattr(info, "model_dump") else info.__dict__, indent=2, default=str))
-        elif args.action == "down":
-            libvirt_lab.stop_libvirt_lab(state_dir.parent / "libvirt-lab")
-            print("libvirt lab stopped")
-        else:
-            status = libvirt_lab.libvirt_lab_status(state_dir.parent / "libvirt-lab")
-            print(json.dumps(status, indent=2, default=str) if status else "libvirt lab is not running")
-            return EXIT_OK if status else EXIT_FAILED
-        return EXIT_OK
-    from livedrill.lab import manager
-
-    if args.action == "up":
-        info = manager.start_lab(state_dir, preset=args.preset)
-        print(f"lab up: API {info.api_url}, kubeconfig {info.kubeconfig}")
-        print(f"try: kubectl --kubeconfig {info.kubeconfig} get nodes,vmi -A")
-    elif args.action == "down":
-        manager.stop_lab(state_dir)
-        print("lab down")
-    else:
-        info = manager.lab_status(state_dir)
-        if info is None:
-            print("lab is not running")
-            return EXIT_FAILED
-        print(f"lab running: API {info.api_url}, kubeconfig {info.kubeconfig}")
-    return EXIT_OK
+    return run_lab(["lab", args.action, "--preset", args.preset, "--hypervisor", args.hypervisor,
+                    "--state-dir", args.state_dir])
 
 
 def cmd_evidence_verify(args: argparse.Namespace) -> int:
@@ -226,9 +228,7 @@ def cmd_evidence_export(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from livedrill.lab.demo import run_demo
-
-    return run_demo(Path(args.state_dir), Path(args.spec))
+    return run_lab(["demo", "--state-dir", args.state_dir, "--spec", args.spec])
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -31,7 +31,7 @@ def prefect_harness():
 @pytest.fixture
 def lab(tmp_path):
     """The embedded KubeVirt lab (targeted preset) on ephemeral ports, stopped after the test."""
-    from livedrill.lab.manager import running_lab
+    from livedrill_lab.manager import running_lab
 
     with running_lab(tmp_path) as info:
         yield info

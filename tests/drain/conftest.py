@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from livedrill.lab.manager import LabInfo, running_lab
+from livedrill_lab.manager import LabInfo, running_lab
 from livedrill.spec import DrillSpec
 
 REPO = Path(__file__).resolve().parents[2]

@@ -14,7 +14,7 @@ from flows.drill import drill
 from livedrill.drain import EvictionAnswer, pods_to_drain
 from livedrill.errors import PlatformError
 from livedrill.evidence.verify import verify_run
-from livedrill.lab.demo import freeze_for
+from livedrill_lab.demo import freeze_for
 from livedrill.outcomes import CompensationState, DrillOutcome
 from livedrill.platforms.kubevirt.adapter import KubeVirtAdapter
 from livedrill.platforms.kubevirt.drain import KubeVirtDrain

@@ -9,7 +9,7 @@ import pytest
 
 from flows.drill import drill
 from livedrill.evidence.verify import verify_run
-from livedrill.lab.demo import freeze_for
+from livedrill_lab.demo import freeze_for
 from livedrill.outcomes import CompensationState, DrillOutcome
 from tests.lab_helpers import annotate_vmi, kubectl, lab_spec
 

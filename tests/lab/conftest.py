@@ -10,7 +10,7 @@ from typing import Iterator
 import pytest
 from kubernetes import client, config
 
-from livedrill.lab.manager import LabInfo, running_lab
+from livedrill_lab.manager import LabInfo, running_lab
 
 KUBECTL = Path(sys.executable).parent / "kubectl"
 KUBECTL_TIMEOUT_S = 60

@@ -12,7 +12,7 @@ import pytest
 from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 
-from livedrill.lab.manager import running_lab
+from livedrill_lab.manager import running_lab
 
 pytestmark = pytest.mark.e2e
 

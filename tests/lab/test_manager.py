@@ -14,7 +14,7 @@ import time
 import httpx
 import pytest
 
-from livedrill.lab.manager import LabError, lab_status, start_lab, stop_lab
+from livedrill_lab.manager import LabError, lab_status, start_lab, stop_lab
 
 pytestmark = pytest.mark.e2e
 # stop_lab allows each process 10 s to exit on SIGTERM before SIGKILL.
@@ -91,7 +91,7 @@ def test_a_lab_tied_to_a_dead_process_ends_itself(tmp_path):
 
 def test_foreground_lab_stops_on_sigterm(tmp_path):
     state = tmp_path / "lab"
-    command = ("import sys; from pathlib import Path; from livedrill.lab.manager import start_lab; "
+    command = ("import sys; from pathlib import Path; from livedrill_lab.manager import start_lab; "
                f"start_lab(Path({str(state)!r}), api_port=0, ledger_port_base=0, foreground=True)")
     foreground = subprocess.Popen([sys.executable, "-c", command])
     try:

@@ -16,9 +16,9 @@ import pytest
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
-from livedrill.lab.kube.precopy import PrecopyInputs, plan_precopy
-from livedrill.lab.manager import running_lab
-from livedrill.lab.presets import SEED_MIGRATIONS
+from livedrill_lab.kube.precopy import PrecopyInputs, plan_precopy
+from livedrill_lab.manager import running_lab
+from livedrill_lab.presets import PRESET_MIGRATIONS
 
 pytestmark = pytest.mark.e2e
 
@@ -141,8 +141,8 @@ def test_targeted_migration_succeeds_and_really_pauses_the_workload(lab, custom,
     # Ground truth: one real pause of the ledger, as long as the pre-copy model says.
     expected = plan_precopy(PrecopyInputs(
         memory_bytes=256 * MI, dirty_rate_bytes_per_s=6 * MI, bandwidth_bytes_per_s=64 * MI,
-        max_downtime_ms=SEED_MIGRATIONS["maxDowntimeMs"], progress_timeout_s=SEED_MIGRATIONS["progressTimeout"],
-        completion_timeout_per_gib_s=SEED_MIGRATIONS["completionTimeoutPerGiB"]))
+        max_downtime_ms=PRESET_MIGRATIONS["maxDowntimeMs"], progress_timeout_s=PRESET_MIGRATIONS["progressTimeout"],
+        completion_timeout_per_gib_s=PRESET_MIGRATIONS["completionTimeoutPerGiB"]))
     [freeze] = lab.freezes()
     assert freeze["pid"] == lab.workload_pid(f"{NS}/{VMI}") and freeze["signalled"] is True
     assert freeze["migrationUid"] == vmim["metadata"]["uid"]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from livedrill.lab.kube import patch, policy, selectors
-from livedrill.lab.kube.precopy import PrecopyInputs, completion_budget_s, plan_precopy
+from livedrill_lab.kube import patch, policy, selectors
+from livedrill_lab.kube.precopy import PrecopyInputs, completion_budget_s, plan_precopy
 from livedrill.quantity import parse_quantity
 
 MI = 1024**2

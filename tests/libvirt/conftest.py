@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from livedrill.lab.libvirt.manager import missing_requirements, start_libvirt_lab, stop_libvirt_lab
+from livedrill_lab.libvirt.manager import missing_requirements, start_libvirt_lab, stop_libvirt_lab
 
 
 def lab_skip_reason() -> str | None:

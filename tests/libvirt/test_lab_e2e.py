@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from livedrill.lab.libvirt.manager import lab_processes_alive, stop_libvirt_lab
+from livedrill_lab.libvirt.manager import lab_processes_alive, stop_libvirt_lab
 from livedrill.outcomes import CheckStatus
 from livedrill.platforms.base import MigrationHandle, MigrationObservation
 from livedrill.probe.engine import ProbeSession

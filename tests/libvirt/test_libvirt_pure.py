@@ -8,7 +8,7 @@ pytest.importorskip("libvirt", reason="libvirt-python is not installed (make sys
 
 import libvirt  # noqa: E402
 
-from livedrill.lab.libvirt.guest import GuestBuildError, load_order  # noqa: E402
+from livedrill_lab.libvirt.guest import GuestBuildError, load_order  # noqa: E402
 from livedrill.outcomes import CheckStatus  # noqa: E402
 from livedrill.platforms.libvirt.adapter import migration_flags, migration_params, placement_verdict  # noqa: E402
 from livedrill.platforms.libvirt.compliance import (  # noqa: E402

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from flows.drill import drill
-from livedrill.lab.manager import running_lab
+from livedrill_lab.manager import running_lab
 from livedrill.outcomes import Compensation, DrillOutcome, TimelineEvent
 from livedrill.probe.report import SessionReport
 from tests.lab_helpers import lab_spec

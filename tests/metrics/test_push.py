@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from livedrill.evidence.keys import Signer
-from livedrill.lab.kube.tls import issue_server_certificate
+from livedrill_lab.kube.tls import issue_server_certificate
 from livedrill.metrics.config import MetricsConfig, PushSink
 from livedrill.metrics.encode import snappy_decompress
 from livedrill.metrics.export import export_archive, export_run

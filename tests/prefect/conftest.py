@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from livedrill.lab.manager import running_lab
+from livedrill_lab.manager import running_lab
 from tests.lab_helpers import lab_spec
 from tests.prefect.harness import TERMINAL, start_serve, start_server, stop_tree, wait_state
 

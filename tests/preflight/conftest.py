@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import yaml
 
-from livedrill.lab.manager import running_lab
+from livedrill_lab.manager import running_lab
 from livedrill.outcomes import CheckResult
 from livedrill.spec import DrillSpec
 

@@ -36,7 +36,7 @@ def start_ledger(data_dir: Path, port: int = 0, extra_args: list[str] | None = N
     ready = data_dir / "ready"
     ready.unlink(missing_ok=True)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "livedrill.lab.ledger", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data_dir)]
+        [sys.executable, "-m", "livedrill_lab.ledger", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data_dir)]
         + (extra_args or []),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 KINDS = ("port-cut", "drop-to-vm", "drop-from-vm", "reset", "freeze")
-LEDGER_MODULE = "livedrill.lab.ledger"
+LEDGER_MODULE = "livedrill_lab.ledger"
 SERVICE_PORT = 8080
 COMMAND_TIMEOUT_S = 5.0
 READY_TIMEOUT_S = 20.0

@@ -11,7 +11,7 @@ import time
 import httpx
 import pytest
 
-from livedrill.lab.ledger import BadInput, validate_transfer
+from livedrill_lab.ledger import BadInput, validate_transfer
 
 
 @pytest.mark.parametrize(

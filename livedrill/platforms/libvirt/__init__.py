@@ -2,8 +2,9 @@
 
 A package rather than one module so each part stays small: config.py (the spec section), connection.py
 (bounded calls, error classes), adapter.py (LibvirtAdapter: gathers facts and acts), checks.py (the pure
-pre-flight judgments), compliance.py (hardware-isolation facts and judgments), admin.py (lab host
-administration). Importing this package registers the platform; `libvirt` loads with the adapter.
+pre-flight judgments), compliance.py (hardware-isolation facts and judgments). Importing this package
+registers the platform; `libvirt` loads with the adapter. The lab's host administration (define/start/remove
+domains) lives with the lab, in livedrill_lab.libvirt.admin.
 """
 
 from __future__ import annotations

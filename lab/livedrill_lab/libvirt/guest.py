@@ -17,7 +17,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from livedrill.lab.libvirt.config import LibvirtLabConfig
+from livedrill_lab.libvirt.config import LibvirtLabConfig
 
 LEDGER_SOURCE = Path(__file__).with_name("guest_ledger.c")
 BUSYBOX = Path("/bin/busybox")

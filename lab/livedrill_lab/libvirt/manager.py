@@ -1,4 +1,4 @@
-"""The two-host libvirt/QEMU lab: start it, stop it, on one machine (facts: shared/notes/libvirt-lab.md).
+"""The two-host libvirt/QEMU lab: start it, stop it, on one machine.
 
 Layout under `state_dir`:
   cache/                 guest kernel, initramfs, ledger binary (kept across labs; see guest.py)
@@ -45,11 +45,11 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-from livedrill.lab.libvirt.config import LabHost, LibvirtLabConfig, LibvirtLabInfo
-from livedrill.lab.libvirt.domain import domain_xml
-from livedrill.lab.libvirt.guest import ensure_guest_image
-from livedrill.platforms.libvirt.admin import define_and_start, remove_all_domains, wait_for_daemon
 from livedrill.platforms.libvirt.connection import LibvirtTimeouts
+from livedrill_lab.libvirt.admin import define_and_start, remove_all_domains, wait_for_daemon
+from livedrill_lab.libvirt.config import LabHost, LibvirtLabConfig, LibvirtLabInfo
+from livedrill_lab.libvirt.domain import domain_xml
+from livedrill_lab.libvirt.guest import ensure_guest_image
 
 REQUIRED_COMMANDS = ("libvirtd", "qemu-system-x86_64", "tini", "ip", "unshare", "busybox", "gcc", "cpio",
                      "apt-get", "apt-cache", "dpkg-deb", "useradd")
@@ -223,7 +223,7 @@ def _start_forwarder(netns: str, config: LibvirtLabConfig, resources: _Resources
         fd = listener.fileno()
         with open(log_path, "ab") as log:
             proc = subprocess.Popen(
-                ["ip", "netns", "exec", netns, sys.executable, "-m", "livedrill.lab.libvirt.forwarder",
+                ["ip", "netns", "exec", netns, sys.executable, "-m", "livedrill_lab.libvirt.forwarder",
                  "--listen-fd", str(fd), "--target", f"{config.guest_address}:{config.ledger_port}",
                  "--connect-timeout-s", str(config.timeouts.command_s)],
                 pass_fds=(fd,), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
-from livedrill.lab.libvirt.config import LibvirtLabConfig
+from livedrill_lab.libvirt.config import LibvirtLabConfig
 
 
 def domain_xml(

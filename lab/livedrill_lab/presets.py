@@ -1,11 +1,12 @@
 """What a lab starts with. A preset is a list of API objects loaded in order, plus the VMIs that get a
 real workload (ledger) process.
 
-`targeted`: namespace `banking` with `banking-core-vm` (modelled on the seed's core VM) running on
-node-1 of three schedulable nodes; the `kubevirt` CR carries the seed's migration settings.
+`targeted`: namespace `banking` with `banking-core-vm` (a core-banking VM: 4 dedicated vCPUs with
+invtsc, 256Mi, a PVC root disk, LiveMigrate) running on node-1 of three schedulable nodes; the `kubevirt`
+CR carries a bank's migration settings (PRESET_MIGRATIONS).
 
-`drain`: node maintenance of node-1 (the seed's `kubectl drain node-1 --ignore-daemonsets
---delete-emptydir-data`). node-1 hosts two core VMs (`banking/banking-core-vm`, `banking/banking-core-vm-2`,
+`drain`: node maintenance of node-1 (what `kubectl drain node-1 --ignore-daemonsets
+--delete-emptydir-data` does). node-1 hosts two core VMs (`banking/banking-core-vm`, `banking/banking-core-vm-2`,
 each with its own ledger process, really paused at stop-and-copy), three non-core VMs in namespace `apps`
 (128Mi, no workload process: their stop-and-copy is modelled, nothing is paused) and `apps/report-cache`,
 a ReplicaSet pod with emptyDir scratch data (evicted only with delete_emptydir_data).
@@ -23,16 +24,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from livedrill.lab.kube.controller import launcher_pod, running_vmi_status
+from livedrill_lab.kube.launcher import launcher_pod, running_vmi_status
 
 Obj = dict[str, Any]
 
 CPU_MODEL_LABEL = "cpu-model.node.kubevirt.io/Skylake-Server-noTSX-IBRS"
 HOST_MODEL_LABEL = "host-model-cpu.node.kubevirt.io/Skylake-Server-noTSX-IBRS"
 INVTSC_LABEL = "cpu-feature.node.kubevirt.io/invtsc"
-# The seed's migration settings; maxDowntimeMs is the lab's choice so that the modelled pause of the
+# A bank's migration settings (64Mi/s per migration, 5 in the cluster, 2 out of a node, no post-copy or
+# auto-converge); maxDowntimeMs is the lab's choice so that the modelled pause of the
 # 256Mi core VM lands in the tens of milliseconds (see precopy.py).
-SEED_MIGRATIONS: Obj = {
+PRESET_MIGRATIONS: Obj = {
     "bandwidthPerMigration": "64Mi",
     "completionTimeoutPerGiB": 800,
     "progressTimeout": 150,
@@ -96,7 +98,7 @@ def _node(name: str, zone: str) -> PresetObject:
 def _kubevirt_cr() -> PresetObject:
     return PresetObject("kubevirt.io", "v1", "kubevirts", "kubevirt", {
         "apiVersion": "kubevirt.io/v1", "kind": "KubeVirt", "metadata": {"name": "kubevirt"},
-        "spec": {"configuration": {"migrations": dict(SEED_MIGRATIONS), "evictionStrategy": "LiveMigrate",
+        "spec": {"configuration": {"migrations": dict(PRESET_MIGRATIONS), "evictionStrategy": "LiveMigrate",
                                    "developerConfiguration": {"featureGates": []}}},
         "status": {"phase": "Deployed", "observedKubeVirtVersion": "v1.9.0", "targetKubeVirtVersion": "v1.9.0"}})
 
@@ -127,7 +129,7 @@ CORE_VM_LABELS = {"app": "banking-core", "tier": "core"}
 
 
 def _core_vm_object(namespace: str, name: str) -> PresetObject:
-    """The VirtualMachine of a seed-like core VM (its VMI is started by the controller or placed by a preset)."""
+    """The VirtualMachine of a core-banking VM (its VMI is started by the controller or placed by a preset)."""
     return PresetObject("kubevirt.io", "v1", "virtualmachines", namespace, {
         "apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine",
         "metadata": {"name": name, "labels": dict(CORE_VM_LABELS)},
@@ -257,7 +259,7 @@ def _pvc(namespace: str, name: str, access_mode: str) -> PresetObject:
 
 def _readiness_vm(namespace: str, name: str, change=None, annotations: dict[str, str] | None = None,
                   access_mode: str = "ReadWriteMany") -> list[PresetObject]:
-    """A core-tier VM like the seed's, with `change` applied to its VMI spec (the fault it carries)."""
+    """A core-tier VM like `banking-core-vm`, with `change` applied to its VMI spec (the fault it carries)."""
     vm, vmi = _core_vm(namespace, name)
     for obj in (vm.body["spec"]["template"]["spec"], vmi.body["spec"]):
         if change:

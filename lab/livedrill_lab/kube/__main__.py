@@ -1,4 +1,4 @@
-"""Run the lab's API server and virt-controller: `python -m livedrill.lab.kube --state-dir DIR ...`.
+"""Run the lab's API server and virt-controller: `python -m livedrill_lab.kube --state-dir DIR ...`.
 
 The bearer token comes from the environment (LIVEDRILL_LAB_TOKEN), never from argv. Once serving, it
 writes DIR/kubeconfig and DIR/api-ready ({"pid", "port"}). SIGTERM or SIGINT stops it cleanly (any
@@ -18,12 +18,14 @@ import sys
 import threading
 from pathlib import Path
 
-from livedrill.lab.kube import resources
-from livedrill.lab.kube.controller import ControllerConfig, VirtController
-from livedrill.lab.kube.server import LabApiServer
-from livedrill.lab.kube.store import Store
-from livedrill.lab.kube.tls import issue_server_certificate
-from livedrill.lab.presets import Preset, load_preset
+from livedrill_lab.kube import resources
+from livedrill_lab.kube.config import ControllerConfig
+from livedrill_lab.kube.controller import VirtController
+from livedrill_lab.kube.scheduling import start_new_vmis
+from livedrill_lab.kube.server import LabApiServer
+from livedrill_lab.kube.store import Store
+from livedrill_lab.kube.tls import issue_server_certificate
+from livedrill_lab.presets import Preset, load_preset
 
 TOKEN_ENV = "LIVEDRILL_LAB_TOKEN"
 CONTEXT = "livedrill-lab"
@@ -63,7 +65,7 @@ def _write_private(path: Path, text: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m livedrill.lab.kube")
+    parser = argparse.ArgumentParser(prog="python -m livedrill_lab.kube")
     parser.add_argument("--state-dir", type=Path, required=True)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
@@ -89,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     store = Store()
     controller = VirtController(store, config)
     load_into(store, load_preset(args.preset))
-    controller.start_new_vmis()
+    start_new_vmis(store)
     ca_pem, cert_path, key_path = issue_server_certificate(args.state_dir, args.host)
     tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     tls.load_cert_chain(cert_path, key_path)

@@ -2,7 +2,7 @@
 
 A lab is a set of OS processes, each in its own session so that it outlives the command that started it:
 one ledger per VMI of the preset (the VMI's workload: what the simulated virt-controller pauses during
-stop-and-copy) and the API server + controller (`python -m livedrill.lab.kube`). Everything the lab
+stop-and-copy) and the API server + controller (`python -m livedrill_lab.kube`). Everything the lab
 needs or writes lives in its state directory:
 
     lab.json      what is running: API URL, processes (pid + start time), ledger URLs per VMI
@@ -34,7 +34,7 @@ import httpx
 import psutil
 from pydantic import BaseModel, ConfigDict, Field
 
-from livedrill.lab.presets import load_preset
+from livedrill_lab.presets import load_preset
 
 LAB_FILE = "lab.json"
 CONTEXT = "livedrill-lab"
@@ -191,14 +191,14 @@ def start_lab(state_dir: Path, preset: str = "targeted", api_port: int = 18443, 
             data_dir.mkdir(parents=True, exist_ok=True)
             (data_dir / "ready").unlink(missing_ok=True)
             process, record = _spawn(f"ledger {vmi}", [
-                sys.executable, "-m", "livedrill.lab.ledger", "--host", "127.0.0.1", "--port", str(port),
+                sys.executable, "-m", "livedrill_lab.ledger", "--host", "127.0.0.1", "--port", str(port),
                 "--data-dir", str(data_dir)], state_dir / "logs" / f"ledger-{vmi.replace('/', '__')}.log")
             info.processes.append(record)
             _write_lab_file(info)  # recorded at once, so stop_lab can clean up a half-started lab
             ledgers.append((vmi, data_dir, process, record))
         workloads = [f"--workload={vmi}={info.workload_pid(vmi)}" for vmi in chosen.workload_vmis]
         process, record = _spawn("api", [
-            sys.executable, "-m", "livedrill.lab.kube", "--state-dir", str(state_dir), "--port", str(api_port),
+            sys.executable, "-m", "livedrill_lab.kube", "--state-dir", str(state_dir), "--port", str(api_port),
             "--preset", preset, "--controller-config", json.dumps(controller or {}), *workloads,
             *([f"--exit-with-pid={exit_with_pid}"] if exit_with_pid else [])],
             state_dir / "logs" / "api.log", env={TOKEN_ENV: secrets.token_urlsafe(32)})

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterator
 
-from livedrill.lab.kube import errors
-from livedrill.lab.kube.resources import ResourceType
+from livedrill_lab.kube import errors
+from livedrill_lab.kube.resources import ResourceType
 
 Obj = dict[str, Any]
 Matcher = Callable[[Obj], bool]

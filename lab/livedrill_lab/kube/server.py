@@ -20,11 +20,11 @@ from urllib.parse import parse_qs, urlsplit
 
 from pydantic import ValidationError
 
-from livedrill.lab.kube import errors, patch, resources, selectors
-from livedrill.lab.kube.faults import FaultBook, FaultRule
-from livedrill.lab.kube.resources import ResourceType
-from livedrill.lab.kube.store import Store
-from livedrill.lab.kube.tables import render_table
+from livedrill_lab.kube import errors, patch, resources, selectors
+from livedrill_lab.kube.faults import FaultBook, FaultRule
+from livedrill_lab.kube.resources import ResourceType
+from livedrill_lab.kube.store import Store
+from livedrill_lab.kube.tables import render_table
 
 Obj = dict[str, Any]
 SERVER_VERSION = {"major": "1", "minor": "36", "gitVersion": "v1.36.0-livedrill-lab", "gitCommit": "",

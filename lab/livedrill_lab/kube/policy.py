@@ -13,7 +13,7 @@ from livedrill.quantity import parse_quantity
 Obj = dict[str, Any]
 
 FINAL_PHASES = ("Succeeded", "Failed")
-# KubeVirt's defaults (shared/notes/kubevirt-migration.md), used when the kubevirt CR leaves a field unset.
+# KubeVirt's own defaults (its virt-config), used when the kubevirt CR leaves a field unset.
 DEFAULT_MIGRATIONS: Obj = {
     "parallelMigrationsPerCluster": 5,
     "parallelOutboundMigrationsPerNode": 2,

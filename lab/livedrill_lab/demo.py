@@ -5,8 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from livedrill.lab.manager import lab_status, start_lab, stop_lab
 from livedrill.spec import SpecError, load_spec
+from livedrill_lab.manager import lab_status, start_lab, stop_lab
 
 
 def freeze_for(freezes: list[dict], vm: str) -> dict | None:

@@ -2,7 +2,7 @@
 
 Run it as its own OS process::
 
-    python -m livedrill.lab.ledger --host 127.0.0.1 --port 0 --data-dir DIR
+    python -m livedrill_lab.ledger --host 127.0.0.1 --port 0 --data-dir DIR
 
 Contract (other code relies on it):
 
@@ -345,7 +345,7 @@ async def serve(host: str, port: int, data_dir: Path, tls: ssl.SSLContext | None
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m livedrill.lab.ledger", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m livedrill_lab.ledger", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks an ephemeral port (see DIR/ready)")
     parser.add_argument("--data-dir", type=Path, required=True)

@@ -1,7 +1,7 @@
 """The real two-host libvirt/QEMU lab: `start_libvirt_lab(state_dir)` / `stop_libvirt_lab(state_dir)`."""
 
-from livedrill.lab.libvirt.config import LabHost, LibvirtLabConfig, LibvirtLabInfo
-from livedrill.lab.libvirt.manager import (
+from livedrill_lab.libvirt.config import LabHost, LibvirtLabConfig, LibvirtLabInfo
+from livedrill_lab.libvirt.manager import (
     LabError,
     lab_processes_alive,
     libvirt_lab_status,

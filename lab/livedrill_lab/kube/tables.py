@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any, Callable
 
-from livedrill.lab.kube.resources import ResourceType
+from livedrill_lab.kube.resources import ResourceType
 
 Obj = dict[str, Any]
 
