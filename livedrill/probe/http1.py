@@ -353,10 +353,10 @@ class Http1Pool:
         self._dispatch()  # requests lost since the last call may have freed window slots
         if self._waiters or not self._can_lend():
             now = time.monotonic()
-            # hunters count against max_connections too: one that reaches the peer joins the pool
-            if self._slots + len(self._hunters) < self.max_connections and may_hunt(
-                    now - self._last_answer, self.timing.hunt_after_s, self._peer_reached,
-                    now - self._last_hunt, self.timing.hunt_every_s):
+            # not bounded by max_connections: at a switchover the lost connections still hold their slots (TCP
+            # retries them for seconds); hunters have their own bound, hunters_at_most
+            if may_hunt(now - self._last_answer, self.timing.hunt_after_s, self._peer_reached,
+                        now - self._last_hunt, self.timing.hunt_every_s):
                 self._last_hunt = now
                 return await self._hunt()
             waiter = asyncio.get_running_loop().create_future()

@@ -231,7 +231,8 @@ def test_a_frozen_target_holds_only_the_requests_the_rate_needed_and_the_window_
     assert window_before == 2
     assert stuck == expected_stuck  # not 16: only the window's requests (and scouts) waited inside the frozen target
     assert statuses == [200] * 100
-    assert 2 < window_after <= 16 and most_open <= 16  # never more connections at once than max_connections
+    # never more connections at once than max_connections, but for a hunter that reached the peer in a silence
+    assert 2 < window_after <= 16 and most_open <= 16 + (hunt_after_s < 1.0)
 
 
 @pytest.mark.parametrize(
