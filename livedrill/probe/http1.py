@@ -473,8 +473,12 @@ class Http1Pool:
         started = time.monotonic()
         sock = None
         try:
-            family, kind, proto, _, address = (await loop.getaddrinfo(
-                self.origin.host, self.origin.port, type=socket.SOCK_STREAM))[0]
+            try:  # an address needs no resolver: resolving it in the loop's thread pool would reorder connects
+                infos = socket.getaddrinfo(self.origin.host, self.origin.port, type=socket.SOCK_STREAM,
+                                           flags=socket.AI_NUMERICHOST)
+            except socket.gaierror:
+                infos = await loop.getaddrinfo(self.origin.host, self.origin.port, type=socket.SOCK_STREAM)
+            family, kind, proto, _, address = infos[0]
             sock = socket.socket(family, kind, proto)
             sock.setblocking(False)
             await loop.sock_connect(sock, address)
