@@ -1,4 +1,4 @@
-"""`livedrill` command line. Exit codes: 0 drill passed, 1 a check or SLO failed, 2 bad input or cannot start."""
+"""`livedrill` command line; its exit codes are livedrill.outcomes.ExitCode, for every command."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import os
 import signal
 import subprocess
 import sys
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from livedrill.outcomes import ExitCode
 from livedrill.spec import DrillSpec, SpecError, load_spec
-
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 DEFAULT_LAB_DIR = Path(".livedrill/lab")
 
 
@@ -36,11 +36,11 @@ def _load(path: str) -> tuple[DrillSpec, str] | None:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    worst = EXIT_OK
+    worst = ExitCode.OK
     for path in args.files:
         loaded = _load(path)
         if loaded is None:
-            worst = EXIT_BAD_INPUT
+            worst = ExitCode.BAD_INPUT
         else:
             spec = loaded[0]
             print(f"{path}: OK ({spec.name}: {spec.platform.kind} {spec.mode.kind}, {len(spec.vms)} VM(s), {len(spec.probes)} probe(s))")
@@ -76,7 +76,7 @@ def _raise_on_sigterm(signum, frame):  # noqa: ARG001 - signal handler signature
 def cmd_run(args: argparse.Namespace) -> int:
     loaded = _load(args.file)
     if loaded is None:
-        return EXIT_BAD_INPUT
+        return ExitCode.BAD_INPUT
     signal.signal(signal.SIGTERM, _raise_on_sigterm)
     verdict = run_drill(*loaded)
     print_verdict(verdict)
@@ -91,15 +91,15 @@ def cmd_recover(args: argparse.Namespace) -> int:
         run = Archive(Path(args.archive)).find(args.run_id)
     except EvidenceError as exc:
         print(f"recover: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return ExitCode.BAD_INPUT
     try:
         verdict = recover_run(run, force=args.force)
     except RunInProgress as exc:
         print(f"recover: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return ExitCode.BAD_INPUT
     if verdict is None:
         print(f"{run.run_id}: already sealed, nothing to recover")
-        return EXIT_OK
+        return ExitCode.OK
     print_verdict(verdict)
     return verdict.outcome.exit_code
 
@@ -107,7 +107,7 @@ def cmd_recover(args: argparse.Namespace) -> int:
 def cmd_preflight(args: argparse.Namespace) -> int:
     loaded = _load(args.file)
     if loaded is None:
-        return EXIT_BAD_INPUT
+        return ExitCode.BAD_INPUT
     from livedrill.stages.gate import run_gate
 
     verdict = run_gate(*loaded)
@@ -129,12 +129,12 @@ def cmd_readiness(args: argparse.Namespace) -> int:
     if Path(args.cluster).is_file():
         loaded = _load(args.cluster)
         if loaded is None:
-            return EXIT_BAD_INPUT
+            return ExitCode.BAD_INPUT
         spec = loaded[0]
         if not isinstance(spec.platform, KubeVirtPlatform):
             print(f"readiness: {args.cluster} drills a {spec.platform.kind} platform; readiness scans KubeVirt clusters",
                   file=sys.stderr)
-            return EXIT_BAD_INPUT
+            return ExitCode.BAD_INPUT
         platform, cluster = spec.platform, spec.cluster
         if args.request_timeout is not None:
             platform = platform.model_copy(update={"request_timeout_s": args.request_timeout})
@@ -154,9 +154,9 @@ def cmd_readiness(args: argparse.Namespace) -> int:
             adapter.close()
     except (InputError, PlatformError) as exc:
         print(f"readiness: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return ExitCode.BAD_INPUT
     print(report.model_dump_json(indent=2) if args.json else format_report(report, cluster))
-    return EXIT_OK if report.ready else EXIT_FAILED
+    return ExitCode.OK if report.ready else ExitCode.FAILED
 
 
 LAB_PACKAGE = "livedrill_lab"
@@ -174,7 +174,7 @@ def run_lab(argv: list[str]) -> int:
         print(f"livedrill {argv[0]}: the lab package {LAB_PACKAGE} is not installed. The labs are not part of the "
               f"livedrill wheel; install them from a clone of the repository: pip install -e ./lab "
               f"(make venv does)", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return ExitCode.BAD_INPUT
     child = subprocess.Popen([sys.executable, "-m", LAB_PACKAGE, *argv], process_group=0)
 
     def pass_on(signum, frame):  # noqa: ARG001 - signal handler signature
@@ -206,25 +206,28 @@ def cmd_evidence_verify(args: argparse.Namespace) -> int:
     if problems:
         print(f"{what}: NOT VERIFIED", file=sys.stderr)
         print(format_problems(problems), file=sys.stderr)
-        return EXIT_FAILED
+        return ExitCode.FAILED
     print(f"{what}: verified (hashes, signatures and chain intact)")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def cmd_evidence_export(args: argparse.Namespace) -> int:
-    from livedrill.evidence.export import ExportError, export_quarter
+    from livedrill.evidence.export import ExportError, ExportInputError, export_quarter
     from livedrill.evidence.keys import SigningKeyError, load_signer, signer_from_env
 
     try:
         signer = load_signer(Path(args.signing_key)) if args.signing_key else signer_from_env()
         result = export_quarter(Path(args.archive), args.quarter, Path(args.out), signer=signer)
-    except (ExportError, SigningKeyError, ValueError) as exc:
+    except (ExportInputError, SigningKeyError, ValueError) as exc:  # ValueError: not a quarter like 2026Q4
         print(f"export: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return ExitCode.BAD_INPUT
+    except ExportError as exc:
+        print(f"export: {exc}", file=sys.stderr)
+        return ExitCode.FAILED
     print(f"{result.bundle}: {len(result.runs)} drill(s) of {result.quarter}, sha256 {result.bundle_sha256}")
     if result.unsealed_runs:
         print(f"left out (not sealed): {result.unsealed_runs}")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -234,7 +237,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     loaded = [(Path(path), _load(path)) for path in args.files]
     if any(spec is None for _, spec in loaded):
-        return EXIT_BAD_INPUT
+        return ExitCode.BAD_INPUT
     from datetime import datetime, timedelta, timezone
 
     from livedrill.deploy.schedule import planned_starts
@@ -250,29 +253,43 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from flows.serve import serve_drills  # imported late: Prefect is slow to import and reads env at import
 
     serve_drills(specs, now)
-    return EXIT_OK
+    return ExitCode.OK
+
+
+def _version() -> str:
+    """The installed distribution's version (pyproject.toml's [project] version)."""
+    try:
+        return version("livedrill")
+    except PackageNotFoundError:
+        return "unknown (not installed: run `make venv`)"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="livedrill", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(
+        prog="livedrill", description="Live-migration drills: prove core VMs migrate without interrupting "
+        "transactions, and seal the proof.",
+        epilog="exit codes: 0 passed or done; 1 a check or SLO failed, or the evidence does not verify; "
+               "2 bad input or the platform could not be reached (nothing was changed)")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}",
+                        help="print livedrill's version and exit")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", help="one of:")
 
     p = sub.add_parser("validate", help="check drill specs; print every problem with its field and line")
-    p.add_argument("files", nargs="+")
+    p.add_argument("files", nargs="+", metavar="SPEC", help="drill spec files (YAML)")
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("run", help="run a drill (pre-flight, migration with probes, post-checks, rollback, evidence)")
-    p.add_argument("file")
+    p.add_argument("file", metavar="SPEC", help="the drill spec (YAML)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("recover", help="finish a crashed drill: roll back what it left and seal its evidence")
-    p.add_argument("run_id")
+    p.add_argument("run_id", help="the run's directory name in the archive (as printed after `evidence:`)")
     p.add_argument("--archive", default="evidence", help="the archive holding the run (the spec's evidence.dir)")
     p.add_argument("--force", action="store_true", help="take over a run owned by another host you know is down")
     p.set_defaults(func=cmd_recover)
 
     p = sub.add_parser("preflight", help="run only the pre-flight gate of a drill; nothing is changed")
-    p.add_argument("file")
+    p.add_argument("file", metavar="SPEC", help="the drill spec (YAML)")
     p.set_defaults(func=cmd_preflight)
 
     p = sub.add_parser("readiness", help="which core-tier VMs could be drilled today, and why not (reads only)")
@@ -285,17 +302,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_readiness)
 
     p = sub.add_parser("lab", help="the embedded lab: up | status | down")
-    p.add_argument("action", choices=["up", "status", "down"])
-    p.add_argument("--preset", default="targeted")
-    p.add_argument("--hypervisor", choices=["kubevirt", "libvirt"], default="kubevirt")
-    p.add_argument("--state-dir", default=str(DEFAULT_LAB_DIR))
+    p.add_argument("action", choices=["up", "status", "down"], help="start, show or stop the lab")
+    p.add_argument("--preset", default="targeted",
+                   help="KubeVirt lab contents: targeted, drain, drain-100 or readiness (default: targeted)")
+    p.add_argument("--hypervisor", choices=["kubevirt", "libvirt"], default="kubevirt",
+                   help="the KubeVirt API lab or the two-host libvirt/QEMU lab (default: kubevirt)")
+    p.add_argument("--state-dir", default=str(DEFAULT_LAB_DIR),
+                   help=f"where the lab keeps its state, logs and kubeconfig (default: {DEFAULT_LAB_DIR})")
     p.set_defaults(func=cmd_lab)
 
     p = sub.add_parser("evidence", help="evidence archive: verify, export")
-    esub = p.add_subparsers(dest="evidence_command", required=True)
+    esub = p.add_subparsers(dest="evidence_command", required=True, metavar="ACTION", help="one of:")
     v = esub.add_parser("verify", help="verify a run directory, or a whole archive, offline")
-    v.add_argument("run_dir", nargs="?")
-    v.add_argument("--archive", default="evidence")
+    v.add_argument("run_dir", nargs="?", help="one run directory; without it the whole archive is verified")
+    v.add_argument("--archive", default="evidence", help="the archive to verify (default: evidence)")
     v.add_argument("--quarter", help="e.g. 2026Q4")
     v.set_defaults(func=cmd_evidence_verify)
 
@@ -307,13 +327,15 @@ def build_parser() -> argparse.ArgumentParser:
     x = esub.add_parser("export", help="one auditor bundle for a quarter: report (zh/en), OSCAL, in-toto, raw evidence")
     x.add_argument("--quarter", required=True, help="e.g. 2026Q4")
     x.add_argument("--out", required=True, help="the bundle to write (.tar.gz)")
-    x.add_argument("--archive", default="evidence")
+    x.add_argument("--archive", default="evidence", help="the archive to export from (default: evidence)")
     x.add_argument("--signing-key", help="signs the in-toto statements (default: $LIVEDRILL_SIGNING_KEY if set)")
     x.set_defaults(func=cmd_evidence_export)
 
     p = sub.add_parser("demo", help="start the lab and run the targeted-migration drill on it")
-    p.add_argument("--state-dir", default=str(DEFAULT_LAB_DIR))
-    p.add_argument("--spec", default="drills/lab-targeted.yaml")
+    p.add_argument("--state-dir", default=str(DEFAULT_LAB_DIR),
+                   help=f"where the lab keeps its state (default: {DEFAULT_LAB_DIR})")
+    p.add_argument("--spec", default="drills/lab-targeted.yaml",
+                   help="the drill to run on the lab (default: drills/lab-targeted.yaml)")
     p.set_defaults(func=cmd_demo)
     return parser
 

@@ -16,10 +16,6 @@ Persist = Callable[[list[Compensation]], None]
 Undo = Callable[[dict[str, Any]], str]
 
 
-class RollbackFailed(Exception):
-    pass
-
-
 class CompensationJournal:
     def __init__(self, persist: Persist, entries: list[Compensation] | None = None):
         self._persist = persist

@@ -21,16 +21,25 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+class ExitCode(enum.IntEnum):
+    """The command line's exit codes, for every command (README, "Exit codes")."""
+
+    OK = 0  # passed, verified, done
+    FAILED = 1  # a check or an SLO failed: the drill was refused or ran and failed; the evidence does not verify
+    BAD_INPUT = 2  # bad input, or the platform could not be reached: nothing was changed
+
+
 class DrillOutcome(str, enum.Enum):
-    """How a drill ended. Exit codes follow the CLI contract: 0 passed, 1 checks failed, 2 cannot start."""
+    """How a drill ended; each outcome is one exit code."""
 
     PASSED = "PASSED"  # migrated, post-checks and every SLO met
     FAILED = "FAILED"  # ran (or was refused by pre-flight) and failed a check or an SLO
     ERROR = "ERROR"  # bad input, unreachable platform, or an internal fault before any mutation
 
     @property
-    def exit_code(self) -> int:
-        return {DrillOutcome.PASSED: 0, DrillOutcome.FAILED: 1, DrillOutcome.ERROR: 2}[self]
+    def exit_code(self) -> ExitCode:
+        return {DrillOutcome.PASSED: ExitCode.OK, DrillOutcome.FAILED: ExitCode.FAILED,
+                DrillOutcome.ERROR: ExitCode.BAD_INPUT}[self]
 
 
 class CheckStatus(str, enum.Enum):
@@ -49,16 +58,6 @@ class CheckResult(Record):
     remedy: str | None = None
     subject: str | None = None  # the object judged, e.g. "vmi banking/banking-core-vm"
     evidence: dict[str, Any] = Field(default_factory=dict)
-
-
-class Stage(str, enum.Enum):
-    PREFLIGHT = "preflight"
-    APPROVAL = "approval"
-    MIGRATE = "migrate"
-    DRAIN = "drain"
-    POSTCHECK = "postcheck"
-    ROLLBACK = "rollback"
-    EVIDENCE = "evidence"
 
 
 class TimelineEvent(Record):

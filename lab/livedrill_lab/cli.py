@@ -11,7 +11,8 @@ import json
 import sys
 from pathlib import Path
 
-from livedrill.cli import DEFAULT_LAB_DIR, EXIT_FAILED, EXIT_OK
+from livedrill.cli import DEFAULT_LAB_DIR
+from livedrill.outcomes import ExitCode
 
 
 def cmd_lab(args: argparse.Namespace) -> int:
@@ -28,8 +29,8 @@ def cmd_lab(args: argparse.Namespace) -> int:
         else:
             status = libvirt_lab.libvirt_lab_status(state_dir.parent / "libvirt-lab")
             print(json.dumps(status, indent=2, default=str) if status else "libvirt lab is not running")
-            return EXIT_OK if status else EXIT_FAILED
-        return EXIT_OK
+            return ExitCode.OK if status else ExitCode.FAILED
+        return ExitCode.OK
     from livedrill_lab import manager
 
     if args.action == "up":
@@ -43,9 +44,9 @@ def cmd_lab(args: argparse.Namespace) -> int:
         info = manager.lab_status(state_dir)
         if info is None:
             print("lab is not running")
-            return EXIT_FAILED
+            return ExitCode.FAILED
         print(f"lab running: API {info.api_url}, kubeconfig {info.kubeconfig}")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from livedrill.outcomes import ExitCode
 from livedrill.spec import SpecError, load_spec
 from livedrill_lab.manager import lab_status, start_lab, stop_lab
 
@@ -16,14 +17,14 @@ def freeze_for(freezes: list[dict], vm: str) -> dict | None:
 
 
 def run_demo(state_dir: Path, spec_path: Path) -> int:
-    from livedrill.cli import EXIT_BAD_INPUT, print_verdict, run_drill
+    from livedrill.cli import print_verdict, run_drill
     from livedrill.evidence.verify import format_problems, verify_run
 
     try:
         spec = load_spec(spec_path)
     except SpecError as exc:
         print(exc, file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return ExitCode.BAD_INPUT
     if lab_status(state_dir) is not None:
         print(f"restarting the lab in {state_dir} so the drill starts from the preset's state")
         stop_lab(state_dir)

@@ -46,7 +46,15 @@ SUMS_NAME = "SHA256SUMS"
 
 
 class ExportError(EvidenceError):
-    """The quarter cannot be exported (the archive does not verify, or holds no sealed drill)."""
+    """The quarter cannot be exported: the archive does not verify (CLI exit 1)."""
+
+
+class ExportInputError(ExportError):
+    """Nothing to export as asked: no archive there, no sealed drill in that quarter (CLI exit 2)."""
+
+
+# Problems of verify_archive that say the request is wrong, not that the evidence is.
+_INPUT_PROBLEMS = frozenset({"missing-archive", "no-runs-in-quarter"})
 
 
 class ExportResult(Record):
@@ -139,6 +147,8 @@ def build_bundle_dir(
     unsealed = sorted(p.run_id for p in problems if p.code == "unsealed-run" and p.run_id)
     blocking = [p for p in problems if p.code != "unsealed-run"]
     if blocking:
+        if all(p.code in _INPUT_PROBLEMS for p in blocking):
+            raise ExportInputError(f"{root}: nothing to export for {quarter}:\n{format_problems(blocking)}")
         raise ExportError(f"{root}: the archive does not verify for {quarter}, refusing to export it:\n{format_problems(blocking)}")
 
     chain = Archive(root).chain()

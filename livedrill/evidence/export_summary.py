@@ -89,9 +89,6 @@ class DrillSummary(Record):
     missing: list[str]  # expected evidence files this run does not have
 
 
-EXPECTED_FILES = ("spec.yaml", "run.json", "preflight.json", "timeline.jsonl", "compensations.json", "postcheck.json", "verdict.json")
-
-
 def _load_json(run_dir: Path, rel: str, missing: list[str]) -> Any:
     try:
         return json.loads((run_dir / rel).read_text(encoding="utf-8"))

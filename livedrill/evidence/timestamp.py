@@ -23,7 +23,6 @@ from rfc3161_client.tsp import PKIStatus
 from livedrill.errors import RetryPolicy, call_with_retry
 
 TIMESTAMP_QUERY_TYPE = "application/timestamp-query"
-TIMESTAMP_REPLY_TYPE = "application/timestamp-reply"
 
 
 class TimestampError(Exception):

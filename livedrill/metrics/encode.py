@@ -83,7 +83,6 @@ def encode_write_request(samples: Iterable[Sample]) -> bytes:
 
 _MIN_MATCH = 4
 _MAX_OFFSET = 65535
-_HASH_BITS = 14
 
 
 def _literal(data: bytes) -> bytes:
