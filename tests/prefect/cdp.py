@@ -72,6 +72,56 @@ class Browser:
         shutil.rmtree(self.profile, ignore_errors=True)
 
 
+class PageLog:
+    """What a person would see in DevTools after a failure: the console (console calls, uncaught exceptions,
+    browser log entries) and every fetch/XHR the page made, with its status, timing and, for a write or an
+    error, the server's answer."""
+
+    def __init__(self):
+        self.console: list[dict] = []
+        self.requests: dict[str, dict] = {}
+        self.answers_due: list[str] = []
+
+    def take(self, event: dict) -> None:
+        method, params = event["method"], event.get("params", {})
+        now = time.time()
+        if method == "Runtime.consoleAPICalled":
+            self.console.append({"t": now, "kind": f"console.{params.get('type')}",
+                                 "text": " ".join(_remote_text(a) for a in params.get("args", []))})
+        elif method == "Runtime.exceptionThrown":
+            details = params.get("exceptionDetails", {})
+            self.console.append({"t": now, "kind": "exception", "text": details.get("text"),
+                                 "exception": (details.get("exception") or {}).get("description")})
+        elif method == "Log.entryAdded":
+            entry = params.get("entry", {})
+            self.console.append({"t": now, "kind": f"log.{entry.get('level')}", "text": entry.get("text"),
+                                 "url": entry.get("url")})
+        elif method == "Network.requestWillBeSent" and params.get("type") in ("XHR", "Fetch"):
+            request = params["request"]
+            self.requests[params["requestId"]] = {"t": now, "sent": params["timestamp"], "method": request["method"],
+                                                  "url": request["url"], "body": request.get("postData")}
+        elif params.get("requestId") in self.requests:
+            record = self.requests[params["requestId"]]
+            if method == "Network.responseReceived":
+                record.update(status=params["response"]["status"],
+                              answered_after_s=round(params["timestamp"] - record["sent"], 4))
+            elif method == "Network.loadingFinished" and (record["method"] != "GET" or record.get("status", 0) >= 400):
+                self.answers_due.append(params["requestId"])
+            elif method == "Network.loadingFailed":
+                record.update(failed=params.get("errorText"), canceled=params.get("canceled"),
+                              failed_after_s=round(params["timestamp"] - record["sent"], 4))
+
+    def write(self, directory: Path) -> None:
+        """console.jsonl and network.jsonl, one JSON object a line, in the order things happened."""
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "console.jsonl").write_text("".join(json.dumps(c) + "\n" for c in self.console))
+        (directory / "network.jsonl").write_text("".join(json.dumps(r) + "\n" for r in self.requests.values()))
+
+
+def _remote_text(arg: dict) -> str:
+    return str(arg["value"]) if "value" in arg else arg.get("description") or arg.get("type", "")
+
+
 class Page:
     """One tab: navigate, evaluate JavaScript, type, screenshot."""
 
@@ -79,18 +129,34 @@ class Page:
         self.ws = websocket.create_connection(ws_url, timeout=CALL_TIMEOUT_S, suppress_origin=True)
         self.ids = itertools.count(1)
         self.captures_stall = False
+        self.log = PageLog()
         self.call("Page.enable")
         self.call("Runtime.enable")
+        self.call("Log.enable")
+        self.call("Network.enable")
 
     def call(self, method: str, **params: Any) -> dict:
         msg_id = next(self.ids)
         self.ws.send(json.dumps({"id": msg_id, "method": method, "params": params}))
         while True:
             message = json.loads(self.ws.recv())
-            if message.get("id") == msg_id:
+            if "method" in message:
+                self.log.take(message)
+            elif message.get("id") == msg_id:
                 if "error" in message:
                     raise CDPError(f"{method}: {message['error']}")
+                self._fetch_answers()
                 return message.get("result", {})
+
+    def _fetch_answers(self) -> None:
+        """Reads the answers the log wants while Chromium still holds them (a navigation discards them)."""
+        while self.log.answers_due:
+            request_id = self.log.answers_due.pop()
+            try:
+                body = self.call("Network.getResponseBody", requestId=request_id).get("body")
+            except CDPError as e:
+                body = f"(not available: {e})"
+            self.log.requests[request_id]["answer"] = body
 
     def _call_within(self, timeout_s: float, method: str, **params: Any) -> dict:
         self.ws.settimeout(timeout_s)
@@ -148,3 +214,4 @@ class Page:
 
     def close(self) -> None:
         self.ws.close()
+
