@@ -13,7 +13,7 @@ Part 3, isolation: the same 1,000 probes/s while a CPU-bound thread runs in the 
 Prefect worker), with the engine in a thread of that process vs in its own process (the default).
 
 Part 4, switchover (benchmarks/probe_switchover.py, needs root): outages of a real network path (a bridge
-port cut as at a live migration's switchover, one-way drops, resets, a freeze) at 200 and 1,000 probes/s,
+port cut as at a live migration's switchover, one-way drops, resets, a freeze, a MAC move) at 200 and 1,000 probes/s,
 directly and through a real haproxy: truth, outage, stall and error per kind and length.
 
 Part 2, throughput: sustained transaction probes/s (each = write + read-back, two HTTP requests) and CPU

@@ -2,8 +2,9 @@
 
 The path is tests/probe/switchover_path.py's (needs root): the probe in this namespace, a bridge in a switch
 namespace, the lab ledger in the VM's namespace. Kinds: a port cut at the bridge (frames lost both ways, as
-at a live migration's switchover), one-way drops either way (nftables), resets from the old host, and a
-freeze (SIGSTOP). Each outage's start and end are bracketed by the controller's answer (well under 1 ms).
+at a live migration's switchover), one-way drops either way (nftables), resets from the old host, a
+freeze (SIGSTOP), and a MAC move (the bridge still forwards to the VM's old port until the VM announces itself
+from its new one with a RARP frame, as QEMU does after a migration). Each outage's start and end are bracketed by the controller's answer (well under 1 ms).
 
 Per outage it prints the truth, the outage the probe measured (the longest gap between successes over it),
 its error, where the gap began and ended against the outage (start and end offsets), the first answer after
@@ -134,7 +135,7 @@ def switchover_part(rates: list[float] = RATES, gateway: bool = True) -> bool:
     if not all(shutil.which(tool) for tool in ("ip", "nft", "bridge")):
         print("\nPart 4: switchover skipped: needs root, iproute2 and nftables")
         return True
-    print(f"\nPart 4: switchover: outages of a real network path (bridge port cut, one-way drops, resets, freeze), "
+    print(f"\nPart 4: switchover: outages of a real network path (bridge port cut, one-way drops, resets, freeze, MAC move), "
           f"lengths {LENGTHS_MS} ms, {SPACING_S:g} s apart, transaction probes against the lab ledger in a namespace")
     print("  bound per edge: gap start >= outage start - max(2 ms, period); gap end <= outage end + max(2 ms, period)"
           " + first answer; stall = the run's longest wait of a request in flight (TCP retransmissions included)")

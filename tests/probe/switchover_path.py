@@ -12,7 +12,11 @@ that the moment it took effect is bracketed to well under a millisecond:
 - `port-cut`: the VM's bridge port stops forwarding (both directions lost);
 - `drop-to-vm` / `drop-from-vm`: nftables in the VM's namespace drops one direction only;
 - `reset`: nftables answers every segment to the service with a TCP reset (an old host that forgot the VM);
-- `freeze`: SIGSTOP of the ledger process (stop-and-copy), SIGCONT after.
+- `freeze`: SIGSTOP of the ledger process (stop-and-copy), SIGCONT after;
+- `mac-move`: the VM moves to another switch port and keeps its MAC, as a live-migrated VM does. The
+  bridge's forwarding table still sends its frames to the old port (a port whose far end has no VM any
+  more) and the VM sends nothing while it moves; it ends when the VM, running at its new place, announces
+  itself with a RARP frame as QEMU does after a migration: the bridge learns the new port from it.
 """
 
 from __future__ import annotations
@@ -28,7 +32,23 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-KINDS = ("port-cut", "drop-to-vm", "drop-from-vm", "reset", "freeze")
+KINDS = ("port-cut", "drop-to-vm", "drop-from-vm", "reset", "freeze", "mac-move")
+# Runs in the VM's namespace: on `announce` sends one RARP frame (ethertype 0x8035, to broadcast, from the
+# VM's MAC, the frame QEMU sends after a migration) on the VM's interface; answers `ok` to any other line.
+ANNOUNCER = """
+import socket, sys
+dev = sys.argv[1]
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind((dev, 0))
+mac = open(f"/sys/class/net/{dev}/address").read().strip()
+m = bytes.fromhex(mac.replace(":", ""))
+rarp = b"\\xff" * 6 + m + b"\\x80\\x35" + b"\\x00\\x01\\x08\\x00\\x06\\x04\\x00\\x03" + m + bytes(4) + m + bytes(4)
+for line in sys.stdin:
+    if line.strip() == "announce":
+        s.send(rarp.ljust(60, bytes(1)))
+    else:
+        print("ok", flush=True)
+"""
 LEDGER_MODULE = "livedrill_lab.ledger"
 SERVICE_PORT = 8080
 COMMAND_TIMEOUT_S = 5.0
@@ -95,6 +115,7 @@ class SwitchoverPath:
         tag = secrets.token_hex(3)
         self.vm_ns, self.switch_ns = f"ldvm{tag}", f"ldsw{tag}"
         self.client_end, self.vm_end, self.vm_port = f"ldc{tag}", f"ldv{tag}", f"ldp{tag}"
+        self.old_port, self.old_host = f"ldo{tag}", f"ldh{tag}"  # a port the VM has left; its far end drops
         self.client_addr, self.vm_addr = f"{subnet}.1", f"{subnet}.2"
         self.work = work
         self.ledger: subprocess.Popen | None = None
@@ -121,8 +142,10 @@ class SwitchoverPath:
         _ip("link", "add", self.client_end, "type", "veth", "peer", "name", "uplink", "netns", self.switch_ns)
         _ip("link", "add", self.vm_port, "netns", self.switch_ns, "type", "veth", "peer", "name", self.vm_end,
             "netns", self.vm_ns)
+        _ip("-n", self.switch_ns, "link", "add", self.old_port, "type", "veth", "peer", "name", self.old_host)
+        _ip("-n", self.switch_ns, "link", "set", self.old_host, "up")  # not bridged: frames to it go nowhere
         _ip("-n", self.switch_ns, "link", "add", "br0", "type", "bridge")
-        for dev in ("uplink", self.vm_port):
+        for dev in ("uplink", self.vm_port, self.old_port):
             _ip("-n", self.switch_ns, "link", "set", dev, "master", "br0")
             _ip("-n", self.switch_ns, "link", "set", dev, "up")
         _ip("-n", self.switch_ns, "link", "set", "br0", "up")
@@ -146,6 +169,11 @@ class SwitchoverPath:
         self._bridge = self._controller(["ip", "netns", "exec", self.switch_ns, "bridge", "-batch", "-"],
                                         f"link show dev {self.vm_port}", b"")
         self._nft = self._controller(["ip", "netns", "exec", self.vm_ns, "nft", "-i"], "list table inet livedrill", b"}")
+        self._announcer = self._controller(["ip", "netns", "exec", self.vm_ns, sys.executable, "-c", ANNOUNCER,
+                                            self.vm_end], "query", b"ok")
+        self.vm_mac = subprocess.run(
+            ["ip", "-n", self.vm_ns, "-br", "link", "show", self.vm_end], check=True, capture_output=True,
+            text=True, timeout=30).stdout.split()[2]
         self._nft.apply("add table inet livedrill")
         self._nft.apply("add chain inet livedrill input { type filter hook input priority 0 ; }")
         self._nft.apply("add chain inet livedrill output { type filter hook output priority 0 ; }")
@@ -166,6 +194,11 @@ class SwitchoverPath:
             return self._nft.apply(f"add rule inet livedrill input tcp dport {SERVICE_PORT} reject with tcp reset")
         if kind == "freeze":
             return self._signal(signal.SIGSTOP)
+        if kind == "mac-move":
+            # the VM stops sending first, so that no frame of its own teaches the bridge its port back
+            silenced = self._nft.apply("add rule inet livedrill output drop")
+            moved = self._bridge.apply(f"fdb replace {self.vm_mac} dev {self.old_port} master static")
+            return silenced[0], moved[1]
         raise ValueError(f"unknown outage kind {kind!r}; one of {KINDS}")
 
     def end(self, kind: str) -> tuple[float, float]:
@@ -177,6 +210,10 @@ class SwitchoverPath:
             return self._nft.apply("flush chain inet livedrill output")
         if kind == "freeze":
             return self._signal(signal.SIGCONT)
+        if kind == "mac-move":
+            running = self._nft.apply("flush chain inet livedrill output")
+            announced = self._announcer.apply("announce")
+            return running[0], announced[1]
         raise ValueError(f"unknown outage kind {kind!r}; one of {KINDS}")
 
     def outage(self, kind: str, length_s: float) -> Outage:

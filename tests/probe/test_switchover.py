@@ -87,6 +87,7 @@ def assert_outage_measured(probe_report, outage):
     ("drop-from-vm", [20, 400]),  # one-way: the VM's answers are lost (its writes still commit)
     ("reset", [20, 400]),  # the old host answers with resets: probes fail fast, fresh ones succeed after
     ("freeze", [20, 400]),  # stop-and-copy: the kernel still accepts, nothing answers
+    ("mac-move", [20, 400]),  # the switch sends to the old port until the VM announces itself (RARP)
 ])
 def test_the_outage_ends_within_a_period_of_the_path_coming_back_whatever_killed_the_packets(tmp_path, kind, lengths_ms):
     report, outages = run_outages(tmp_path, kind, lengths_ms, SLO(max_downtime_ms=10_000, p99_latency_ms=10_000,
@@ -99,7 +100,7 @@ def test_the_outage_ends_within_a_period_of_the_path_coming_back_whatever_killed
         assert probe.failures_by_kind, "a reset is an error the client sees, and is counted as one"
     else:
         assert probe.failed == 0, probe.failures_by_kind  # hunters given up are not failures of the service
-    if kind in ("port-cut", "drop-to-vm", "drop-from-vm"):
+    if kind in ("port-cut", "drop-to-vm", "drop-from-vm", "mac-move"):
         assert probe.abandoned > 0  # the hunters lost on the path
         # a request already on the wire when the packets were lost waited for TCP's retransmission
         assert probe.longest_stall.duration_ms >= RTO_MIN_MS, probe.longest_stall
