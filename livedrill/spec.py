@@ -111,16 +111,34 @@ class ReconcileConfig(SpecModel):
     )
 
 
+# Each probe kind says where it goes (`target`, shown in its report) and which URLs it calls (`urls`: any
+# https:// one needs a TLS context); its runner is registered in livedrill/probe/runners.py.
 class TransactionProbe(ProbeBase):
     kind: Literal["transaction"]
     write: HttpRequestTemplate
     read: HttpRequestTemplate
     reconcile: ReconcileConfig = Field(default_factory=ReconcileConfig)
 
+    @property
+    def target(self) -> str:
+        return self.write.url
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        return self.write.url, self.read.url
+
 
 class HttpProbe(ProbeBase):
     kind: Literal["http"]
     request: HttpRequestTemplate
+
+    @property
+    def target(self) -> str:
+        return self.request.url
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        return (self.request.url,)
 
 
 class TcpProbe(ProbeBase):
@@ -129,6 +147,14 @@ class TcpProbe(ProbeBase):
     port: int = Field(gt=0, lt=65536)
     send: str | None = None
     expect: str | None = None
+
+    @property
+    def target(self) -> str:
+        return f"tcp://{self.host}:{self.port}"
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        return ()
 
 
 Probe = Annotated[Union[TransactionProbe, HttpProbe, TcpProbe], Field(discriminator="kind")]

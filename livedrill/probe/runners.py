@@ -3,6 +3,9 @@
 A runner performs one attempt and either returns (success) or raises ProbeFailure. Progress is written
 into the `Attempt` as it happens, so a timeout in the read-back still knows the write was acknowledged.
 Runners never impose timeouts themselves: the engine bounds each whole probe.
+
+Each probe kind of the spec registers its runner in `RUNNERS`; the engine builds runners only through
+`build_runner`, so a new kind is its spec model plus a runner here.
 """
 
 from __future__ import annotations
@@ -11,14 +14,44 @@ import asyncio
 import json
 import ssl
 import time
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from livedrill.probe.http1 import Http1Pool, Origin, PoolTiming, ProbeFailure, classify_connect_error, classify_exchange_error, split_url
 from livedrill.probe.measure import classify_readback, json_mismatch, substitute
 from livedrill.probe.series import Outcome, Step
-from livedrill.spec import HttpProbe, HttpRequestTemplate, TcpProbe, TransactionProbe
+from livedrill.spec import HttpProbe, HttpRequestTemplate, Probe, TcpProbe, TransactionProbe
 
 TXID_PLACEHOLDER = "{txid}"
+
+
+@dataclass(frozen=True)
+class RunnerContext:
+    """What the engine gives every runner it builds: one probe's pools, TLS context and pool timing."""
+
+    txid_prefix: str
+    pools: dict
+    ssl_context: ssl.SSLContext | None
+    timing: PoolTiming
+
+
+class Reconciler(Protocol):
+    """A runner whose acknowledged writes can be read back once more after the drill (lost/duplicated)."""
+
+    def txid(self, seq: int) -> str: ...
+
+    async def reconcile_one(self, txid: str) -> tuple[str, int | None]: ...
+
+
+class Runner(Protocol):
+    # Written into the series header; None for a kind whose requests carry no transaction id.
+    txid_prefix: str | None
+
+    async def once(self, seq: int, attempt: Attempt) -> None: ...
+
+    def reconciler(self) -> Reconciler | None:
+        """Itself when its probe asks for a final read-back, else None."""
 
 
 class Attempt:
@@ -92,12 +125,15 @@ def parse_json(payload: bytes) -> Any:
 class TransactionRunner:
     """Write with a fresh idempotency key, then read it back and verify it."""
 
-    def __init__(self, probe: TransactionProbe, txid_prefix: str, pools: dict, ssl_context, timing: PoolTiming):
+    def __init__(self, probe: TransactionProbe, context: RunnerContext):
         self.probe = probe
-        self.txid_prefix = txid_prefix
-        self.write = PreparedRequest(probe.write, pools, ssl_context, timing, probe.max_connections)
-        self.read = PreparedRequest(probe.read, pools, ssl_context, timing, probe.max_connections)
+        self.txid_prefix: str | None = context.txid_prefix
+        self.write = PreparedRequest(probe.write, context.pools, context.ssl_context, context.timing, probe.max_connections)
+        self.read = PreparedRequest(probe.read, context.pools, context.ssl_context, context.timing, probe.max_connections)
         self.not_found = set(probe.reconcile.not_found_status)
+
+    def reconciler(self) -> Reconciler | None:
+        return self if self.probe.reconcile.enabled else None
 
     def txid(self, seq: int) -> str:
         return f"{self.txid_prefix}{seq}"
@@ -142,10 +178,16 @@ class TransactionRunner:
 
 
 class HttpRunner:
-    def __init__(self, probe: HttpProbe, pools: dict, ssl_context, timing: PoolTiming):
-        self.request = PreparedRequest(probe.request, pools, ssl_context, timing, probe.max_connections)
+    txid_prefix = None
+
+    def __init__(self, probe: HttpProbe, context: RunnerContext):
+        self.request = PreparedRequest(probe.request, context.pools, context.ssl_context, context.timing,
+                                       probe.max_connections)
         if self.request.needs_txid:
             raise ValueError(f"probe {probe.name!r}: an http probe has no transaction id; use kind: transaction")
+
+    def reconciler(self) -> Reconciler | None:
+        return None
 
     async def once(self, seq: int, attempt: Attempt) -> None:
         attempt.step = Step.WRITE
@@ -158,11 +200,16 @@ class HttpRunner:
 class TcpRunner:
     """Connect (TLS if configured), optionally send, optionally wait for `expect` in the reply."""
 
-    def __init__(self, probe: TcpProbe, ssl_context: ssl.SSLContext | None):
+    txid_prefix = None
+
+    def __init__(self, probe: TcpProbe, context: RunnerContext):
         self.probe = probe
-        self.ssl_context = ssl_context if probe.tls is not None else None
+        self.ssl_context = context.ssl_context if probe.tls is not None else None
         self.send = probe.send.encode() if probe.send is not None else None
         self.expect = probe.expect.encode() if probe.expect is not None else None
+
+    def reconciler(self) -> Reconciler | None:
+        return None
 
     async def once(self, seq: int, attempt: Attempt) -> None:
         attempt.step = Step.WRITE
@@ -190,3 +237,17 @@ class TcpRunner:
         finally:
             writer.close()
 
+
+RUNNERS: dict[str, Callable[[Any, RunnerContext], Runner]] = {
+    "transaction": TransactionRunner,
+    "http": HttpRunner,
+    "tcp": TcpRunner,
+}
+
+
+def build_runner(probe: Probe, context: RunnerContext) -> Runner:
+    try:
+        make = RUNNERS[probe.kind]
+    except KeyError:
+        raise ValueError(f"probe {probe.name!r}: no runner for probe kind {probe.kind!r}") from None
+    return make(probe, context)

@@ -57,15 +57,12 @@ from livedrill.probe.measure import (
 )
 from livedrill.probe.report import ProbeReport, ReconciliationReport, SessionReport
 from livedrill.probe.selector import new_probe_loop
-from livedrill.probe.runners import Attempt, HttpRunner, TcpRunner, TransactionRunner
+from livedrill.probe.runners import Attempt, Reconciler, Runner, RunnerContext, build_runner
 from livedrill.probe.series import WINDOWS, Outcome, SeriesWriter, iter_series, ProbeRecord, safe_file_stem
 from livedrill.probe.summary import summarise_series
-from livedrill.spec import SLO, HttpProbe, TcpProbe, TransactionProbe
+from livedrill.spec import SLO, Probe
 
 log = logging.getLogger(__name__)
-
-Probe = TransactionProbe | HttpProbe | TcpProbe
-
 
 PSI_CPU = Path("/proc/pressure/cpu")
 
@@ -132,7 +129,7 @@ class SessionConfig:
 @dataclass
 class _ProbeState:
     probe: Probe
-    runner: TransactionRunner | HttpRunner | TcpRunner
+    runner: Runner
     writer: SeriesWriter
     series_path: Path
     period: float
@@ -161,14 +158,6 @@ def stop_budget_s(probes: Sequence[Probe], cfg: SessionConfig, sent: int) -> flo
     reconcile = len(probes) * (cfg.reconcile_min_budget_s + sent * cfg.reconcile_budget_per_id_ms / 1000.0)
     summary_read = 10.0 + sent * 30e-6  # two streamed passes; measured 6 µs per record on this 2-core lab host, busy
     return drain + reconcile + summary_read
-
-
-def probe_target(probe: Probe) -> str:
-    if isinstance(probe, TransactionProbe):
-        return probe.write.url
-    if isinstance(probe, HttpProbe):
-        return probe.request.url
-    return f"tcp://{probe.host}:{probe.port}"
 
 
 class SessionBase:
@@ -304,8 +293,9 @@ class ThreadProbeSession(SessionBase):
                 s.writer.close()
                 self._release_gaps(s, s.order.release_all())
             for s in self._states:
-                if isinstance(s.runner, TransactionRunner) and s.probe.reconcile.enabled:
-                    s.reconciliation = await self._reconcile(s)
+                reconciler = s.runner.reconciler()
+                if reconciler is not None:
+                    s.reconciliation = await self._reconcile(s, reconciler)
         finally:
             for s in self._states:
                 s.writer.close()
@@ -327,19 +317,14 @@ class ThreadProbeSession(SessionBase):
                                          hunt_every_s=max(cfg.hunt_every_floor_s, period))
             pools = {}  # per probe: probes of one origin may differ in TLS identity
             all_pools.append(pools)
-            ssl_context = build_ssl_context(probe.tls) if probe.tls is not None or self._uses_https(probe) else None
-            txid_prefix = f"ld-{self.run_id}-{index}-"
-            if isinstance(probe, TransactionProbe):
-                runner = TransactionRunner(probe, txid_prefix, pools, ssl_context, timing)
-            elif isinstance(probe, HttpProbe):
-                runner = HttpRunner(probe, pools, ssl_context, timing)
-            else:
-                runner = TcpRunner(probe, ssl_context)
+            uses_https = any(url.startswith("https://") for url in probe.urls)
+            ssl_context = build_ssl_context(probe.tls) if probe.tls is not None or uses_https else None
+            runner = build_runner(probe, RunnerContext(f"ld-{self.run_id}-{index}-", pools, ssl_context, timing))
             path = self.series_dir / f"{safe_file_stem(probe.name)}.series"
             header = {
-                "probe": probe.name, "kind": probe.kind, "vm": probe.vm, "target": probe_target(probe),
+                "probe": probe.name, "kind": probe.kind, "vm": probe.vm, "target": probe.target,
                 "rate_per_s": probe.rate_per_s, "timeout_ms": probe.timeout_ms, "max_in_flight": probe.max_in_flight,
-                "txid_prefix": txid_prefix if isinstance(probe, TransactionProbe) else None,
+                "txid_prefix": runner.txid_prefix,
                 "run_id": self.run_id, "first_send_monotonic": origin,
             }
             writer = SeriesWriter(path, header, (wall, origin))
@@ -350,11 +335,6 @@ class ThreadProbeSession(SessionBase):
                 gaps=GapTracker(origin=origin, threshold_ms=self._threshold_ms(probe)),
                 order=SuccessOrder()))
         self._emit("window", origin, {"window": WINDOWS[0]})
-
-    @staticmethod
-    def _uses_https(probe: Probe) -> bool:
-        return probe_target(probe).startswith("https://") or (
-            isinstance(probe, TransactionProbe) and probe.read.url.startswith("https://"))
 
     def _request_stop(self) -> None:
         assert self._stop_requested is not None
@@ -483,9 +463,8 @@ class ThreadProbeSession(SessionBase):
         if still:
             await asyncio.wait(still, timeout=self.config.stop_grace_s)
 
-    async def _reconcile(self, s: _ProbeState) -> ReconciliationReport:
+    async def _reconcile(self, s: _ProbeState, reconciler: Reconciler) -> ReconciliationReport:
         """Read back every acknowledged transaction once more, streaming the ids from the series file."""
-        assert isinstance(s.runner, TransactionRunner)
         cfg = self.config
         acknowledged = sum(1 for r in iter_series(s.series_path) if isinstance(r, ProbeRecord) and r.t_ack is not None)
         budget_s = max(cfg.reconcile_min_budget_s, acknowledged * cfg.reconcile_budget_per_id_ms / 1000.0)
@@ -514,7 +493,7 @@ class ThreadProbeSession(SessionBase):
                         exhausted.append(txid)
                         return
                     async with asyncio.timeout(min(s.timeout_s, remaining)):
-                        verdict, status = await s.runner.reconcile_one(txid)
+                        verdict, status = await reconciler.reconcile_one(txid)
                 except TimeoutError:
                     verdict, status = "unverifiable", None
                 finally:
@@ -526,7 +505,7 @@ class ThreadProbeSession(SessionBase):
                 if not isinstance(rec, ProbeRecord) or rec.t_ack is None:
                     continue
                 await semaphore.acquire()
-                task = asyncio.create_task(check(s.runner.txid(rec.seq)))
+                task = asyncio.create_task(check(reconciler.txid(rec.seq)))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
             if tasks:
@@ -564,7 +543,7 @@ class ThreadProbeSession(SessionBase):
         threshold = self._threshold_ms(s.probe)
         summary = summarise_series(s.series_path, threshold, self._stopped_monotonic, self.config.reorder_slack_s)
         return ProbeReport(
-            name=s.probe.name, kind=s.probe.kind, vm=s.probe.vm, target=probe_target(s.probe),
+            name=s.probe.name, kind=s.probe.kind, vm=s.probe.vm, target=s.probe.target,
             rate_per_s=s.probe.rate_per_s, series_file=os.path.basename(s.series_path),
             started_at=self._started_at, started_monotonic=s.origin, stopped_monotonic=self._stopped_monotonic,
             window_marks={name: t for t, name in summary.marks},

@@ -26,7 +26,7 @@ SERVER_START_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 20.0
 HTTP_TIMEOUT_S = 30.0
 # A test server runs on SQLite: a write that meets another writer can fail at once with "database is locked"
-# (HTTP 500, the transaction rolled back). Clients retry it as the transient error it is; Prefect's own
+# (HTTP 503, the transaction rolled back). Clients retry it as the transient error it is; Prefect's own
 # clients in the served processes do so through PREFECT_CLIENT_RETRY_EXTRA_CODES.
 SERVER_ERROR_RETRIES = 5
 SERVER_ERROR_BACKOFF_S = 0.5
@@ -102,7 +102,10 @@ def start_server(workdir: Path, database_url: str | None = None) -> PrefectServe
     home.mkdir(parents=True, exist_ok=True)
     port = free_port()
     extra = {"PREFECT_SERVER_API_HOST": "127.0.0.1", "PREFECT_SERVER_API_PORT": str(port),
-             "PREFECT_UI_STATIC_DIRECTORY": str(home / "ui-static")}
+             "PREFECT_UI_STATIC_DIRECTORY": str(home / "ui-static"),
+             # Prefect answers a retryable database error (SQLite "database is locked") with 503 and, unless
+             # asked, keeps it out of its log: a failed test's server log must say why a request failed.
+             "PREFECT_SERVER_LOG_RETRYABLE_ERRORS": "true"}
     if database_url:
         extra["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = database_url
     log = workdir / "prefect-server.log"
