@@ -106,7 +106,7 @@ def main() -> int:
     planned = sum(len(d.vms) for d in drills)
     print("conditions:")
     print(f"  {args.vms} VMs over {args.clusters} clusters ({NODES_PER_CLUSTER} nodes each), {args.windows} weekly "
-          f"windows of 4 h, memory {"/".join(map(str, GIB_CYCLE))} GiB on every node, {len(history)} history records")
+          f"windows of 4 h, memory {'/'.join(map(str, GIB_CYCLE))} GiB on every node, {len(history)} history records")
     print("  budgets 150 s/GiB (60 s floor), 60 s warm-up and cool-down, 300 s set-up per drill; "
           "5 VMs per drill, 2 per source node")
     print(f"  Python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPU(s) shared, "
