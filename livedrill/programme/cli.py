@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import argparse
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 from livedrill.outcomes import ExitCode
-from livedrill.programme.spec import Programme, load_programme
-from livedrill.spec import SpecError
+from livedrill.programme.inventory import gather, load_inventory
+from livedrill.programme.plan import DrillRecord, History, make_plan
+from livedrill.programme.report import format_plan
+from livedrill.programme.spec import Programme, is_programme, load_programme
+from livedrill.spec import SpecError, SpecProblem, parse_yaml_model
 
 
 def load_or_report(path: str) -> Programme | None:
@@ -33,8 +37,6 @@ def validate_file(path: str) -> ExitCode:
 
 
 def is_programme_file(path: str) -> bool:
-    from livedrill.programme.spec import is_programme
-
     try:
         return is_programme(Path(path).read_text(encoding="utf-8"))
     except OSError:
@@ -48,12 +50,53 @@ def register(sub: argparse._SubParsersAction) -> None:
     x = psub.add_parser("plan", help="assign every in-scope VM to a change window; print what cannot fit")
     x.add_argument("file", metavar="PROGRAMME", help="the programme spec (YAML)")
     x.add_argument("--inventory", required=True, metavar="FILE",
-                   help="the VMs in scope (YAML or JSON: a list of targets, see livedrill/programme/inventory.py)")
+                   help="the VMs to consider (YAML or JSON: `targets:`, each cluster, vm, node, gib, labels "
+                        "and, if it cannot live-migrate, migratable: false with why_not)")
     x.add_argument("--history", metavar="FILE",
-                   help="drills already run this quarter (YAML or JSON: a list of vm, cluster, at, outcome)")
+                   help="drills already run (YAML or JSON: `drills:`, each cluster, vm, at, outcome passed|failed); "
+                        "this quarter's decide what is covered or retested, earlier passes the order")
+    x.add_argument("--at", metavar="DATETIME",
+                   help="plan as of this ISO date-time with offset (default: now); windows begun before it are skipped")
     x.add_argument("--json", action="store_true", help="print the plan as JSON")
     x.set_defaults(func=cmd_plan)
 
 
+def _load_history(path: str | None) -> list[DrillRecord]:
+    if path is None:
+        return []
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecError(path, [SpecProblem(path="", line=None, message=f"cannot read the file: {exc.strerror}")])
+    return parse_yaml_model(History, text, path, "drill history").drills
+
+
+def _planned_at(text: str | None) -> datetime:
+    if text is None:
+        return datetime.now(timezone.utc)
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        raise SpecError("--at", [SpecProblem(path="", line=None, message=f"{text!r} is not an ISO date-time")]) from None
+    if at.tzinfo is None:
+        raise SpecError("--at", [SpecProblem(path="", line=None, message=f"{text!r} has no UTC offset (e.g. +08:00)")])
+    return at
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
-    raise NotImplementedError
+    """0: every VM still to drill has a window; 1: some cannot fit (listed); 2: bad input."""
+    programme = load_or_report(args.file)
+    if programme is None:
+        return ExitCode.BAD_INPUT
+    try:
+        inventory = gather(programme.spec, load_inventory(args.inventory))
+        history = _load_history(args.history)
+        now = _planned_at(args.at)
+    except SpecError as exc:
+        print(f"{exc.source}: invalid input", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return ExitCode.BAD_INPUT
+    plan = make_plan(programme, inventory, history, now)
+    print(plan.model_dump_json(indent=2) if args.json else format_plan(plan, programme.spec.windows.timezone))
+    return ExitCode.OK if plan.fits else ExitCode.FAILED

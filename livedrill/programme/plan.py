@@ -207,7 +207,7 @@ class Unplaced(Record):
     cluster: str
     vm: VMRef
     standing: Standing
-    budget_s: float
+    budget_s: float  # its drill's: set-up plus the VM's migration budget
     reason: str
 
 
@@ -310,6 +310,7 @@ def make_plan(programme: Programme, inventory: Inventory, history: list[DrillRec
                 taken.update(id(p) for p in batch)
             if taken:
                 waiting = [p for p in waiting if id(p) not in taken]
-        out.unplaced += [Unplaced(cluster=cluster, vm=p.target.vm, standing=p.standing.standing, budget_s=p.budget_s,
+        out.unplaced += [Unplaced(cluster=cluster, vm=p.target.vm, standing=p.standing.standing,
+                                  budget_s=setup_s + p.budget_s,
                                   reason=why_unplaced(p, windows, setup_s, quarter_end)) for p in waiting]
     return out
