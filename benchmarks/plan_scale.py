@@ -48,7 +48,7 @@ def build_programme(clusters: int, windows: int) -> Programme:
              for i in range(windows)]
     spec = ProgrammeSpec.model_validate({
         "kind": "programme", "name": "plan-scale", "quarter": "2027Q1",
-        "clusters": [{"name": f"core-{c:02d}", "platform": "kubevirt",
+        "clusters": [{"name": f"core-{c:02d}", "platform": {"kind": "kubevirt"},
                       "limits": {"vms_per_drill": 5, "outbound_per_node": 2}} for c in range(clusters)],
         "windows": {"timezone": "Asia/Shanghai", "slots": slots},
         "drill": {"spec": "../banking-core-quarterly.yaml", "setup_s": 300},

@@ -15,7 +15,7 @@ import yaml
 from pydantic import Field, field_validator, model_validator
 
 from livedrill.spec import (
-    ChangeFreeze, DrillSpec, SpecError, SpecModel, SpecProblem, TargetedMode, VMRef, line_of, load_spec,
+    ChangeFreeze, DrillSpec, Platform, SpecError, SpecModel, SpecProblem, TargetedMode, VMRef, line_of, load_spec,
     parse_yaml_model, yaml_lines)
 
 PROGRAMME_KIND = "programme"
@@ -61,7 +61,7 @@ class ClusterLimits(SpecModel):
 
 class ClusterScope(SpecModel):
     name: str = Field(pattern=_NAME, description="The cluster or host group, as drill specs' `cluster:` names it")
-    platform: Literal["kubevirt", "libvirt"]
+    platform: Platform = Field(description="How to reach it, as a drill spec's `platform:` section says")
     selector: dict[str, str] = Field(default_factory=lambda: {"tier": "core"}, description="Labels of the core VMs")
     exclusions: list[Exclusion] = Field(default_factory=list)
     limits: ClusterLimits = Field(default_factory=ClusterLimits)

@@ -6,7 +6,7 @@ from livedrill.programme.inventory import StaticInventory, Target, classify, gat
 from livedrill.programme.spec import ClusterScope, ProgrammeSpec
 from livedrill.spec import SpecError, VMRef
 
-SCOPE = ClusterScope(name="a", platform="kubevirt", exclusions=[
+SCOPE = ClusterScope(name="a", platform={"kind": "kubevirt"}, exclusions=[
     {"vm": "banking/legacy", "reason": "SR-IOV NIC", "approved_by": "cio"}])
 
 

@@ -16,7 +16,7 @@ kind: programme
 name: t
 quarter: 2027Q1
 clusters:
-  - {name: a, platform: kubevirt}
+  - {name: a, platform: {kind: kubevirt}}
 windows:
   timezone: Asia/Shanghai
   slots:
@@ -50,12 +50,14 @@ def test_good_programme_validates(write):
 @pytest.mark.parametrize("mutation, path, line, words", [
     (("name: t", "name: T_x"), "name", 2, "pattern"),
     (("quarter: 2027Q1", "quarter: 2027Q5"), "quarter", 3, "not a quarter"),
-    (("platform: kubevirt}", "platform: vmware}"), "clusters[0].platform", 5, "'kubevirt' or 'libvirt'"),
-    (("platform: kubevirt}", "platform: kubevirt, selecter: {tier: core}}"), "clusters[0].selecter", 5, "unknown field"),
-    (("platform: kubevirt}", "platform: kubevirt, selector: {}}"), "clusters[0].selector", 5, "every VM"),
-    (("platform: kubevirt}", "platform: kubevirt, limits: {vms_per_drill: 6}}"),
+    (("platform: {kind: kubevirt}}", "platform: {kind: vmware}}"), "clusters[0].platform", 5, "tag 'vmware'"),
+    (("platform: {kind: kubevirt}}", "platform: {kind: libvirt, hosts: []}}"), "clusters[0].platform.hosts", 5,
+     "at least 2 items"),
+    (("platform: {kind: kubevirt}}", "platform: {kind: kubevirt}, selecter: {tier: core}}"), "clusters[0].selecter", 5, "unknown field"),
+    (("platform: {kind: kubevirt}}", "platform: {kind: kubevirt}, selector: {}}"), "clusters[0].selector", 5, "every VM"),
+    (("platform: {kind: kubevirt}}", "platform: {kind: kubevirt}, limits: {vms_per_drill: 6}}"),
      "clusters[0].limits.vms_per_drill", 5, "less than or equal to 5"),
-    (("platform: kubevirt}", "platform: kubevirt, exclusions: [{vm: banking/x, reason: r}]}"),
+    (("platform: {kind: kubevirt}}", "platform: {kind: kubevirt}, exclusions: [{vm: banking/x, reason: r}]}"),
      "clusters[0].exclusions[0].approved_by", 5, "required"),
     (("timezone: Asia/Shanghai", "timezone: Mars/Olympus"), "windows.timezone", 7, "IANA"),
     (('end: "2027-01-02T05:00"', 'end: "2027-01-02T00:30"'), "windows.slots[0]", 9, "not after start"),
