@@ -7,8 +7,9 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
+from livedrill.errors import InputError, PlatformError
 from livedrill.outcomes import ExitCode
-from livedrill.programme.inventory import gather, load_inventory
+from livedrill.programme.inventory import InventorySource, ScopedSources, gather, load_inventory
 from livedrill.programme.plan import DrillRecord, History, make_plan
 from livedrill.programme.report import format_plan
 from livedrill.programme.spec import Programme, is_programme, load_programme
@@ -49,7 +50,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     psub = p.add_subparsers(dest="programme_command", required=True, metavar="ACTION", help="one of:")
     x = psub.add_parser("plan", help="assign every in-scope VM to a change window; print what cannot fit")
     x.add_argument("file", metavar="PROGRAMME", help="the programme spec (YAML)")
-    x.add_argument("--inventory", required=True, metavar="FILE",
+    x.add_argument("--discover", action="store_true",
+                   help="read the KubeVirt clusters' VMs live, as `livedrill readiness` does (reads only); other "
+                        "clusters come from --inventory")
+    x.add_argument("--inventory", metavar="FILE",
                    help="the VMs to consider (YAML or JSON: `targets:`, each cluster, vm, node, gib, labels "
                         "and, if it cannot live-migrate, migratable: false with why_not)")
     x.add_argument("--history", metavar="FILE",
@@ -83,20 +87,49 @@ def _planned_at(text: str | None) -> datetime:
     return at
 
 
+def _open_live_sources(programme: Programme, adapters: list) -> dict[str, InventorySource]:
+    """A readiness-scan source per KubeVirt cluster scope (reads only); each adapter opened is added to `adapters`."""
+    from livedrill.platforms.kubevirt.adapter import KubeVirtAdapter
+    from livedrill.platforms.kubevirt.checks import CheckPolicy
+    from livedrill.programme.discovery import ReadinessSource
+
+    readers = {}
+    for scope in programme.spec.clusters:
+        if scope.platform.kind == "kubevirt":
+            # As `livedrill readiness`: a transient error may be retried, within a few request timeouts.
+            adapter = KubeVirtAdapter(scope.platform, call_deadline_s=scope.platform.request_timeout_s * 3)
+            adapters.append(adapter)
+            readers[scope.name] = adapter
+    source = ReadinessSource(readers, CheckPolicy.from_spec(programme.template))
+    return {name: source for name in readers}
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
-    """0: every VM still to drill has a window; 1: some cannot fit (listed); 2: bad input."""
+    """0: every VM still to drill has a window; 1: some cannot fit (listed); 2: bad input or unreachable."""
     programme = load_or_report(args.file)
     if programme is None:
         return ExitCode.BAD_INPUT
+    if not (args.inventory or args.discover):
+        print("programme plan: give --inventory FILE, --discover, or both", file=sys.stderr)
+        return ExitCode.BAD_INPUT
+    adapters: list = []
     try:
-        inventory = gather(programme.spec, load_inventory(args.inventory))
         history = _load_history(args.history)
         now = _planned_at(args.at)
+        from_file = load_inventory(args.inventory) if args.inventory else None
+        live = _open_live_sources(programme, adapters) if args.discover else {}
+        inventory = gather(programme.spec, ScopedSources(live, from_file))
     except SpecError as exc:
         print(f"{exc.source}: invalid input", file=sys.stderr)
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
         return ExitCode.BAD_INPUT
+    except (InputError, PlatformError) as exc:
+        print(f"programme plan: {exc}", file=sys.stderr)
+        return ExitCode.BAD_INPUT
+    finally:
+        for adapter in adapters:
+            adapter.close()
     plan = make_plan(programme, inventory, history, now)
     print(plan.model_dump_json(indent=2) if args.json else format_plan(plan, programme.spec.windows.timezone))
     return ExitCode.OK if plan.fits else ExitCode.FAILED

@@ -12,6 +12,7 @@ from typing import Literal, Protocol
 
 from pydantic import Field, field_validator, model_validator
 
+from livedrill.errors import InputError
 from livedrill.outcomes import Record
 from livedrill.programme.spec import ClusterScope, ProgrammeSpec
 from livedrill.spec import SpecError, SpecProblem, VMRef, parse_yaml_model
@@ -23,7 +24,7 @@ class Target(Record):
     cluster: str
     vm: VMRef
     node: str | None = Field(description="Where it runs now: the node (KubeVirt) or host (libvirt); None if not running")
-    gib: float = Field(gt=0, description="GiB the migration moves: guest memory, plus disks a libvirt migration copies")
+    gib: float = Field(ge=0, description="GiB the migration moves: guest memory, plus disks a libvirt migration copies")
     labels: dict[str, str] = Field(default_factory=dict)
     migratable: bool = True
     why_not: str | None = Field(None, description="Why it cannot live-migrate (with migratable: false)")
@@ -37,6 +38,8 @@ class Target(Record):
     def _reason_given(self) -> "Target":
         if not self.migratable and not self.why_not:
             raise ValueError(f"{self.vm} is not migratable: say why (why_not)")
+        if self.migratable and self.gib <= 0:
+            raise ValueError(f"{self.vm}: gib must be greater than 0 for a VM to migrate (its memory)")
         return self
 
 
@@ -44,6 +47,20 @@ class InventorySource(Protocol):
     """Lists a cluster scope's VMs matching its selector; reads only."""
 
     def targets(self, scope: ClusterScope) -> list[Target]: ...
+
+
+class ScopedSources:
+    """Each cluster scope from its own source (live clusters), the others from `rest` (a file)."""
+
+    def __init__(self, by_scope: dict[str, InventorySource], rest: InventorySource | None):
+        self._by_scope = by_scope
+        self._rest = rest
+
+    def targets(self, scope: ClusterScope) -> list[Target]:
+        source = self._by_scope.get(scope.name, self._rest)
+        if source is None:
+            raise InputError(f"cluster {scope.name}: no inventory: discover it (KubeVirt) or list it in an inventory file")
+        return source.targets(scope)
 
 
 def selected(labels: dict[str, str], selector: dict[str, str]) -> bool:

@@ -43,7 +43,7 @@ def test_gather_keeps_every_core_vm_and_only_core_vms():
 
 def test_inventory_file_problems_name_field_and_line(tmp_path):
     path = tmp_path / "inventory.yaml"
-    path.write_text("targets:\n  - {cluster: a, vm: banking/x, node: n1, gib: 0}\n"
+    path.write_text("targets:\n  - {cluster: a, vm: banking/x, node: n1, gib: -1}\n"
                     "  - {cluster: a, vm: banking/y, node: n1, gib: 2, migratable: false}\n")
     with pytest.raises(SpecError) as err:
         load_inventory(path)
