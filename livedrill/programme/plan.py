@@ -16,8 +16,9 @@ from __future__ import annotations
 import enum
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import datetime, time, timedelta, timezone
 from typing import Literal
+from zoneinfo import ZoneInfo
 
 from pydantic import AwareDatetime, Field, field_validator
 
@@ -84,7 +85,7 @@ def standing(records: list[DrillRecord], quarter_start: datetime, quarter_end: d
                       retest_after=last.at + timedelta(days=policy.cool_off_days))
 
 
-_EPOCH = datetime(1970, 1, 1).astimezone()
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 def risk_key(s: VMStanding) -> tuple:
@@ -122,8 +123,6 @@ class SkippedWindow(Record):
 def open_windows(windows: Windows, now: datetime) -> tuple[list[PlanWindow], list[SkippedWindow]]:
     """The windows drills may still be planned into, and the others with why: a change freeze on the
     window's start date (local), or the window already began when the plan was made."""
-    from zoneinfo import ZoneInfo
-
     zone = ZoneInfo(windows.timezone)
     usable, skipped = [], []
     for index, slot in enumerate(sorted(windows.slots, key=lambda w: w.start), start=1):
@@ -164,7 +163,7 @@ class PlannedVM(Record):
 
 class PlannedDrill(Record):
     cluster: str
-    start: AwareDatetime  # at the latest; earlier when the drills before it end early
+    start: AwareDatetime  # when the drills before it take their whole budget; earlier if they end sooner
     budget_s: float  # set-up plus the longest of its VMs (they migrate together)
     vms: list[PlannedVM]
 

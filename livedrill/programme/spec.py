@@ -52,8 +52,8 @@ class ClusterLimits(SpecModel):
     (the cluster's slot); clusters run in parallel."""
 
     vms_per_drill: int = Field(
-        1, ge=1, le=5, description="VMs live-migrated together in one drill; at most KubeVirt's "
-                                   "parallelMigrationsPerCluster default of 5 (targeted drills migrate one)")
+        1, ge=1, le=5, description="VMs live-migrated together in one drill, at most KubeVirt's "
+                                   "parallelMigrationsPerCluster default of 5. Today's targeted drill migrates one")
     outbound_per_node: int = Field(
         2, ge=1, description="VMs of one drill leaving the same node (KubeVirt parallelOutboundMigrationsPerNode, default 2)")
     drills_per_window: int | None = Field(None, ge=1, description="At most this many drills of this cluster in one window")
