@@ -59,6 +59,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     x.add_argument("--history", metavar="FILE",
                    help="drills already run (YAML or JSON: `drills:`, each cluster, vm, at, outcome passed|failed); "
                         "this quarter's decide what is covered or retested, earlier passes the order")
+    x.add_argument("--archive", metavar="DIR",
+                   help="the evidence archive: its sealed targeted drills are drills already run (with --history too)")
     x.add_argument("--at", metavar="DATETIME",
                    help="plan as of this ISO date-time with offset (default: now); windows begun before it are skipped")
     x.add_argument("--json", action="store_true", help="print the plan as JSON")
@@ -115,6 +117,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
     adapters: list = []
     try:
         history = _load_history(args.history)
+        if args.archive:
+            from livedrill.programme.history import archive_history
+
+            history += archive_history(Path(args.archive))
         now = _planned_at(args.at)
         from_file = load_inventory(args.inventory) if args.inventory else None
         live = _open_live_sources(programme, adapters) if args.discover else {}
