@@ -211,7 +211,7 @@ class Unplaced(Record):
 
 
 def why_unplaced(p: Pending, windows: list[PlanWindow], setup_s: float, quarter_end: datetime) -> str:
-    """Pure: why a VM found no window — too long for any, a retest due too late, or the windows are full."""
+    """Pure (`quarter_end`: the first moment after the quarter): why a VM found no window — too long for any, a retest due too late, or the windows are full."""
     longest = max((w.length_s for w in windows), default=0.0)
     if p.budget_s + setup_s > longest:
         return (f"needs {p.budget_s + setup_s:.0f} s (set-up and migration budget for {p.target.gib:g} GiB); the "
@@ -219,7 +219,7 @@ def why_unplaced(p: Pending, windows: list[PlanWindow], setup_s: float, quarter_
     eligible = [w for w in windows if p.ready_after is None or w.start >= p.ready_after]
     if not eligible:
         return (f"retest due after {p.ready_after.isoformat(timespec='minutes')} (cool-off); no window opens "
-                f"between then and the quarter's end {quarter_end.date()}")
+                f"between then and the quarter's last day {(quarter_end - timedelta(days=1)).date()}")
     return (f"no room left on cluster {p.target.cluster} in the {len(eligible)} window(s) it could use "
             f"({eligible[0].label()} .. {eligible[-1].label()})")
 

@@ -186,3 +186,13 @@ def test_a_vm_longer_than_any_window_is_named(programme):
     plan = make_plan(programme, inventory(1, gib=20, clusters=("prod-core-a",)), [], BEFORE_QUARTER)
     assert [(str(u.vm), u.reason.split(";")[0]) for u in plan.unplaced] == [
         ("banking/core-000", "needs 16420 s (set-up and migration budget for 20 GiB)")]
+
+
+def test_a_retest_whose_cool_off_outlasts_the_quarter_is_named(programme):
+    history = [DrillRecord(cluster="prod-core-a", vm="banking/core-000", at=at("2027-03-20T01:30"), outcome="failed")]
+    plan = make_plan(programme, inventory(1, clusters=("prod-core-a",)), history, at("2027-03-21T00:00"))
+    assert [w.index for w in plan.windows] == [13] and not plan.windows[0].drills
+    [unplaced] = plan.unplaced
+    assert (str(unplaced.vm), unplaced.standing) == ("banking/core-000", Standing.RETEST)
+    assert unplaced.reason == ("retest due after 2027-03-27T01:30+08:00 (cool-off); no window opens between then "
+                               "and the quarter's last day 2027-03-31")
