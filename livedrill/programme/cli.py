@@ -83,9 +83,9 @@ def _planned_at(text: str | None) -> datetime:
     try:
         at = datetime.fromisoformat(text)
     except ValueError:
-        raise SpecError("--at", [SpecProblem(path="", line=None, message=f"{text!r} is not an ISO date-time")]) from None
+        raise InputError(f"--at: {text!r} is not an ISO date-time") from None
     if at.tzinfo is None:
-        raise SpecError("--at", [SpecProblem(path="", line=None, message=f"{text!r} has no UTC offset (e.g. +08:00)")])
+        raise InputError(f"--at: {text!r} has no UTC offset (e.g. +08:00)")
     return at
 
 

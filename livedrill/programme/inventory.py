@@ -120,6 +120,7 @@ class CoverageException(Record):
 class Inventory(Record):
     targets: list[Target] = Field(default_factory=list)  # to drill
     exceptions: list[CoverageException] = Field(default_factory=list)
+    empty_clusters: list[str] = Field(default_factory=list)  # scopes where no VM matched: a scope never goes unnoticed
 
 
 def classify(scope: ClusterScope, target: Target) -> CoverageException | None:
@@ -137,7 +138,10 @@ def gather(spec: ProgrammeSpec, source: InventorySource) -> Inventory:
     """Every cluster scope's VMs, split into those to drill and the coverage exceptions."""
     inventory = Inventory()
     for scope in spec.clusters:
-        for target in source.targets(scope):
+        found = source.targets(scope)
+        if not found:
+            inventory.empty_clusters.append(scope.name)
+        for target in found:
             exception = classify(scope, target)
             if exception is None:
                 inventory.targets.append(target)

@@ -253,6 +253,7 @@ class Plan(Record):
     covered: list[CoveredVM] = Field(default_factory=list)
     open_deficiencies: list[OpenDeficiency] = Field(default_factory=list)
     exceptions: list[CoverageException] = Field(default_factory=list)
+    empty_clusters: list[str] = Field(default_factory=list)  # no VM of the inventory matched their selector
     unplaced: list[Unplaced] = Field(default_factory=list)
 
     @property
@@ -274,7 +275,7 @@ def make_plan(programme: Programme, inventory: Inventory, history: list[DrillRec
         by_vm.setdefault((record.cluster, record.vm.namespace, record.vm.name), []).append(record)
 
     out = Plan(programme=spec.name, quarter=spec.quarter, planned_at=now, skipped_windows=skipped,
-               exceptions=list(inventory.exceptions),
+               exceptions=list(inventory.exceptions), empty_clusters=list(inventory.empty_clusters),
                windows=[PlannedWindow(index=w.index, start=w.start, end=w.end) for w in windows])
     pending: dict[str, list[Pending]] = {}
     budget_by_gib: dict[float, float] = {}

@@ -30,6 +30,8 @@ def format_plan(plan: Plan, timezone: str) -> str:
             f"window #{skipped.index} {skipped.start.astimezone(zone):%Y-%m-%d %a %H:%M}: skipped, {skipped.reason}"]
     for index in sorted(by_index):
         lines += by_index[index]
+    lines += [f"cluster {name}: no VM in the inventory matches its selector (nothing to drill there?)"
+              for name in plan.empty_clusters]
     for exception in plan.exceptions:
         approved = f" (approved by {exception.approved_by})" if exception.approved_by else " (no approval recorded)"
         lines.append(f"exception {exception.cluster} {exception.vm}: {exception.kind}: {exception.reason}{approved}")

@@ -39,6 +39,8 @@ def test_gather_keeps_every_core_vm_and_only_core_vms():
     assert [t.vm for t in inventory.targets] == [VMRef(namespace="banking", name="core-1")]
     assert sorted((str(e.vm), e.kind) for e in inventory.exceptions) == [
         ("banking/legacy", "excluded"), ("banking/pinned", "not_migratable")]
+    assert inventory.empty_clusters == []
+    assert gather(spec, StaticInventory([target("core-1", cluster="b")])).empty_clusters == ["a"]
 
 
 def test_inventory_file_problems_name_field_and_line(tmp_path):

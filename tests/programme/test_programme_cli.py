@@ -51,6 +51,7 @@ def test_plan_table(files, capsys):
     assert "exception prod-core-a banking/legacy-batch-vm: excluded: SR-IOV" in out
     assert "exception prod-core-b payments/gpu: not_migratable: hostDevices: GPU passthrough (no approval recorded)" in out
     assert "banking/web" not in out
+    assert "cluster kvm-core-sh: no VM in the inventory matches its selector" in out
 
 
 def test_plan_json_is_the_plan_record(files, capsys):
