@@ -1,12 +1,12 @@
 """Planning a quarter for a large core tier: time and peak memory of the pure planner.
 
-    .venv/bin/python benchmarks/plan_scale.py [--vms 5000] [--clusters 20] [--windows 13] [--repeat 5]
+    .venv/bin/python benchmarks/plan_scale.py [--vms 5000] [--clusters 20] [--windows 13] [--vms-per-drill 5]
 
 The programme: `--clusters` KubeVirt clusters, `--windows` weekly windows of 4 hours (Saturdays 01:00-05:00
 Asia/Shanghai from 2027-01-02, no change freeze), drills from drills/banking-core-quarterly.yaml with its
 budgets replaced by KubeVirt's default completionTimeoutPerGiB (150 s/GiB, 60 s floor, 60 s warm-up and
-cool-down), 300 s set-up per drill, up to 5 VMs per drill (parallelMigrationsPerCluster) and 2 per source
-node (parallelOutboundMigrationsPerNode). The inventory: `--vms` VMs spread evenly over the clusters, 8 nodes
+cool-down), 300 s set-up per drill, up to `--vms-per-drill` VMs per drill (default 5, KubeVirt's
+parallelMigrationsPerCluster) and 2 per source node (parallelOutboundMigrationsPerNode). The inventory: `--vms` VMs spread evenly over the clusters, 8 nodes
 each, memory 2/4/8/16 GiB (every size on every node); history: 10 % of the VMs passed this quarter already, 5 % failed once
 (retests after a 7-day cool-off), 50 % passed in an earlier quarter. The plan is made as of 2026-12-20.
 
@@ -42,14 +42,14 @@ GIB_CYCLE = (2, 4, 8, 16)
 NODES_PER_CLUSTER = 8
 
 
-def build_programme(clusters: int, windows: int) -> Programme:
+def build_programme(clusters: int, windows: int, vms_per_drill: int) -> Programme:
     first = date(2027, 1, 2)
     slots = [{"start": f"{first + timedelta(weeks=i)}T01:00", "end": f"{first + timedelta(weeks=i)}T05:00"}
              for i in range(windows)]
     spec = ProgrammeSpec.model_validate({
         "kind": "programme", "name": "plan-scale", "quarter": "2027Q1",
         "clusters": [{"name": f"core-{c:02d}", "platform": {"kind": "kubevirt"},
-                      "limits": {"vms_per_drill": 5, "outbound_per_node": 2}} for c in range(clusters)],
+                      "limits": {"vms_per_drill": vms_per_drill, "outbound_per_node": 2}} for c in range(clusters)],
         "windows": {"timezone": "Asia/Shanghai", "slots": slots},
         "drill": {"spec": "../banking-core-quarterly.yaml", "setup_s": 300},
         "retest": {"cool_off_days": 7, "max_attempts": 3},
@@ -84,10 +84,12 @@ def main() -> int:
     parser.add_argument("--vms", type=int, default=5000, help="VMs in scope")
     parser.add_argument("--clusters", type=int, default=20, help="KubeVirt clusters")
     parser.add_argument("--windows", type=int, default=13, help="weekly 4-hour windows (at most 13 in a quarter)")
+    parser.add_argument("--vms-per-drill", type=int, default=5,
+                        help="VMs migrated together per drill (1: today's targeted drill)")
     parser.add_argument("--repeat", type=int, default=5, help="timed runs")
     args = parser.parse_args()
 
-    programme = build_programme(args.clusters, args.windows)
+    programme = build_programme(args.clusters, args.windows, args.vms_per_drill)
     inventory, history = build_inputs(args.vms, args.clusters)
 
     times = []
@@ -108,7 +110,7 @@ def main() -> int:
     print(f"  {args.vms} VMs over {args.clusters} clusters ({NODES_PER_CLUSTER} nodes each), {args.windows} weekly "
           f"windows of 4 h, memory {'/'.join(map(str, GIB_CYCLE))} GiB on every node, {len(history)} history records")
     print("  budgets 150 s/GiB (60 s floor), 60 s warm-up and cool-down, 300 s set-up per drill; "
-          "5 VMs per drill, 2 per source node")
+          f"{args.vms_per_drill} VM(s) per drill, 2 per source node")
     print(f"  Python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPU(s) shared, "
           f"{args.repeat} timed runs")
     print("plan:")
