@@ -6,9 +6,10 @@ The programme: `--clusters` KubeVirt clusters, `--windows` weekly windows of 4 h
 Asia/Shanghai from 2027-01-02, no change freeze), drills from drills/banking-core-quarterly.yaml with its
 budgets replaced by KubeVirt's default completionTimeoutPerGiB (150 s/GiB, 60 s floor, 60 s warm-up and
 cool-down), 300 s set-up per drill, up to `--vms-per-drill` VMs per drill (default 5, KubeVirt's
-parallelMigrationsPerCluster) and 2 per source node (parallelOutboundMigrationsPerNode). The inventory: `--vms` VMs spread evenly over the clusters, 8 nodes
-each, memory 2/4/8/16 GiB (every size on every node); history: 10 % of the VMs passed this quarter already, 5 % failed once
-(retests after a 7-day cool-off), 50 % passed in an earlier quarter. The plan is made as of 2026-12-20.
+parallelMigrationsPerCluster) and 2 per source node (parallelOutboundMigrationsPerNode). The inventory:
+`--vms` VMs spread evenly over the clusters, 8 nodes each, memory 2/4/8/16 GiB (every size on every node);
+history: 10 % of the VMs passed this quarter already, 5 % failed once (retests after a 7-day cool-off),
+50 % passed in an earlier quarter. The plan is made as of 2026-12-20.
 
 Figures: plan time (make_plan only; the inventory and history are built beforehand), best and median of
 `--repeat` runs; peak Python memory allocated during one more run (tracemalloc, which slows that run, so
