@@ -36,8 +36,13 @@ def _load(path: str) -> tuple[DrillSpec, str] | None:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from livedrill.programme import cli as programme_cli
+
     worst = ExitCode.OK
     for path in args.files:
+        if programme_cli.is_programme_file(path):
+            worst = max(worst, programme_cli.validate_file(path))
+            continue
         loaded = _load(path)
         if loaded is None:
             worst = ExitCode.BAD_INPUT
@@ -274,8 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="print livedrill's version and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", help="one of:")
 
-    p = sub.add_parser("validate", help="check drill specs; print every problem with its field and line")
-    p.add_argument("files", nargs="+", metavar="SPEC", help="drill spec files (YAML)")
+    p = sub.add_parser("validate", help="check drill specs and programmes; print every problem with its field and line")
+    p.add_argument("files", nargs="+", metavar="SPEC", help="drill spec or programme files (YAML)")
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("run", help="run a drill (pre-flight, migration with probes, post-checks, rollback, evidence)")
@@ -337,6 +342,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--spec", default="drills/lab-targeted.yaml",
                    help="the drill to run on the lab (default: drills/lab-targeted.yaml)")
     p.set_defaults(func=cmd_demo)
+
+    from livedrill.programme.cli import register as register_programme
+
+    register_programme(sub)
     return parser
 
 

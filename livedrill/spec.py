@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import date, datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, TypeVar, Union
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -18,6 +18,8 @@ from livedrill.platforms import registry as platform_registry
 from livedrill.specbase import PlatformConfig, SpecModel, VMRef
 
 __all__ = ["PlatformConfig", "SpecModel", "VMRef"]  # re-exported: the spec's own types, for its readers
+
+M = TypeVar("M", bound=BaseModel)
 
 
 # ---------------------------------------------------------------- platforms: one section per registered kind
@@ -399,7 +401,10 @@ def _yaml_loc(loc: tuple, data: Any) -> tuple:
     return tuple(clean)
 
 
-def parse_spec(text: str, source: str = "<spec>") -> DrillSpec:
+def parse_yaml_model(model: type[M], text: str, source: str, what: str) -> M:
+    """YAML text validated as `model`; every problem is a SpecProblem with its field path and line.
+
+    `what` names the document in messages ("drill spec", "drill programme")."""
     try:
         root = yaml.compose(text)
         data = yaml.safe_load(text)
@@ -408,24 +413,37 @@ def parse_spec(text: str, source: str = "<spec>") -> DrillSpec:
         line = mark.line + 1 if mark else None
         raise SpecError(source, [SpecProblem(path="", line=line, message=f"not valid YAML: {getattr(exc, 'problem', exc)}")])
     if not isinstance(data, dict):
-        raise SpecError(source, [SpecProblem(path="", line=1, message="a drill spec is a YAML mapping")])
+        raise SpecError(source, [SpecProblem(path="", line=1, message=f"a {what} is a YAML mapping")])
     lines = _line_index(root) if root is not None else {}
     try:
-        return DrillSpec.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
             loc = _yaml_loc(tuple(err["loc"]), data)
-            line = None
-            for n in range(len(loc), -1, -1):  # nearest ancestor that exists in the file
-                if loc[:n] in lines:
-                    line = lines[loc[:n]]
-                    break
             msg = err["msg"]
             if err["type"] == "extra_forbidden":
-                msg = "unknown field (not part of the drill spec; check its spelling)"
-            problems.append(SpecProblem(path=_format_path(loc), line=line, message=msg))
+                msg = f"unknown field (not part of the {what}; check its spelling)"
+            problems.append(SpecProblem(path=_format_path(loc), line=line_of(lines, loc), message=msg))
         raise SpecError(source, problems) from None
+
+
+def line_of(lines: dict[tuple, int], loc: tuple) -> int | None:
+    """The line of `loc`, or of its nearest ancestor that exists in the file (a missing field)."""
+    for n in range(len(loc), -1, -1):
+        if loc[:n] in lines:
+            return lines[loc[:n]]
+    return None
+
+
+def yaml_lines(text: str) -> dict[tuple, int]:
+    """Every key path of a YAML document (already known to parse) to its 1-based line."""
+    root = yaml.compose(text)
+    return _line_index(root) if root is not None else {}
+
+
+def parse_spec(text: str, source: str = "<spec>") -> DrillSpec:
+    return parse_yaml_model(DrillSpec, text, source, "drill spec")
 
 
 def load_spec(path: str | Path) -> DrillSpec:

@@ -1,0 +1,141 @@
+"""`livedrill programme ...` and `livedrill validate` of a programme spec; exit codes are ExitCode's."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+from livedrill.errors import InputError, PlatformError
+from livedrill.outcomes import ExitCode
+from livedrill.programme.inventory import InventorySource, ScopedSources, gather, load_inventory
+from livedrill.programme.plan import DrillRecord, History, make_plan
+from livedrill.programme.report import format_plan
+from livedrill.programme.spec import Programme, is_programme, load_programme
+from livedrill.spec import SpecError, SpecProblem, parse_yaml_model
+
+
+def load_or_report(path: str) -> Programme | None:
+    """The programme, or None after printing every problem with its field path and line to stderr."""
+    try:
+        return load_programme(path)
+    except SpecError as exc:
+        print(f"{exc.source}: invalid drill programme", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return None
+
+
+def validate_file(path: str) -> ExitCode:
+    programme = load_or_report(path)
+    if programme is None:
+        return ExitCode.BAD_INPUT
+    spec = programme.spec
+    print(f"{path}: OK (programme {spec.name}: {spec.quarter}, {len(spec.clusters)} cluster(s), "
+          f"{len(spec.windows.slots)} window(s), drills from {programme.template.name})")
+    return ExitCode.OK
+
+
+def is_programme_file(path: str) -> bool:
+    try:
+        return is_programme(Path(path).read_text(encoding="utf-8"))
+    except OSError:
+        return False  # the drill spec loader reports the unreadable file
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """`livedrill programme` and its actions, on the top-level parser's subcommands."""
+    p = sub.add_parser("programme", help="drill programmes: every core VM drilled each quarter (plan)")
+    psub = p.add_subparsers(dest="programme_command", required=True, metavar="ACTION", help="one of:")
+    x = psub.add_parser("plan", help="assign every in-scope VM to a change window; print what cannot fit")
+    x.add_argument("file", metavar="PROGRAMME", help="the programme spec (YAML)")
+    x.add_argument("--discover", action="store_true",
+                   help="read the KubeVirt clusters' VMs live, as `livedrill readiness` does (reads only); other "
+                        "clusters come from --inventory")
+    x.add_argument("--inventory", metavar="FILE",
+                   help="the VMs to consider (YAML or JSON: `targets:`, each cluster, vm, node, gib, labels "
+                        "and, if it cannot live-migrate, migratable: false with why_not)")
+    x.add_argument("--history", metavar="FILE",
+                   help="drills already run (YAML or JSON: `drills:`, each cluster, vm, at, outcome passed|failed); "
+                        "this quarter's decide what is covered or retested, earlier passes the order")
+    x.add_argument("--archive", metavar="DIR",
+                   help="the evidence archive: its sealed targeted drills are drills already run (with --history too)")
+    x.add_argument("--at", metavar="DATETIME",
+                   help="plan as of this ISO date-time with offset (default: now); windows begun before it are skipped")
+    x.add_argument("--json", action="store_true", help="print the plan as JSON")
+    x.set_defaults(func=cmd_plan)
+
+
+def _load_history(path: str | None) -> list[DrillRecord]:
+    if path is None:
+        return []
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecError(path, [SpecProblem(path="", line=None, message=f"cannot read the file: {exc.strerror}")])
+    return parse_yaml_model(History, text, path, "drill history").drills
+
+
+def _planned_at(text: str | None) -> datetime:
+    if text is None:
+        return datetime.now(timezone.utc)
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        raise InputError(f"--at: {text!r} is not an ISO date-time") from None
+    if at.tzinfo is None:
+        raise InputError(f"--at: {text!r} has no UTC offset (e.g. +08:00)")
+    return at
+
+
+def _open_live_sources(programme: Programme, adapters: list) -> dict[str, InventorySource]:
+    """A readiness-scan source per KubeVirt cluster scope (reads only); each adapter opened is added to `adapters`."""
+    from livedrill.platforms.kubevirt.adapter import KubeVirtAdapter
+    from livedrill.platforms.kubevirt.checks import CheckPolicy
+    from livedrill.programme.discovery import ReadinessSource
+
+    readers = {}
+    for scope in programme.spec.clusters:
+        if scope.platform.kind == "kubevirt":
+            # As `livedrill readiness`: a transient error may be retried, within a few request timeouts.
+            adapter = KubeVirtAdapter(scope.platform, call_deadline_s=scope.platform.request_timeout_s * 3)
+            adapters.append(adapter)
+            readers[scope.name] = adapter
+    source = ReadinessSource(readers, CheckPolicy.from_spec(programme.template))
+    return {name: source for name in readers}
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    """0: every VM still to drill has a window; 1: some cannot fit (listed); 2: bad input or unreachable."""
+    programme = load_or_report(args.file)
+    if programme is None:
+        return ExitCode.BAD_INPUT
+    if not (args.inventory or args.discover):
+        print("programme plan: give --inventory FILE, --discover, or both", file=sys.stderr)
+        return ExitCode.BAD_INPUT
+    adapters: list = []
+    try:
+        history = _load_history(args.history)
+        if args.archive:
+            from livedrill.programme.history import archive_history
+
+            history += archive_history(Path(args.archive))
+        now = _planned_at(args.at)
+        from_file = load_inventory(args.inventory) if args.inventory else None
+        live = _open_live_sources(programme, adapters) if args.discover else {}
+        inventory = gather(programme.spec, ScopedSources(live, from_file))
+    except SpecError as exc:
+        print(f"{exc.source}: invalid input", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return ExitCode.BAD_INPUT
+    except (InputError, PlatformError) as exc:
+        print(f"programme plan: {exc}", file=sys.stderr)
+        return ExitCode.BAD_INPUT
+    finally:
+        for adapter in adapters:
+            adapter.close()
+    plan = make_plan(programme, inventory, history, now)
+    print(plan.model_dump_json(indent=2) if args.json else format_plan(plan, programme.spec.windows.timezone))
+    return ExitCode.OK if plan.fits else ExitCode.FAILED

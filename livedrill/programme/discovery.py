@@ -1,0 +1,50 @@
+"""KubeVirt cluster scopes read live, as `livedrill readiness` reads a cluster: one LIST of each kind, never a
+write. A VM the drill's pre-flight checks would refuse (not live-migratable, no VMI, ...) is listed as not
+migratable, with the failing checks as the reason, so it shows as a coverage exception."""
+
+from __future__ import annotations
+
+from livedrill.platforms.kubevirt.checks import CheckPolicy, vmi_memory_gib
+from livedrill.programme.inventory import Target
+from livedrill.programme.spec import ClusterScope
+from livedrill.readiness import ClusterReader, ReadinessReport, judge_readiness
+
+
+def _key(obj: dict) -> str:
+    meta = obj.get("metadata", {})
+    return f"{meta.get('namespace')}/{meta.get('name')}"
+
+
+def targets_from_readiness(cluster: str, report: ReadinessReport, vmis: list[dict], vms: list[dict]) -> list[Target]:
+    """Pure: each VM the scan judged as a Target; memory from its VMI, else from its VirtualMachine's template."""
+    vmi_by_key = {_key(v): v for v in vmis}
+    template_by_key = {_key(v): v.get("spec", {}).get("template", {}) for v in vms}
+    targets = []
+    for judged in report.vms:
+        vmi = vmi_by_key.get(judged.vm)
+        template = template_by_key.get(judged.vm, {})
+        labels = dict(template.get("metadata", {}).get("labels") or {})
+        labels.update((vmi or {}).get("metadata", {}).get("labels") or {})
+        gib = vmi_memory_gib(vmi if vmi is not None else template)
+        why_not = list(judged.reasons)
+        if gib == 0 and not why_not:
+            why_not.append("memory size unknown: no spec.domain.memory.guest nor memory request or limit")
+        targets.append(Target(cluster=cluster, vm=judged.vm, node=judged.node, gib=gib, labels=labels,
+                              migratable=not why_not, why_not="; ".join(why_not) or None))
+    return targets
+
+
+class ReadinessSource:
+    """An InventorySource over live KubeVirt clusters: one reader per cluster scope name."""
+
+    def __init__(self, readers: dict[str, ClusterReader], policy: CheckPolicy):
+        self._readers = readers
+        self._policy = policy
+
+    def targets(self, scope: ClusterScope) -> list[Target]:
+        reader = self._readers[scope.name]
+        objects = reader.cluster_objects(None)
+        vmis = reader.list_all("kubevirt.io", "v1", "virtualmachineinstances")
+        vms = reader.list_all("kubevirt.io", "v1", "virtualmachines")
+        report = judge_readiness(vmis, vms, objects, self._policy, scope.selector)
+        return targets_from_readiness(scope.name, report, vmis, vms)
