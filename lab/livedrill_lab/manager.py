@@ -42,6 +42,7 @@ TOKEN_ENV = "LIVEDRILL_LAB_TOKEN"
 # Bounded waits: generous for a loaded 2-core machine, short enough to report a broken lab promptly.
 DEFAULT_READY_TIMEOUT_S = 30.0
 DEFAULT_STOP_TIMEOUT_S = 10.0
+STOP_POLL_S = 0.05
 HTTP_TIMEOUT_S = 5.0
 
 
@@ -291,16 +292,30 @@ def stop_lab(state_dir: Path, timeout_s: float = DEFAULT_STOP_TIMEOUT_S) -> None
 
 
 def _reap(record: ProcessRecord, timeout_s: float) -> None:
-    try:
-        process = psutil.Process(record.pid)
-        process.wait(timeout=timeout_s)
-    except psutil.TimeoutExpired:
+    if not _exited_within(record.pid, timeout_s):
         with contextlib.suppress(ProcessLookupError):
             os.kill(record.pid, signal.SIGKILL)
-        with contextlib.suppress(psutil.Error):
-            psutil.Process(record.pid).wait(timeout=timeout_s)
-    except psutil.Error:
-        pass
+        _exited_within(record.pid, timeout_s)
+
+
+def _exited_within(pid: int, timeout_s: float) -> bool:
+    """Whether the process ended within the time. A process that is not our child and has exited stays a
+    zombie until its own parent reaps it (a lab started by a test, stopped by `livedrill lab down`): it has
+    ended, though its PID still exists, so waiting for the PID to vanish would wait out the whole timeout."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            process = psutil.Process(pid)
+            with contextlib.suppress(psutil.TimeoutExpired):
+                process.wait(timeout=0)  # reaps it when it is our child
+                return True
+            if process.status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.Error:  # no such process (it is gone), or not ours to see
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(STOP_POLL_S)
 
 
 @contextlib.contextmanager
