@@ -63,6 +63,7 @@ def test_unreachable_api_is_an_error_before_any_mutation(tmp_path, lab):
     dead = tmp_path / "dead-kubeconfig"
     dead.write_text(yaml.safe_dump(kubeconfig))
     data["platform"]["kubeconfig"] = str(dead)
+    data["platform"]["call_retry_deadline_s"] = 2  # a refused connection is transient: retried this long, then an error
     spec_file = tmp_path / "spec.yaml"
     spec_file.write_text(yaml.safe_dump(data))
     assert main(["run", str(spec_file)]) == 2

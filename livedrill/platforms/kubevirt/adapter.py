@@ -35,12 +35,13 @@ RUN_LABEL = "livedrill.io/run-id"
 
 
 class KubeVirtAdapter:
-    def __init__(self, platform: KubeVirtPlatform, *, run_id: str = "", call_deadline_s: float = 30.0,
+    def __init__(self, platform: KubeVirtPlatform, *, run_id: str = "", call_deadline_s: float | None = None,
                  poll_interval_s: float = 0.1):
         self.platform = platform
         self.run_id = run_id
         self.timeout = platform.request_timeout_s
-        self.retry = RetryPolicy(deadline_s=call_deadline_s)
+        self.retry = RetryPolicy(deadline_s=call_deadline_s if call_deadline_s is not None
+                                 else platform.call_retry_deadline_s)
         self.poll_interval_s = poll_interval_s
         try:
             self.api_client = k8s_config.new_client_from_config(
