@@ -197,8 +197,12 @@ class PlatformAdapter(Protocol):
 
     def postcheck(self, handle: MigrationHandle, before: VMState) -> list[CheckResult]: ...
 
-    def undo_actions(self) -> dict[str, UndoAction]:
-        """The undo of each compensation this platform registers, by action name; each is idempotent."""
+    def undo_actions(self, abort_timeout_s: float) -> dict[str, UndoAction]:
+        """The undo of each compensation this platform registers, by action name; each is idempotent.
+
+        An undo that waits for the platform to show its effect waits at most `abort_timeout_s` (the spec's
+        budgets.abort_timeout_s), then raises UndoNotObserved naming what the operator must do by hand.
+        """
         ...
 
     def close(self) -> None: ...

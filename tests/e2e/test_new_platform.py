@@ -80,7 +80,7 @@ class PretendAdapter:
         return [CheckResult(name="pretend-vm-on-target", status=CheckStatus.PASS if ok else CheckStatus.FAIL,
                             subject=f"vm {handle.vm}", message=f"on {now}, was on {before.node}")]
 
-    def undo_actions(self):
+    def undo_actions(self, abort_timeout_s):
         return {"cancel-migration": self.cancel}
 
     def close(self) -> None:

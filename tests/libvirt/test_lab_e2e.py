@@ -235,7 +235,7 @@ def test_cancel_leaves_vm_on_source_and_is_idempotent(libvirt_lab, drill):
         # The journal's undo may run again after a crash: a fresh adapter, same params, same settled answer.
         fresh = make_adapter(drill)
         try:
-            again = fresh.undo_actions()["cancel-migration"](registered[0][1])
+            again = fresh.undo_actions(drill.budgets.abort_timeout_s)["cancel-migration"](registered[0][1])
         finally:
             fresh.close()
         assert again == outcome

@@ -23,7 +23,7 @@ from typing import Any, Callable, TypeVar
 
 import libvirt
 
-from livedrill.errors import InputError, PlatformError, PlatformUnreachable
+from livedrill.errors import InputError, PlatformError, PlatformUnreachable, UndoNotObserved
 from livedrill.migration_monitor import (
     Decision,
     GIB,
@@ -545,7 +545,7 @@ class LibvirtAdapter:
         return self.cancel_by_params({"vm": handle.vm.name, "source": handle.source, "target": handle.target,
                                       "platform_id": handle.platform_id}, timeout_s)
 
-    def cancel_by_params(self, params: dict[str, Any], timeout_s: float = 60.0) -> str:
+    def cancel_by_params(self, params: dict[str, Any], timeout_s: float) -> str:
         """Abort the job (unless in post-copy), then wait until the VM runs on one host with no job. Idempotent."""
         name, source, target = params["vm"], params["source"], params["target"]
         job = self._jobs.get(params.get("platform_id", ""))
@@ -581,12 +581,18 @@ class LibvirtAdapter:
                         "the migration completed before the abort took effect"
                     return f"{why}; VM running on the target {target} only"
             if time.monotonic() >= deadline:
-                raise PlatformError(f"cancel of migration {name} {source}->{target} not settled within {timeout_s:.0f} s",
-                                    transient=False)
+                raise UndoNotObserved(
+                    f"cancel of migration {name} {source}->{target} not settled within {timeout_s:g} s",
+                    manual_action=f"finish the abort of domain {name}'s migration by hand: `virsh domjobinfo {name}` "
+                                  f"on {source}, and `virsh domjobabort {name}` there while a job still runs; then "
+                                  f"`virsh list --all` on {source} and {target} must show it running on exactly one host")
             time.sleep(self.poll_interval_s)
 
-    def undo_actions(self) -> dict[str, UndoAction]:
-        return {"cancel-migration": self.cancel_by_params}
+    def undo_actions(self, abort_timeout_s: float) -> dict[str, UndoAction]:
+        def cancel_migration(params: dict[str, Any]) -> str:
+            return self.cancel_by_params(params, timeout_s=abort_timeout_s)
+
+        return {"cancel-migration": cancel_migration}
 
     # ------------------------------------------------------------ post-checks
 
