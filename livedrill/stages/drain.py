@@ -61,9 +61,8 @@ def drain_preflight(session: DrillSession, adapter: PlatformAdapter) -> list[Che
     except CapabilityMissing as exc:
         return [CheckResult(name="drain.platform", status=CheckStatus.FAIL, subject="platform", message=str(exc),
                             remedy="use mode targeted: this platform migrates one VM at a time")]
-    checks = open_drain(DrainSettings(), session.spec.budgets.abort_timeout_s).preflight(session.spec)
-    session.run.write_json("drain/preflight.json", checks)
-    return checks
+    # Recorded with the other checks, in preflight.json.
+    return open_drain(DrainSettings(), session.spec.budgets.abort_timeout_s).preflight(session.spec)
 
 
 class _Watch:

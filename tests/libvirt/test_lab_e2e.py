@@ -321,8 +321,7 @@ def test_livedrill_run_drill_on_the_lab_passes(libvirt_lab, tmp_path):
     runs = [p for p in (tmp_path / "evidence").iterdir() if (p / "run.json").exists()]
     assert len(runs) == 1, sorted(p.name for p in (tmp_path / "evidence").iterdir())
     run_dir = runs[0]
-    preflight = json.loads((run_dir / "preflight.json").read_text())
-    checks = {c["name"]: c for c in (preflight["checks"] if isinstance(preflight, dict) else preflight)}
+    checks = {c["name"]: c for c in json.loads((run_dir / "preflight.json").read_text())["checks"]}
     assert checks["hardware-isolation"]["status"] == "not_applicable"
     after = json.loads((run_dir / "objects" / "default-banking-core-vm-after.json").read_text())
     assert after["where"] == "target" and after["completed_job_stats"]["downtime"] > 0
