@@ -412,10 +412,16 @@ def load_spec(path: str | Path) -> DrillSpec:
     return spec
 
 
+def completion_budget_s(per_gib_s: float, gib: float) -> float:
+    """The one migration-budget formula: seconds per GiB to move, counting at least 2 GiB, as KubeVirt's
+    completionTimeoutPerGiB does (so a drill's deadline and KubeVirt's own budget compare like for like)."""
+    return per_gib_s * max(2.0, gib)
+
+
 def migration_deadline_s(budgets: Budgets, gib: float) -> float:
-    """The one migration budget: it scales with the GiB to move (guest memory, plus disks a libvirt migration
-    copies), counting at least 2 GiB as KubeVirt's completionTimeoutPerGiB does, and never below the floor."""
-    return max(budgets.min_migration_timeout_s, budgets.migration_timeout_per_gib_s * max(2.0, gib))
+    """The drill's migration deadline: it scales with the GiB to move (guest memory, plus disks a libvirt
+    migration copies), never below the floor."""
+    return max(budgets.min_migration_timeout_s, completion_budget_s(budgets.migration_timeout_per_gib_s, gib))
 
 
 def _rebuild_platform_union() -> None:

@@ -21,7 +21,7 @@ from livedrill.drain import (EVACUATION_ANNOTATION, FINISHED_POD_PHASES, DrainSe
                             drain_summary_check, evacuations_of, needs_eviction, next_eviction_at, observed_budget,
                             pods_to_drain, vm_verdict, vmi_done, vmi_fate)
 from livedrill.outcomes import CheckResult, CheckStatus, CompensationState
-from livedrill.platforms.base import CapabilityMissing, NodeDrain, PlatformAdapter
+from livedrill.platforms.base import CapabilityMissing, MigrationPhase, NodeDrain, PlatformAdapter
 from livedrill.probe.engine import ProbeSession
 from livedrill.spec import DrainMode, VMRef
 from livedrill.stages.migrate import PROBE_REPORT_FILE, baseline_check
@@ -77,9 +77,9 @@ class _Watch:
             if (vmim["metadata"].get("annotations") or {}).get(EVACUATION_ANNOTATION) != self.node:
                 continue
             name = vmim["metadata"]["name"]
-            phase = vmim.get("status", {}).get("phase") or "Pending"
+            phase = vmim.get("status", {}).get("phase") or MigrationPhase.PENDING
             before = self.migrations.get(name)
-            if before is None or (before.get("status", {}).get("phase") or "Pending") != phase:
+            if before is None or (before.get("status", {}).get("phase") or MigrationPhase.PENDING) != phase:
                 self.session.event("platform", "phase", migration=name, vmi=vmim["spec"].get("vmiName"), phase=phase)
             self.migrations[name] = vmim
 

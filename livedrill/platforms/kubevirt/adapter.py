@@ -224,7 +224,7 @@ class KubeVirtAdapter:
             return MigrationObservation(phase="Deleted", terminal=True, succeeded=False, source=handle.source,
                                         target=state.get("targetNode"), failure_reason="the migration object is gone",
                                         raw={"vmi": vmi})
-        phase = vmim.get("status", {}).get("phase") or "Pending"
+        phase = vmim.get("status", {}).get("phase") or MigrationPhase.PENDING
         return MigrationObservation(
             phase=phase, terminal=phase in MigrationPhase.TERMINAL, succeeded=phase == MigrationPhase.SUCCEEDED,
             source=state.get("sourceNode") or handle.source, target=state.get("targetNode"),

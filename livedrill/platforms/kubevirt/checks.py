@@ -15,11 +15,11 @@ from livedrill.drain import FINISHED_POD_PHASES
 from livedrill.outcomes import CheckResult, CheckStatus
 from livedrill.platforms.base import MigrationPhase
 from livedrill.quantity import bytes_to_gib, parse_quantity
-from livedrill.spec import Budgets, DrainMode, DrillSpec, VMRef, migration_deadline_s
+from livedrill.spec import Budgets, DrainMode, DrillSpec, VMRef, completion_budget_s, migration_deadline_s
 
 # Phases before the guest's memory moves: a migration waiting here longer than KubeVirt's own
 # auto-cancel of an unschedulable target pod (5 min, kubevirt-migration.md) is stuck, not slow.
-PRE_TRANSFER_PHASES = {"", "Pending", "Scheduling", "Scheduled", "PreparingTarget", "TargetReady"}
+PRE_TRANSFER_PHASES = {"", *MigrationPhase.BEFORE_TRANSFER}  # "": status.phase not set yet
 KUBEVIRT_TARGET_POD_TIMEOUT_S = 300.0
 # KubeVirt's defaults where the kubevirt CR leaves a migration field unset (kubevirt-migration.md).
 DEFAULT_MIGRATIONS: dict[str, Any] = {
@@ -231,7 +231,7 @@ def _age_s(obj: dict, now: datetime | None) -> float | None:
 
 
 def _in_flight(vmims: list[dict]) -> list[dict]:
-    return [m for m in vmims if (m.get("status", {}).get("phase") or "Pending") not in MigrationPhase.TERMINAL]
+    return [m for m in vmims if (m.get("status", {}).get("phase") or MigrationPhase.PENDING) not in MigrationPhase.TERMINAL]
 
 
 def no_migration_in_flight_check(vm: VMRef, vmi: dict, vmims: list[dict]) -> CheckResult:
@@ -255,7 +255,7 @@ def cluster_migrations_check(source: str | None, vmims: list[dict], settings: di
     per_node = int(settings["parallelOutboundMigrationsPerNode"])
     flying = _in_flight(vmims)
     rows = [{"name": f"{m['metadata'].get('namespace', '')}/{m['metadata']['name']}",
-             "phase": m.get("status", {}).get("phase") or "Pending", "age_s": _age_s(m, now),
+             "phase": m.get("status", {}).get("phase") or MigrationPhase.PENDING, "age_s": _age_s(m, now),
              "source": (m.get("status", {}).get("migrationState") or {}).get("sourceNode")} for m in flying]
     stuck = [r["name"] for r in rows if r["phase"] in PRE_TRANSFER_PHASES
              and r["age_s"] is not None and r["age_s"] > KUBEVIRT_TARGET_POD_TIMEOUT_S]
@@ -310,7 +310,7 @@ def effective_migration_settings(kubevirt_cr: dict, policy: dict | None) -> dict
 def migration_budget_check(vm: VMRef, vmi: dict, settings: dict, policy: dict | None, budgets: Budgets) -> CheckResult:
     memory_gib = vmi_memory_gib(vmi)
     per_gib = float(settings["completionTimeoutPerGiB"])
-    kubevirt_budget = per_gib * max(2.0, memory_gib)
+    kubevirt_budget = completion_budget_s(per_gib, memory_gib)
     drill_budget = migration_deadline_s(budgets, memory_gib)
     source = f"MigrationPolicy {policy['metadata']['name']}" if policy else "cluster config"
     ok = drill_budget >= kubevirt_budget
