@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from datetime import date, datetime
 from pathlib import Path
@@ -60,12 +61,48 @@ Mode = Annotated[Union[TargetedMode, DrainMode], Field(discriminator="kind")]
 # ---------------------------------------------------------------- probes
 
 
+class SecretHeader(SpecModel):
+    """A request header whose value is read from its source by each process that sends the request.
+
+    The spec (and so the evidence's spec.yaml) names only the source, so a stage reopened in another process,
+    or `livedrill recover`, sends the same credential; a secret written in `headers` is redacted in spec.yaml.
+    """
+
+    name: str = Field(description="The header, e.g. Authorization")
+    env: str | None = Field(None, description="Environment variable holding the value")
+    file: Path | None = Field(None, description="File holding the value (a trailing newline is dropped), e.g. a mounted Secret")
+    prefix: str = Field("", description='Put before the value, e.g. "Bearer "')
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "SecretHeader":
+        if (self.env is None) == (self.file is None):
+            raise ValueError(f"header {self.name}: give exactly one of env or file")
+        return self
+
+    def resolve(self) -> str:
+        """The header's value, read now from its source."""
+        from livedrill.errors import InputError  # imported when used: it loads httpx, which parsing a spec does not need
+
+        if self.env is not None:
+            value = os.environ.get(self.env)
+            if value is None:
+                raise InputError(f"secret header {self.name}: environment variable {self.env} is not set")
+        else:
+            try:
+                value = self.file.read_text(encoding="utf-8").rstrip("\r\n")
+            except OSError as exc:
+                raise InputError(f"secret header {self.name}: cannot read {self.file}: {exc.strerror}") from None
+        return self.prefix + value
+
+
 class HttpRequestTemplate(SpecModel):
     """A request whose url, headers and body may carry `{txid}` (the transaction's idempotency key)."""
 
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"] = "GET"
     url: str
     headers: dict[str, str] = Field(default_factory=dict)
+    secret_headers: list[SecretHeader] = Field(
+        default_factory=list, description="Headers carrying credentials, each read from an environment variable or a file")
     json_body: Any = Field(None, alias="json")
     expect_status: list[int] = Field(default_factory=lambda: [200])
     expect_json: dict[str, Any] = Field(
@@ -80,6 +117,10 @@ class HttpRequestTemplate(SpecModel):
         if not v.startswith(("http://", "https://")):
             raise ValueError(f"{v!r} must start with http:// or https://")
         return v
+
+    def resolved_headers(self) -> dict[str, str]:
+        """Every header to send: `headers`, then each secret header read from its source now."""
+        return {**self.headers, **{h.name: h.resolve() for h in self.secret_headers}}
 
 
 class TLSConfig(SpecModel):
