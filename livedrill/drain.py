@@ -28,7 +28,8 @@ EVACUATION_ANNOTATION = "kubevirt.io/evacuationMigration"
 LAUNCHER_LABEL, LAUNCHER_VALUE = "kubevirt.io", "virt-launcher"
 VMI_NAME_LABEL = "vm.kubevirt.io/name"
 FINISHED_POD_PHASES = ("Succeeded", "Failed")
-# KubeVirt's defaults when the kubevirt CR leaves them unset (shared/notes/kubevirt-migration.md).
+# KubeVirt's defaults when the kubevirt CR leaves them unset (ParallelMigrationsPerClusterDefault and
+# ParallelOutboundMigrationsPerNodeDefault in pkg/virt-config of https://github.com/kubevirt/kubevirt).
 DEFAULT_PARALLEL_PER_CLUSTER = 5
 DEFAULT_PARALLEL_OUTBOUND_PER_NODE = 2
 # A pod's terminationGracePeriodSeconds when the pod does not set it (Kubernetes' default).

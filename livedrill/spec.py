@@ -300,7 +300,8 @@ class DrillWindow(SpecModel):
 
 
 class PreflightPolicy(SpecModel):
-    """What the pre-flight's compliance checks hold the drill's VMs and cluster to (seed §2, §6)."""
+    """What the pre-flight's compliance checks hold the drill's VMs and cluster to: core-tier workloads share no
+    kernel (no plain containers), and the core VM runs hardware-virtualized, pinned as its domain asks."""
 
     core_tier_selector: dict[str, str] = Field(
         default_factory=lambda: {"tier": "core"},

@@ -1,4 +1,4 @@
-"""Builders for realistic evidence runs: the records a drill writes, with the seed's core VM in them."""
+"""Builders for realistic evidence runs: the records a drill writes, with the lab's core VM in them."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ slo:
 
 
 def seed_vmi(node: str = "node-1") -> dict:
-    """The seed's banking-core-vm as a running VMI, cloud-init included three ways (plain, base64, annotation)."""
+    """The lab's banking-core-vm as a running VMI, cloud-init included three ways (plain, base64, annotation)."""
     vm_json = {
         "apiVersion": "kubevirt.io/v1",
         "kind": "VirtualMachine",

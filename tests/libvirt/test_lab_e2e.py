@@ -249,7 +249,7 @@ def test_cancel_leaves_vm_on_source_and_is_idempotent(libvirt_lab, drill):
 
 def test_hardware_isolation_fails_on_tcg_unless_lab_exempt(libvirt_lab, drill):
     vm = drill.vms[0]
-    assert libvirt_lab.accelerator == "tcg"  # this machine: /dev/kvm is kvm_pvm only (shared/notes/libvirt-lab.md)
+    assert libvirt_lab.accelerator == "tcg"  # this machine's /dev/kvm is the kvm_pvm module only: the lab's QEMU runs under TCG
     required = make_adapter(drill, hardware_isolation="required")
     exempt = make_adapter(drill, hardware_isolation="lab-exempt")
     try:

@@ -18,10 +18,12 @@ from livedrill.quantity import bytes_to_gib, parse_quantity
 from livedrill.spec import Budgets, DrainMode, DrillSpec, VMRef, completion_budget_s, migration_deadline_s
 
 # Phases before the guest's memory moves: a migration waiting here longer than KubeVirt's own
-# auto-cancel of an unschedulable target pod (5 min, kubevirt-migration.md) is stuck, not slow.
+# auto-cancel of an unschedulable target pod (5 min: defaultUnschedulablePendingTimeoutSeconds of KubeVirt's
+# virt-controller, pkg/virt-controller/watch in https://github.com/kubevirt/kubevirt) is stuck, not slow.
 PRE_TRANSFER_PHASES = {"", *MigrationPhase.BEFORE_TRANSFER}  # "": status.phase not set yet
 KUBEVIRT_TARGET_POD_TIMEOUT_S = 300.0
-# KubeVirt's defaults where the kubevirt CR leaves a migration field unset (kubevirt-migration.md).
+# KubeVirt's defaults where the kubevirt CR leaves a migration field unset (the Migration* and *Default
+# constants of pkg/virt-config in https://github.com/kubevirt/kubevirt; older releases had 800 s/GiB and 64Mi).
 DEFAULT_MIGRATIONS: dict[str, Any] = {
     "parallelMigrationsPerCluster": 5, "parallelOutboundMigrationsPerNode": 2, "bandwidthPerMigration": "0",
     "completionTimeoutPerGiB": 150, "progressTimeout": 150, "allowAutoConverge": False, "allowPostCopy": False,
@@ -530,7 +532,7 @@ def is_virt_launcher(pod: dict) -> bool:
 
 
 def core_tier_isolation_check(pods: list[dict], selector: dict[str, str], scope: str) -> CheckResult:
-    """Seed §2: core-tier workloads must not share a kernel; a core-tier plain container is a compliance failure."""
+    """Core-tier workloads must not share a kernel (the bank's isolation rule): a core-tier plain container fails."""
     core = [p for p in pods if selector_matches(selector, _labels(p))
             and p.get("status", {}).get("phase") not in FINISHED_POD_PHASES]
     containers = [p for p in core if not is_virt_launcher(p)]
