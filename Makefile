@@ -6,7 +6,7 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
-# Debian packages the tests run for real: the libvirt/QEMU lab (shared/notes/libvirt-lab.md), the metric
+# Debian packages the tests run for real: the libvirt/QEMU lab (QEMU, libvirtd, a busybox initramfs guest), the metric
 # stores the dashboards are queried on, the browser that renders reports and the Prefect UI, PostgreSQL
 # for the production Prefect server variant, the tools an auditor verifies a bundle with, and nftables and haproxy
 # for the probe's switchover tests (one-way drops, resets, a gateway in between).

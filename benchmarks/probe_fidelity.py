@@ -1,4 +1,4 @@
-"""Probe fidelity and throughput benchmark (issue 3).
+"""Probe fidelity and throughput benchmark.
 
 Part 1, fidelity: transaction probes at a fixed rate against a real lab ledger process; the ledger is frozen
 with SIGSTOP/SIGCONT for known lengths (10, 50, 100, 500, 2000 ms; how the lab models stop-and-copy).

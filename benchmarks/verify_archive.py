@@ -26,7 +26,7 @@ from pathlib import Path
 from livedrill.evidence.archive import Archive, EvidenceRun
 from livedrill.evidence.keys import Signer
 from livedrill.evidence.verify import DEFAULT_HASH_WORKERS, format_problems, verify_archive
-from livedrill.outcomes import CheckResult, CheckStatus, Compensation, CompensationState, DrillOutcome, TimelineEvent, Verdict
+from livedrill.outcomes import CheckResult, CheckStatus, Compensation, CompensationState, DrillOutcome, PreflightResult, TimelineEvent, Verdict
 
 SPEC = """\
 name: bench-targeted
@@ -58,7 +58,7 @@ def _vmi(node: str, pad: int) -> dict:
 def write_run(run: EvidenceRun, series: bytes, t0: datetime) -> None:
     run.write_text("spec.yaml", SPEC)
     run.write_json("run.json", {"run_id": run.run_id, "drill": "bench-targeted", "started_at": t0, "outcome": DrillOutcome.PASSED, "operator": "bench"})
-    run.write_json("preflight.json", [CheckResult(name="live-migratable", status=CheckStatus.PASS, message="ok", evidence={"vmi": _vmi("node-1", 1000)})])
+    run.write_json("preflight.json", PreflightResult(checks=[CheckResult(name="live-migratable", status=CheckStatus.PASS, message="ok", evidence={"vmi": _vmi("node-1", 1000)})]))
     for i in range(40):
         run.append_jsonl("timeline.jsonl", TimelineEvent(at=t0 + timedelta(seconds=i), monotonic=float(i), source="vmim", kind="phase", detail={"phase": "Running", "i": i}))
     run.write_json("objects/vmi-before.json", _vmi("node-1", 2000))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from livedrill.errors import UndoNotObserved
 from livedrill.outcomes import Compensation, CompensationState, utcnow
 
 Persist = Callable[[list[Compensation]], None]
@@ -50,6 +51,9 @@ class CompensationJournal:
                 self.settle(entry, CompensationState.FAILED, "interrupted while undoing",
                             manual_action=f"re-run `livedrill recover` to finish: {entry.action} {entry.params}")
                 raise
+            except UndoNotObserved as exc:
+                self.settle(entry, CompensationState.FAILED, str(exc), manual_action=exc.manual_action)
+                continue
             except Exception as exc:  # noqa: BLE001 - every failure is recorded for a human
                 self.settle(entry, CompensationState.FAILED, f"{type(exc).__name__}: {exc}",
                             manual_action=f"undo by hand: {entry.action} with {entry.params}")

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from livedrill.errors import is_transient_status
 from livedrill.outcomes import CheckResult, CheckStatus
+from livedrill.platforms.base import MigrationPhase
 from livedrill.platforms.kubevirt.postchecks import kubevirt_postchecks
 
 Obj = dict[str, Any]
@@ -27,7 +28,8 @@ EVACUATION_ANNOTATION = "kubevirt.io/evacuationMigration"
 LAUNCHER_LABEL, LAUNCHER_VALUE = "kubevirt.io", "virt-launcher"
 VMI_NAME_LABEL = "vm.kubevirt.io/name"
 FINISHED_POD_PHASES = ("Succeeded", "Failed")
-# KubeVirt's defaults when the kubevirt CR leaves them unset (shared/notes/kubevirt-migration.md).
+# KubeVirt's defaults when the kubevirt CR leaves them unset (ParallelMigrationsPerClusterDefault and
+# ParallelOutboundMigrationsPerNodeDefault in pkg/virt-config of https://github.com/kubevirt/kubevirt).
 DEFAULT_PARALLEL_PER_CLUSTER = 5
 DEFAULT_PARALLEL_OUTBOUND_PER_NODE = 2
 # A pod's terminationGracePeriodSeconds when the pod does not set it (Kubernetes' default).
@@ -358,7 +360,7 @@ def vmi_left_node(vmi: Obj | None, node: str, evacuations: list[Obj]) -> bool:
     if status.get("nodeName") == node or status.get("evacuationNodeName"):
         return False
     uid = (status.get("migrationState") or {}).get("migrationUid")
-    return any(m["metadata"].get("uid") == uid and m.get("status", {}).get("phase") == "Succeeded" for m in evacuations)
+    return any(m["metadata"].get("uid") == uid and m.get("status", {}).get("phase") == MigrationPhase.SUCCEEDED for m in evacuations)
 
 
 def vmi_moved_off(vmi: Obj | None, node: str) -> bool:
@@ -456,7 +458,7 @@ def vm_verdict(vm: str, *, core: bool, fate: VMIFate, node: str, vmi: Obj | None
         if left and migration is not None:
             checks += kubevirt_postchecks(migration, vmi or {}, node, phases_of(migration))
         failed_attempts = [m["metadata"]["name"] for m in evacuations
-                           if m.get("status", {}).get("phase") == "Failed"]
+                           if m.get("status", {}).get("phase") == MigrationPhase.FAILED]
         if failed_attempts:
             checks.append(CheckResult(
                 name="drain.evacuation-retries", status=CheckStatus.WARN, subject=subject,

@@ -47,6 +47,17 @@ class PlatformError(DrillError):
         return is_transient_status(self.status)
 
 
+class UndoNotObserved(PlatformError):
+    """An undo was requested but its effect was not observed within the spec's abort budget.
+
+    Permanent: the journal records it as a failed undo with `manual_action`, what the operator must do by hand.
+    """
+
+    def __init__(self, message: str, *, manual_action: str):
+        super().__init__(message, transient=False)
+        self.manual_action = manual_action
+
+
 class PlatformUnreachable(PlatformError):
     def __init__(self, message: str):
         super().__init__(message, transient=True)

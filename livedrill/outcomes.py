@@ -74,6 +74,18 @@ class TimelineEvent(Record):
     detail: dict[str, Any] = Field(default_factory=dict)
 
 
+class PreflightResult(Record):
+    """The pre-flight as recorded in a run's preflight.json, whether the drill was a dry run, a gate or a real run."""
+
+    checks: list[CheckResult] = Field(default_factory=list)
+    error: str | None = None  # the platform could not be asked at all, or stopped answering mid-way
+    before: dict[str, dict[str, Any]] = Field(default_factory=dict)  # vm -> {"node", "memory_gib", "running"}
+
+    @property
+    def passed(self) -> bool:
+        return self.error is None and not any(c.status is CheckStatus.FAIL for c in self.checks)
+
+
 class CompensationState(str, enum.Enum):
     PENDING = "pending"  # side effect done, undo not yet needed or not yet run
     DONE = "done"  # undo ran and its effect was observed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from datetime import date, datetime
 from pathlib import Path
@@ -62,12 +63,48 @@ Mode = Annotated[Union[TargetedMode, DrainMode], Field(discriminator="kind")]
 # ---------------------------------------------------------------- probes
 
 
+class SecretHeader(SpecModel):
+    """A request header whose value is read from its source by each process that sends the request.
+
+    The spec (and so the evidence's spec.yaml) names only the source, so a stage reopened in another process,
+    or `livedrill recover`, sends the same credential; a secret written in `headers` is redacted in spec.yaml.
+    """
+
+    name: str = Field(description="The header, e.g. Authorization")
+    env: str | None = Field(None, description="Environment variable holding the value")
+    file: Path | None = Field(None, description="File holding the value (a trailing newline is dropped), e.g. a mounted Secret")
+    prefix: str = Field("", description='Put before the value, e.g. "Bearer "')
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "SecretHeader":
+        if (self.env is None) == (self.file is None):
+            raise ValueError(f"header {self.name}: give exactly one of env or file")
+        return self
+
+    def resolve(self) -> str:
+        """The header's value, read now from its source."""
+        from livedrill.errors import InputError  # imported when used: it loads httpx, which parsing a spec does not need
+
+        if self.env is not None:
+            value = os.environ.get(self.env)
+            if value is None:
+                raise InputError(f"secret header {self.name}: environment variable {self.env} is not set")
+        else:
+            try:
+                value = self.file.read_text(encoding="utf-8").rstrip("\r\n")
+            except OSError as exc:
+                raise InputError(f"secret header {self.name}: cannot read {self.file}: {exc.strerror}") from None
+        return self.prefix + value
+
+
 class HttpRequestTemplate(SpecModel):
     """A request whose url, headers and body may carry `{txid}` (the transaction's idempotency key)."""
 
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"] = "GET"
     url: str
     headers: dict[str, str] = Field(default_factory=dict)
+    secret_headers: list[SecretHeader] = Field(
+        default_factory=list, description="Headers carrying credentials, each read from an environment variable or a file")
     json_body: Any = Field(None, alias="json")
     expect_status: list[int] = Field(default_factory=lambda: [200])
     expect_json: dict[str, Any] = Field(
@@ -82,6 +119,10 @@ class HttpRequestTemplate(SpecModel):
         if not v.startswith(("http://", "https://")):
             raise ValueError(f"{v!r} must start with http:// or https://")
         return v
+
+    def resolved_headers(self) -> dict[str, str]:
+        """Every header to send: `headers`, then each secret header read from its source now."""
+        return {**self.headers, **{h.name: h.resolve() for h in self.secret_headers}}
 
 
 class TLSConfig(SpecModel):
@@ -287,7 +328,8 @@ class DrillWindow(SpecModel):
 
 
 class PreflightPolicy(SpecModel):
-    """What the pre-flight's compliance checks hold the drill's VMs and cluster to (seed §2, §6)."""
+    """What the pre-flight's compliance checks hold the drill's VMs and cluster to: core-tier workloads share no
+    kernel (no plain containers), and the core VM runs hardware-virtualized, pinned as its domain asks."""
 
     core_tier_selector: dict[str, str] = Field(
         default_factory=lambda: {"tier": "core"},
@@ -456,10 +498,16 @@ def load_spec(path: str | Path) -> DrillSpec:
     return spec
 
 
+def completion_budget_s(per_gib_s: float, gib: float) -> float:
+    """The one migration-budget formula: seconds per GiB to move, counting at least 2 GiB, as KubeVirt's
+    completionTimeoutPerGiB does (so a drill's deadline and KubeVirt's own budget compare like for like)."""
+    return per_gib_s * max(2.0, gib)
+
+
 def migration_deadline_s(budgets: Budgets, gib: float) -> float:
-    """The one migration budget: it scales with the GiB to move (guest memory, plus disks a libvirt migration
-    copies), counting at least 2 GiB as KubeVirt's completionTimeoutPerGiB does, and never below the floor."""
-    return max(budgets.min_migration_timeout_s, budgets.migration_timeout_per_gib_s * max(2.0, gib))
+    """The drill's migration deadline: it scales with the GiB to move (guest memory, plus disks a libvirt
+    migration copies), never below the floor."""
+    return max(budgets.min_migration_timeout_s, completion_budget_s(budgets.migration_timeout_per_gib_s, gib))
 
 
 def _rebuild_platform_union() -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from livedrill.stages.preflight import PreflightResult, run_preflight
+from livedrill.outcomes import PreflightResult
+from livedrill.stages.preflight import run_preflight
 from livedrill.stages.session import DrillSession
 from tasks.terminal import announce
 

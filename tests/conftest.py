@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 
-# Before anything imports Prefect (shared/notes/prefect.md): own home, no telemetry.
+# Before anything imports Prefect (it reads its settings at import): own home, no telemetry.
 os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="livedrill-prefect-"))
 os.environ["DO_NOT_TRACK"] = "1"
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"

@@ -1,4 +1,5 @@
-"""KubeVirt's OpenAPI (shared/kubevirt/swagger.json), found beside the checkout as CI lays it out."""
+"""KubeVirt's OpenAPI document (api/openapi-spec/swagger.json of https://github.com/kubevirt/kubevirt), found
+beside the checkout as CI lays it out."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 import jsonschema
 
 REPO = Path(__file__).resolve().parents[1]
-# CI clones the repo into a fresh folder with a copy of shared/ beside it; developers have ../shared.
+# CI clones the repo into a fresh folder with shared/kubevirt/swagger.json beside it; developers keep the same layout.
 CANDIDATES = [REPO.parent / "shared" / "kubevirt" / "swagger.json", Path("/work/shared/kubevirt/swagger.json")]
 
 

@@ -15,9 +15,6 @@ from livedrill.spec import DrainMode, DrillSpec
 
 # Share of the progress bar each part of one VM's migration takes: warm-up, the phases, cool-down.
 WARMUP_SHARE, COOLDOWN_SHARE = 10.0, 10.0
-# Phases in the order a live migration passes them (KubeVirt VMIM phases; libvirt uses a subset).
-PHASE_ORDER = ["Pending", "Scheduling", "Scheduled", "PreparingTarget", "TargetReady", "Running", "PostCopy",
-               "Settling", "Succeeded"]
 _STATUS = {CheckStatus.PASS: "pass", CheckStatus.WARN: "WARN", CheckStatus.FAIL: "**FAIL**",
            CheckStatus.NOT_APPLICABLE: "n/a"}
 _COUNTDOWN = re.compile(r"^(warm-up|cool-down)\s+([0-9.]+)s left")
@@ -123,10 +120,10 @@ def progress_percent(line: str, warmup_s: float, cooldown_s: float) -> float | N
         phase = m.group(1)
         if phase in MigrationPhase.TERMINAL:
             return 100.0 - COOLDOWN_SHARE
-        if phase not in PHASE_ORDER:
+        if phase not in MigrationPhase.ORDER:
             return None
         span = 100.0 - WARMUP_SHARE - COOLDOWN_SHARE
-        return round(WARMUP_SHARE + span * PHASE_ORDER.index(phase) / len(PHASE_ORDER), 1)
+        return round(WARMUP_SHARE + span * MigrationPhase.ORDER.index(phase) / len(MigrationPhase.ORDER), 1)
     return None
 
 

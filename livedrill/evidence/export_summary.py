@@ -98,7 +98,8 @@ def _load_json(run_dir: Path, rel: str, missing: list[str]) -> Any:
 
 
 def _checks(raw: Any) -> list[CheckRow]:
-    # preflight.json is a list of CheckResult; older runs may wrap it as {"checks": [...]}.
+    # preflight.json is a PreflightResult ({"checks": [...], "error", "before"}); runs sealed before it had one
+    # shape hold the bare list of checks, and a sealed run is never rewritten.
     items = raw.get("checks", []) if isinstance(raw, dict) else raw or []
     return [
         CheckRow(name=str(c.get("name")), status=str(c.get("status")), message=str(c.get("message", "")), subject=c.get("subject"))

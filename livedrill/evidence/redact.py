@@ -1,7 +1,7 @@
 """Secret redaction for everything written into an evidence run.
 
 Secrets are replaced by a fixed marker, never by a hash: a hash of a low-entropy secret such as the
-seed's `password: changeme` can be reversed by guessing, so it would leak the secret it hides.
+lab VM's cloud-init `password: changeme` can be reversed by guessing, so it would leak the secret it hides.
 
 Two layers, both applied by `redact`:
 - structure: keys that hold secrets wherever they appear (cloud-init user/network data, passwords,

@@ -92,7 +92,7 @@ class ObservedMigration(BaseModel):
     @property
     def succeeded(self) -> bool:
         terminal = self.terminal
-        return terminal is not None and terminal.phase == "Succeeded" and not self.cancelled
+        return terminal is not None and terminal.phase == MigrationPhase.SUCCEEDED and not self.cancelled
 
 
 # ---------------------------------------------------------------- reading

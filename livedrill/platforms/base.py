@@ -23,14 +23,26 @@ if TYPE_CHECKING:
 
 
 class MigrationPhase:
-    """Phases livedrill reports, whatever the platform calls them (KubeVirt's VMIM phases verbatim).
+    """The one home of the phases livedrill reports, whatever the platform calls them.
 
-    KubeVirt ends a migration, and an aborted one, in Succeeded or Failed; the libvirt adapter reports
-    the same two once it has judged where the domain runs.
+    They are KubeVirt's VirtualMachineInstanceMigration phases verbatim (status.phase: the MigrationPhase
+    constants of https://github.com/kubevirt/kubevirt/blob/main/staging/src/kubevirt.io/api/core/v1/types.go);
+    the libvirt adapter reports a subset, plus two of its own. KubeVirt ends a migration, and an aborted one, in Succeeded or Failed; the libvirt adapter
+    reports the same two once it has judged where the domain runs.
     """
 
+    PENDING = "Pending"
+    SCHEDULING = "Scheduling"
+    SCHEDULED = "Scheduled"
+    PREPARING_TARGET = "PreparingTarget"
+    TARGET_READY = "TargetReady"
+    RUNNING = "Running"  # the guest's memory is being copied
+    POSTCOPY = "PostCopy"  # libvirt: switched to post-copy, the guest runs on the target (cannot be aborted)
+    SETTLING = "Settling"  # libvirt: the job ended, where the domain runs is not judged yet
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
+    BEFORE_TRANSFER = (PENDING, SCHEDULING, SCHEDULED, PREPARING_TARGET, TARGET_READY)
+    ORDER = (*BEFORE_TRANSFER, RUNNING, POSTCOPY, SETTLING, SUCCEEDED)  # as a migration passes them
     TERMINAL = frozenset({SUCCEEDED, FAILED})
 
 
@@ -197,8 +209,12 @@ class PlatformAdapter(Protocol):
 
     def postcheck(self, handle: MigrationHandle, before: VMState) -> list[CheckResult]: ...
 
-    def undo_actions(self) -> dict[str, UndoAction]:
-        """The undo of each compensation this platform registers, by action name; each is idempotent."""
+    def undo_actions(self, abort_timeout_s: float) -> dict[str, UndoAction]:
+        """The undo of each compensation this platform registers, by action name; each is idempotent.
+
+        An undo that waits for the platform to show its effect waits at most `abort_timeout_s` (the spec's
+        budgets.abort_timeout_s), then raises UndoNotObserved naming what the operator must do by hand.
+        """
         ...
 
     def close(self) -> None: ...

@@ -79,7 +79,7 @@ class PreparedRequest:
         self.method = template.method
         self.has_body = template.json_body is not None
         self.body_text = json.dumps(template.json_body, separators=(",", ":")) if self.has_body else ""
-        self.headers = list(template.headers.items())
+        self.headers = list(template.resolved_headers().items())
         if self.has_body and not any(k.lower() == "content-type" for k, _ in self.headers):
             self.headers.append(("Content-Type", "application/json"))
         self.expect_status = set(template.expect_status)

@@ -21,7 +21,7 @@ from livedrill.drain import (EVACUATION_ANNOTATION, FINISHED_POD_PHASES, DrainSe
                             drain_summary_check, evacuations_of, needs_eviction, next_eviction_at, observed_budget,
                             pods_to_drain, vm_verdict, vmi_done, vmi_fate)
 from livedrill.outcomes import CheckResult, CheckStatus, CompensationState
-from livedrill.platforms.base import CapabilityMissing, NodeDrain, PlatformAdapter
+from livedrill.platforms.base import CapabilityMissing, MigrationPhase, NodeDrain, PlatformAdapter
 from livedrill.probe.engine import ProbeSession
 from livedrill.spec import DrainMode, VMRef
 from livedrill.stages.migrate import PROBE_REPORT_FILE, baseline_check
@@ -61,9 +61,8 @@ def drain_preflight(session: DrillSession, adapter: PlatformAdapter) -> list[Che
     except CapabilityMissing as exc:
         return [CheckResult(name="drain.platform", status=CheckStatus.FAIL, subject="platform", message=str(exc),
                             remedy="use mode targeted: this platform migrates one VM at a time")]
-    checks = open_drain(DrainSettings(), session.spec.budgets.abort_timeout_s).preflight(session.spec)
-    session.run.write_json("drain/preflight.json", checks)
-    return checks
+    # Recorded with the other checks, in preflight.json.
+    return open_drain(DrainSettings(), session.spec.budgets.abort_timeout_s).preflight(session.spec)
 
 
 class _Watch:
@@ -78,9 +77,9 @@ class _Watch:
             if (vmim["metadata"].get("annotations") or {}).get(EVACUATION_ANNOTATION) != self.node:
                 continue
             name = vmim["metadata"]["name"]
-            phase = vmim.get("status", {}).get("phase") or "Pending"
+            phase = vmim.get("status", {}).get("phase") or MigrationPhase.PENDING
             before = self.migrations.get(name)
-            if before is None or (before.get("status", {}).get("phase") or "Pending") != phase:
+            if before is None or (before.get("status", {}).get("phase") or MigrationPhase.PENDING) != phase:
                 self.session.event("platform", "phase", migration=name, vmi=vmim["spec"].get("vmiName"), phase=phase)
             self.migrations[name] = vmim
 

@@ -4,29 +4,16 @@ from __future__ import annotations
 
 import json
 import shutil
-
-from pydantic import BaseModel, ConfigDict, Field
+from pathlib import Path
 
 from livedrill.errors import InputError, PlatformError
 from livedrill.gates import operational_gates
-from livedrill.outcomes import CheckResult, CheckStatus, utcnow
+from livedrill.outcomes import CheckResult, CheckStatus, PreflightResult, utcnow
 from livedrill.spec import migration_deadline_s
 from livedrill.stages.drain import drain_preflight
 from livedrill.stages.session import DrillSession
 
 PREFLIGHT_FILE = "preflight.json"
-
-
-class PreflightResult(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    checks: list[CheckResult] = Field(default_factory=list)
-    error: str | None = None  # the platform could not be asked at all
-    before: dict[str, dict] = Field(default_factory=dict)  # vm -> {"node", "memory_gib", "running"}
-
-    @property
-    def passed(self) -> bool:
-        return self.error is None and not any(c.status is CheckStatus.FAIL for c in self.checks)
 
 
 # Bytes one probe request takes in the series, with margin (the probe engine's record is smaller).
@@ -105,8 +92,7 @@ def run_preflight(session: DrillSession) -> PreflightResult:
         adapter = session.adapter()
     except (InputError, PlatformError, ImportError) as exc:
         result.error = f"cannot reach the platform: {exc}"
-        session.run.write_json(PREFLIGHT_FILE, result)
-        return result
+        return _record(session, result)
     try:
         session.run.write_json("objects/versions.json", adapter.versions())
         for vm in session.spec.vms:
@@ -124,7 +110,20 @@ def run_preflight(session: DrillSession) -> PreflightResult:
         adapter.close()
     longest = max((migration_deadline_s(session.spec.budgets, b["memory_gib"]) for b in result.before.values()), default=0.0)
     result.checks.append(_evidence_check(session, longest))
-    session.run.write_json(PREFLIGHT_FILE, result.checks)
+    return _record(session, result)
+
+
+def _record(session: DrillSession, result: PreflightResult) -> PreflightResult:
+    """The one writer of preflight.json."""
+    session.run.write_json(PREFLIGHT_FILE, result)
     for check in result.checks:
         session.event("preflight", "check", name=check.name, status=check.status.value, message=check.message)
     return result
+
+
+def read_preflight(run_dir: Path) -> PreflightResult | None:
+    """The run's recorded pre-flight; None if the drill died before writing it (or it is unreadable)."""
+    try:
+        return PreflightResult.model_validate_json((run_dir / PREFLIGHT_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None

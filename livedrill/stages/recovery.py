@@ -17,6 +17,7 @@ from livedrill.decisions import DrillFacts
 from livedrill.evidence.archive import Archive, EvidenceRun
 from livedrill.outcomes import CheckResult, CheckStatus, Verdict, utcnow
 from livedrill.stages.finish import VERDICT_FILE, finish
+from livedrill.stages.preflight import read_preflight
 from livedrill.stages.rollback import run_rollback
 from livedrill.stages.session import DrillSession
 
@@ -76,7 +77,8 @@ def recover_run(run: EvidenceRun, *, force: bool = False) -> Verdict | None:
         # The drill had judged itself and died while sealing: its verdict stands, only the seal is missing.
         run.seal(session.signer())
         return Verdict.model_validate_json(verdict_path.read_text(encoding="utf-8"))
-    preflight = _read_checks(run.path / "preflight.json")
+    recorded = read_preflight(run.path)
+    preflight = recorded.checks if recorded is not None else []
     interrupted = CheckResult(
         name="drill-completed", status=CheckStatus.FAIL, subject=f"run {run.run_id}",
         message="the drill process stopped before it finished (crash or kill); `livedrill recover` rolled back and sealed it",
@@ -84,13 +86,6 @@ def recover_run(run: EvidenceRun, *, force: bool = False) -> Verdict | None:
     started_at = owner.get("claimed_at") or utcnow().isoformat()
     facts = DrillFacts(preflight, [interrupted], [], entries, started_mutating=bool(entries))
     return finish(session, facts, started_at)
-
-
-def _read_checks(path: Path) -> list[CheckResult]:
-    try:
-        return [CheckResult.model_validate(c) for c in json.loads(path.read_text(encoding="utf-8"))]
-    except (OSError, ValueError):
-        return []
 
 
 def crashed_runs(archive_dir: Path, cluster: str, exclude: str | None = None) -> tuple[list[EvidenceRun], list[EvidenceRun]]:

@@ -13,7 +13,7 @@ def run_rollback(session: DrillSession) -> list[Compensation]:
     session.event("livedrill", "stage", stage="rollback", pending=[e.action for e in pending])
     adapter = session.adapter()
     try:
-        actions = adapter.undo_actions()
+        actions = adapter.undo_actions(session.spec.budgets.abort_timeout_s)
 
         def undo_for(action: str):
             if action not in actions:

@@ -1,11 +1,13 @@
 """One drill run as the stages see it: the spec, its evidence directory, its journal and its platform.
 
-Each stage reopens the session from the run directory. What holds across processes: the journal, the
-timeline and the platform (opened from the evidence's spec.yaml), so a rollback or `livedrill recover`
-runs from any process, after a crash too. What does not: the probes' secrets (request headers that carry
-credentials) are redacted in spec.yaml and kept only in the memory of the process that created the run,
-so the stages that send probe traffic (probe smoke, migrate, drain) must run in that process, as the
-drill flow runs them; reopened elsewhere, their probes would send the redacted placeholders.
+Each stage reopens the session from the run directory, so a stage, a rollback or `livedrill recover` runs
+from any process, after a crash too: the journal, the timeline and the spec come from the evidence, and the
+probes' credentials given as `secret_headers` are read from their source (an environment variable or a
+file) by the process that sends them; the evidence names only the source. A credential written literally
+in a probe's `headers` is redacted in spec.yaml: only the process that created the run keeps it (in
+memory, below), so a stage that sends probe traffic (probe smoke, migrate, drain) reopened in another
+process would send the redacted placeholder. The drill flow runs its stages in the process that created
+the run.
 """
 
 from __future__ import annotations
@@ -31,9 +33,9 @@ TIMELINE_FILE = "timeline.jsonl"
 COMPENSATIONS_FILE = "compensations.json"
 
 
-# The spec as given, by run directory, for the stages of a drill running in this process (the only copy of
-# the probes' secrets). The evidence's spec.yaml is redacted, so it is the fallback: enough for
-# `livedrill recover` and a rollback, which need the platform and the undo actions, never the probes' secrets.
+# The spec as given, by run directory, for the stages of a drill running in this process: the only copy of a
+# credential written literally in a probe's `headers`. Elsewhere the redacted spec.yaml is read instead,
+# which has everything else (secret_headers name their source, not the value).
 _SPECS_IN_PROCESS: dict[str, DrillSpec] = {}
 
 

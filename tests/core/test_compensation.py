@@ -76,3 +76,17 @@ def test_retire_marks_pending_as_not_needed(tmp_path):
     journal.register("cancel-migration", {})
     journal.retire_all("drill completed")
     assert journal.entries[0].state is CompensationState.NOT_NEEDED and journal.pending() == []
+
+
+def test_an_undo_not_observed_in_time_records_the_platforms_manual_action(tmp_path):
+    from livedrill.errors import UndoNotObserved
+
+    journal, _ = _journal(tmp_path)
+    journal.register("cancel-migration", {"name": "m-1"})
+
+    def undo(params):
+        raise UndoNotObserved("cancel of m-1 not observed within 1 s", manual_action="watch m-1 until it ends")
+
+    [entry] = journal.run_pending(lambda action: undo)
+    assert (entry.state, entry.outcome, entry.manual_action) == (
+        CompensationState.FAILED, "cancel of m-1 not observed within 1 s", "watch m-1 until it ends")

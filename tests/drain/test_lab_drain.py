@@ -203,7 +203,7 @@ def test_real_kubectl_drain_completes_the_same_evacuation(drain_lab, tmp_path):
     _assert_valid_kubevirt_objects(list(vmis(lab).values()), "v1.VirtualMachineInstance")
     adapter = KubeVirtAdapter(_platform(lab))
     try:
-        planned = {d.pod for d in pods_to_drain(KubeVirtDrain(adapter).pods_on("node-1"), "node-1",
+        planned = {d.pod for d in pods_to_drain(KubeVirtDrain(adapter, cancel_timeout_s=20).pods_on("node-1"), "node-1",
                                                 ignore_daemonsets=True, delete_emptydir_data=True)}
     finally:
         adapter.close()
@@ -259,7 +259,7 @@ def test_cancel_evacuation_through_the_subresource_and_without_it(drain_lab, tmp
     adapter = KubeVirtAdapter(_platform(lab))
     drain = KubeVirtDrain(adapter, cancel_timeout_s=20)
     try:
-        undo = adapter.undo_actions()
+        undo = adapter.undo_actions(abort_timeout_s=20)
         assert {"uncordon", "cancel-evacuation", "cancel-migration"} <= set(undo)
 
         _evacuating(lab, drain, "app-vm-1")

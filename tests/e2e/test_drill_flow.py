@@ -54,7 +54,7 @@ def test_targeted_drill_passes_and_measures_the_real_freeze(lab, tmp_path):
     assert set(report["probes"][0]["windows"]) == {"baseline", "during", "after"}
     comps = json.loads((run_dir / "compensations.json").read_text())
     assert [c["state"] for c in comps] == [CompensationState.NOT_NEEDED.value]
-    # Secrets of the VM (the seed's cloud-init password) never reach the evidence.
+    # Secrets of the VM (the lab VM's cloud-init password) never reach the evidence.
     for path in run_dir.rglob("*"):
         if path.is_file():
             assert b"changeme" not in path.read_bytes(), path

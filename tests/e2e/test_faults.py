@@ -204,7 +204,7 @@ def test_next_drill_recovers_a_crashed_run_of_its_cluster_first(lab, tmp_path, c
     assert verdict.outcome is DrillOutcome.PASSED, verdict.reasons
     assert assert_safe(lab) == "node-2"
     assert_sealed_with(crashed, "recovery-started")
-    gate = {c["name"]: c for c in json.loads((_run_dir(verdict) / "preflight.json").read_text())}
+    gate = {c["name"]: c for c in json.loads((_run_dir(verdict) / "preflight.json").read_text())["checks"]}
     assert crashed.name in gate["no-drill-in-progress"]["message"]
 
 

@@ -80,7 +80,7 @@ class PretendAdapter:
         return [CheckResult(name="pretend-vm-on-target", status=CheckStatus.PASS if ok else CheckStatus.FAIL,
                             subject=f"vm {handle.vm}", message=f"on {now}, was on {before.node}")]
 
-    def undo_actions(self):
+    def undo_actions(self, abort_timeout_s):
         return {"cancel-migration": self.cancel}
 
     def close(self) -> None:
@@ -127,7 +127,7 @@ def test_a_platform_registered_by_a_test_drives_a_targeted_drill_through_the_flo
     assert verify_run(run_dir) == []
     post = {c["name"]: c["status"] for c in json.loads((run_dir / "postcheck.json").read_text())}
     assert post == {"pretend-vm-on-target": "pass"}
-    pre = {c["name"] for c in json.loads((run_dir / "preflight.json").read_text())}
+    pre = {c["name"] for c in json.loads((run_dir / "preflight.json").read_text())["checks"]}
     assert "pretend-vm-running" in pre
     comps = json.loads((run_dir / "compensations.json").read_text())
     assert [c["state"] for c in comps] == [CompensationState.NOT_NEEDED.value]

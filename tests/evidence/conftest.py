@@ -1,4 +1,4 @@
-"""Builders for realistic evidence runs: the records a drill writes, with the seed's core VM in them."""
+"""Builders for realistic evidence runs: the records a drill writes, with the lab's core VM in them."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from livedrill.outcomes import (
     Compensation,
     CompensationState,
     DrillOutcome,
+    PreflightResult,
     TimelineEvent,
     Verdict,
 )
@@ -50,7 +51,7 @@ slo:
 
 
 def seed_vmi(node: str = "node-1") -> dict:
-    """The seed's banking-core-vm as a running VMI, cloud-init included three ways (plain, base64, annotation)."""
+    """The lab's banking-core-vm as a running VMI, cloud-init included three ways (plain, base64, annotation)."""
     vm_json = {
         "apiVersion": "kubevirt.io/v1",
         "kind": "VirtualMachine",
@@ -109,7 +110,7 @@ def write_drill_evidence(run: EvidenceRun, *, series_bytes: int = 64 * 1024, pas
     )
     run.write_json(
         "preflight.json",
-        [CheckResult(name="live-migratable", status=CheckStatus.PASS, message="LiveMigratable=True", subject="vmi banking/banking-core-vm", evidence={"vmi": seed_vmi()})],
+        PreflightResult(checks=[CheckResult(name="live-migratable", status=CheckStatus.PASS, message="LiveMigratable=True", subject="vmi banking/banking-core-vm", evidence={"vmi": seed_vmi()})]),
     )
     for i, phase in enumerate(["Pending", "Scheduling", "Scheduled", "PreparingTarget", "TargetReady", "Running", "Succeeded"]):
         run.append_jsonl("timeline.jsonl", TimelineEvent(at=t0 + timedelta(seconds=i), monotonic=1000.0 + i, source="vmim", kind="phase", detail={"phase": phase}))

@@ -1,5 +1,5 @@
 """The auditor export: a quarter's bundle verifies with livedrill and with VERIFY.md alone, its formats
-validate, its report renders in headless Chromium, and the seed's password is nowhere in it."""
+validate, its report renders in headless Chromium, and the lab VM's cloud-init password is nowhere in it."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Done-when of the evidence issue: a bundle exported from real lab drills verifies with livedrill and with
-VERIFY.md's steps, its report shows the drills and renders, and the seed's password is nowhere in it."""
+"""A bundle exported from real lab drills verifies with livedrill and with the steps of the bundle's VERIFY.md,
+its report shows the drills and renders, and the lab VM's cloud-init password is nowhere in it."""
 
 from __future__ import annotations
 

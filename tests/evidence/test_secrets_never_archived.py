@@ -1,4 +1,4 @@
-"""The seed's core VM carries cloud-init `password: changeme`: after a drill is sealed, it is nowhere in the archive."""
+"""The lab's core VM carries cloud-init `password: changeme`: after a drill is sealed, it is nowhere in the archive."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""What the lab serves for KubeVirt kinds validates against KubeVirt's own OpenAPI (shared/kubevirt/swagger.json)."""
+"""What the lab serves for KubeVirt kinds validates against KubeVirt's own OpenAPI document (tests/kubevirt_openapi.py)."""
 
 from __future__ import annotations
 

@@ -108,7 +108,7 @@ def _platform(**flags) -> LibvirtPlatform:
 
 
 def test_seed_flags_map_to_libvirt_bits():
-    # seed §4.1: virsh migrate --live --persistent --undefinesource --copy-storage-all (+ p2p, abort-on-error)
+    # the bank's runbook migration: virsh migrate --live --persistent --undefinesource --copy-storage-all (+ p2p, abort-on-error)
     bits = migration_flags(_platform(copy_storage_all=True))
     expected = (libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PEER2PEER | libvirt.VIR_MIGRATE_PERSIST_DEST
                 | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE | libvirt.VIR_MIGRATE_NON_SHARED_DISK

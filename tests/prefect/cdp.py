@@ -19,7 +19,8 @@ from typing import Any
 import httpx
 import websocket
 
-# Flags from shared/notes/prefect.md: offline, deterministic rendering, no sandbox (root in CI).
+# Offline (no background networking, updates or sync), deterministic rendering (every compositor stage before a
+# capture), no sandbox (CI runs as root, where Chromium's sandbox refuses to start), /tmp instead of a small /dev/shm.
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-first-run",
                   "--run-all-compositor-stages-before-draw", "--disable-dev-shm-usage", "--window-size=1400,1000"]

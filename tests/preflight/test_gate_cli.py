@@ -29,7 +29,7 @@ def _probe(lab) -> list[dict]:
 
 def _recorded_checks(tmp_path: Path) -> dict[str, dict]:
     [run] = [p for p in (tmp_path / "evidence").iterdir() if (p / "preflight.json").exists()]
-    return {c["name"]: c for c in json.loads((run / "preflight.json").read_text())}
+    return {c["name"]: c for c in json.loads((run / "preflight.json").read_text())["checks"]}
 
 
 def _window_excluding_now(zone: str) -> dict:

@@ -18,7 +18,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
 from livedrill.drain import DrainSettings
-from livedrill.errors import InputError, PlatformError, RetryPolicy, call_with_retry
+from livedrill.errors import InputError, PlatformError, RetryPolicy, UndoNotObserved, call_with_retry
 from livedrill.outcomes import CheckResult, CheckStatus, utcnow
 from livedrill.platforms.base import (Capabilities, MigrationHandle, MigrationObservation, MigrationPhase,
                                       RegisterCompensation, UndoAction, VMPreflight, VMState)
@@ -225,7 +225,7 @@ class KubeVirtAdapter:
             return MigrationObservation(phase="Deleted", terminal=True, succeeded=False, source=handle.source,
                                         target=state.get("targetNode"), failure_reason="the migration object is gone",
                                         raw={"vmi": vmi})
-        phase = vmim.get("status", {}).get("phase") or "Pending"
+        phase = vmim.get("status", {}).get("phase") or MigrationPhase.PENDING
         return MigrationObservation(
             phase=phase, terminal=phase in MigrationPhase.TERMINAL, succeeded=phase == MigrationPhase.SUCCEEDED,
             source=state.get("sourceNode") or handle.source, target=state.get("targetNode"),
@@ -241,7 +241,7 @@ class KubeVirtAdapter:
                                       "uid": handle.uid, "vmi": handle.vm.name, "source": handle.source},
                                      timeout_s=timeout_s)
 
-    def cancel_by_params(self, params: dict[str, Any], timeout_s: float = 60.0) -> str:
+    def cancel_by_params(self, params: dict[str, Any], timeout_s: float) -> str:
         """Cancel = delete the VMIM, then wait until the VMI shows the migration over. Idempotent."""
         ns, name, vmi_ref = params["namespace"], params["name"], VMRef(namespace=params["namespace"], name=params["vmi"])
         vmim = self.get_vmim(ns, name)
@@ -265,12 +265,21 @@ class KubeVirtAdapter:
             if settled is not None and self.get_vmim(ns, name) is None:
                 return f"{settled}; VM on {vmi.get('status', {}).get('nodeName')} ({vmi.get('status', {}).get('phase')})"
             if time.monotonic() >= deadline:
-                raise PlatformError(f"cancel of migration {ns}/{name} not observed within {timeout_s:.0f}s "
-                                    f"(migrationState: {state})", transient=False)
+                raise UndoNotObserved(
+                    f"cancel of migration {ns}/{name} not observed within {timeout_s:g} s (migrationState: {state})",
+                    manual_action=f"finish the abort of migration {ns}/{name} by hand (its object was deleted, the "
+                                  f"abort not seen to end): watch `kubectl get vmi -n {ns} {vmi_ref.name} -o "
+                                  f"jsonpath='{{.status.migrationState}}'` until it shows abortStatus Succeeded (VM "
+                                  f"stays on {params.get('source')}) or completed (VM moved), then confirm the VM has "
+                                  f"exactly one running virt-launcher pod and no migration of it is left in {ns}")
             time.sleep(self.poll_interval_s)
 
-    def undo_actions(self) -> dict[str, UndoAction]:
-        return {"cancel-migration": self.cancel_by_params, **KubeVirtDrain(self).undo_actions()}
+    def undo_actions(self, abort_timeout_s: float) -> dict[str, UndoAction]:
+        def cancel_migration(params: dict[str, Any]) -> str:
+            return self.cancel_by_params(params, timeout_s=abort_timeout_s)
+
+        return {"cancel-migration": cancel_migration,
+                **KubeVirtDrain(self, cancel_timeout_s=abort_timeout_s).undo_actions()}
 
     def postcheck(self, handle: MigrationHandle, before: VMState, phases_seen: list[str] | None = None) -> list[CheckResult]:
         vmim = self.get_vmim(handle.vm.namespace, handle.platform_id) or {}

@@ -15,13 +15,15 @@ from livedrill.drain import FINISHED_POD_PHASES
 from livedrill.outcomes import CheckResult, CheckStatus
 from livedrill.platforms.base import MigrationPhase
 from livedrill.quantity import bytes_to_gib, parse_quantity
-from livedrill.spec import Budgets, DrainMode, DrillSpec, VMRef, migration_deadline_s
+from livedrill.spec import Budgets, DrainMode, DrillSpec, VMRef, completion_budget_s, migration_deadline_s
 
 # Phases before the guest's memory moves: a migration waiting here longer than KubeVirt's own
-# auto-cancel of an unschedulable target pod (5 min, kubevirt-migration.md) is stuck, not slow.
-PRE_TRANSFER_PHASES = {"", "Pending", "Scheduling", "Scheduled", "PreparingTarget", "TargetReady"}
+# auto-cancel of an unschedulable target pod (5 min: defaultUnschedulablePendingTimeoutSeconds of KubeVirt's
+# virt-controller, pkg/virt-controller/watch in https://github.com/kubevirt/kubevirt) is stuck, not slow.
+PRE_TRANSFER_PHASES = {"", *MigrationPhase.BEFORE_TRANSFER}  # "": status.phase not set yet
 KUBEVIRT_TARGET_POD_TIMEOUT_S = 300.0
-# KubeVirt's defaults where the kubevirt CR leaves a migration field unset (kubevirt-migration.md).
+# KubeVirt's defaults where the kubevirt CR leaves a migration field unset (the Migration* and *Default
+# constants of pkg/virt-config in https://github.com/kubevirt/kubevirt; older releases had 800 s/GiB and 64Mi).
 DEFAULT_MIGRATIONS: dict[str, Any] = {
     "parallelMigrationsPerCluster": 5, "parallelOutboundMigrationsPerNode": 2, "bandwidthPerMigration": "0",
     "completionTimeoutPerGiB": 150, "progressTimeout": 150, "allowAutoConverge": False, "allowPostCopy": False,
@@ -231,7 +233,7 @@ def _age_s(obj: dict, now: datetime | None) -> float | None:
 
 
 def _in_flight(vmims: list[dict]) -> list[dict]:
-    return [m for m in vmims if (m.get("status", {}).get("phase") or "Pending") not in MigrationPhase.TERMINAL]
+    return [m for m in vmims if (m.get("status", {}).get("phase") or MigrationPhase.PENDING) not in MigrationPhase.TERMINAL]
 
 
 def no_migration_in_flight_check(vm: VMRef, vmi: dict, vmims: list[dict]) -> CheckResult:
@@ -255,7 +257,7 @@ def cluster_migrations_check(source: str | None, vmims: list[dict], settings: di
     per_node = int(settings["parallelOutboundMigrationsPerNode"])
     flying = _in_flight(vmims)
     rows = [{"name": f"{m['metadata'].get('namespace', '')}/{m['metadata']['name']}",
-             "phase": m.get("status", {}).get("phase") or "Pending", "age_s": _age_s(m, now),
+             "phase": m.get("status", {}).get("phase") or MigrationPhase.PENDING, "age_s": _age_s(m, now),
              "source": (m.get("status", {}).get("migrationState") or {}).get("sourceNode")} for m in flying]
     stuck = [r["name"] for r in rows if r["phase"] in PRE_TRANSFER_PHASES
              and r["age_s"] is not None and r["age_s"] > KUBEVIRT_TARGET_POD_TIMEOUT_S]
@@ -310,7 +312,7 @@ def effective_migration_settings(kubevirt_cr: dict, policy: dict | None) -> dict
 def migration_budget_check(vm: VMRef, vmi: dict, settings: dict, policy: dict | None, budgets: Budgets) -> CheckResult:
     memory_gib = vmi_memory_gib(vmi)
     per_gib = float(settings["completionTimeoutPerGiB"])
-    kubevirt_budget = per_gib * max(2.0, memory_gib)
+    kubevirt_budget = completion_budget_s(per_gib, memory_gib)
     drill_budget = migration_deadline_s(budgets, memory_gib)
     source = f"MigrationPolicy {policy['metadata']['name']}" if policy else "cluster config"
     ok = drill_budget >= kubevirt_budget
@@ -530,7 +532,7 @@ def is_virt_launcher(pod: dict) -> bool:
 
 
 def core_tier_isolation_check(pods: list[dict], selector: dict[str, str], scope: str) -> CheckResult:
-    """Seed §2: core-tier workloads must not share a kernel; a core-tier plain container is a compliance failure."""
+    """Core-tier workloads must not share a kernel (the bank's isolation rule): a core-tier plain container fails."""
     core = [p for p in pods if selector_matches(selector, _labels(p))
             and p.get("status", {}).get("phase") not in FINISHED_POD_PHASES]
     containers = [p for p in core if not is_virt_launcher(p)]

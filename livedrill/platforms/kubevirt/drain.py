@@ -20,7 +20,7 @@ from kubernetes import client as k8s
 
 from livedrill.drain import (EVACUATION_ANNOTATION, DrainObservation, DrainSettings,
                             EvictionAnswer, classify_eviction, drain_preflight_checks)
-from livedrill.errors import PlatformError, call_with_retry
+from livedrill.errors import PlatformError, UndoNotObserved, call_with_retry
 from livedrill.outcomes import CheckResult
 from livedrill.platforms.base import MigrationPhase, UndoAction
 from livedrill.platforms.kubevirt.api import KV_GROUP, KV_VERSION, translate_error
@@ -44,8 +44,8 @@ class EvictionResult:
 
 
 class KubeVirtDrain:
-    def __init__(self, adapter: "KubeVirtAdapter", settings: DrainSettings = DrainSettings(),
-                 cancel_timeout_s: float = 60.0):
+    def __init__(self, adapter: "KubeVirtAdapter", settings: DrainSettings = DrainSettings(), *,
+                 cancel_timeout_s: float):
         self.adapter = adapter
         self.settings = settings
         self.cancel_timeout_s = cancel_timeout_s
@@ -215,8 +215,12 @@ class KubeVirtDrain:
         deadline = time.monotonic() + self.cancel_timeout_s
         while self._in_flight_evacuations(namespace, name, node):
             if time.monotonic() >= deadline:
-                raise PlatformError(f"evacuation of {namespace}/{name} still in flight {self.cancel_timeout_s:.0f}s "
-                                    f"after evacuate/cancel", transient=False)
+                raise UndoNotObserved(
+                    f"evacuation of {namespace}/{name} still in flight {self.cancel_timeout_s:g} s after evacuate/cancel",
+                    manual_action=f"finish the cancel of the evacuation of {namespace}/{name} by hand (evacuate/cancel "
+                                  f"was accepted, its migration from {node} still runs): watch `kubectl get vmim -n "
+                                  f"{namespace} -l kubevirt.io/vmi-name={name}` until none runs, then check where the "
+                                  f"VM runs and that its status.evacuationNodeName is cleared")
             time.sleep(self.adapter.poll_interval_s)
         after = self.adapter.get_vmi(VMRef(namespace=namespace, name=name)) or {}
         where = after.get("status", {}).get("nodeName")

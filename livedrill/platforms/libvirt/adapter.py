@@ -23,7 +23,7 @@ from typing import Any, Callable, TypeVar
 
 import libvirt
 
-from livedrill.errors import InputError, PlatformError, PlatformUnreachable
+from livedrill.errors import InputError, PlatformError, PlatformUnreachable, UndoNotObserved
 from livedrill.migration_monitor import (
     Decision,
     GIB,
@@ -451,12 +451,12 @@ class LibvirtAdapter:
             finishing = exc.reason in (str(libvirt.VIR_ERR_NO_DOMAIN), str(libvirt.VIR_ERR_OPERATION_INVALID))
             if not (exc.transient or finishing):
                 raise
-            return MigrationObservation(phase="Running", terminal=False, succeeded=False, source=h.source,
+            return MigrationObservation(phase=MigrationPhase.RUNNING, terminal=False, succeeded=False, source=h.source,
                                         target=h.target, raw={"observe_error": str(exc)})
         in_postcopy = state in POSTCOPY_STATES
         if stats.get("type", libvirt.VIR_DOMAIN_JOB_NONE) == libvirt.VIR_DOMAIN_JOB_NONE and not in_postcopy:
             # The job is not (yet / any more) visible: the migrate call is starting or finishing.
-            return MigrationObservation(phase="Pending" if not job.last_stats else "Running", terminal=False,
+            return MigrationObservation(phase=MigrationPhase.PENDING if not job.last_stats else MigrationPhase.RUNNING, terminal=False,
                                         succeeded=False, source=h.source, target=h.target, raw={"job_stats": stats})
         job.last_stats = stats
         job.progress = track_progress(job.progress, stats.get("data_remaining"), now)
@@ -469,7 +469,7 @@ class LibvirtAdapter:
         )
         self._act(job, dom, decision, elapsed)
         return MigrationObservation(
-            phase="PostCopy" if in_postcopy else "Running", terminal=False, succeeded=False, source=h.source,
+            phase=MigrationPhase.POSTCOPY if in_postcopy else MigrationPhase.RUNNING, terminal=False, succeeded=False, source=h.source,
             target=h.target,
             raw={"job_stats": stats, "elapsed_s": round(elapsed, 3), "budget_s": job.budget_s,
                  "low_water_bytes": job.progress.low_water_bytes, "decision": decision.action.value})
@@ -509,7 +509,7 @@ class LibvirtAdapter:
             # No migrate call of ours: a job still active on the source means it is running.
             stats = self.job_stats(handle.source, handle.vm.name) if verdict == "source" else {}
             if stats.get("type", libvirt.VIR_DOMAIN_JOB_NONE) != libvirt.VIR_DOMAIN_JOB_NONE:
-                return MigrationObservation(phase="Running", terminal=False, succeeded=False, source=handle.source,
+                return MigrationObservation(phase=MigrationPhase.RUNNING, terminal=False, succeeded=False, source=handle.source,
                                             target=handle.target, raw={**raw, "job_stats": stats})
         if verdict == "target":
             raw["completed_job_stats"] = self.job_stats(handle.target or "", handle.vm.name, completed=True)
@@ -526,7 +526,7 @@ class LibvirtAdapter:
             settling = job is not None and job.done_s is not None and \
                 time.monotonic() - job.done_s < self.timeouts.settle_s
             if settling:
-                return MigrationObservation(phase="Settling", terminal=False, succeeded=False, source=handle.source,
+                return MigrationObservation(phase=MigrationPhase.SETTLING, terminal=False, succeeded=False, source=handle.source,
                                             target=handle.target, raw=raw)
             obs = MigrationObservation(phase=MigrationPhase.FAILED, terminal=True, succeeded=False, source=handle.source,
                                        target=handle.target, raw=raw,
@@ -545,7 +545,7 @@ class LibvirtAdapter:
         return self.cancel_by_params({"vm": handle.vm.name, "source": handle.source, "target": handle.target,
                                       "platform_id": handle.platform_id}, timeout_s)
 
-    def cancel_by_params(self, params: dict[str, Any], timeout_s: float = 60.0) -> str:
+    def cancel_by_params(self, params: dict[str, Any], timeout_s: float) -> str:
         """Abort the job (unless in post-copy), then wait until the VM runs on one host with no job. Idempotent."""
         name, source, target = params["vm"], params["source"], params["target"]
         job = self._jobs.get(params.get("platform_id", ""))
@@ -581,12 +581,18 @@ class LibvirtAdapter:
                         "the migration completed before the abort took effect"
                     return f"{why}; VM running on the target {target} only"
             if time.monotonic() >= deadline:
-                raise PlatformError(f"cancel of migration {name} {source}->{target} not settled within {timeout_s:.0f} s",
-                                    transient=False)
+                raise UndoNotObserved(
+                    f"cancel of migration {name} {source}->{target} not settled within {timeout_s:g} s",
+                    manual_action=f"finish the abort of domain {name}'s migration by hand: `virsh domjobinfo {name}` "
+                                  f"on {source}, and `virsh domjobabort {name}` there while a job still runs; then "
+                                  f"`virsh list --all` on {source} and {target} must show it running on exactly one host")
             time.sleep(self.poll_interval_s)
 
-    def undo_actions(self) -> dict[str, UndoAction]:
-        return {"cancel-migration": self.cancel_by_params}
+    def undo_actions(self, abort_timeout_s: float) -> dict[str, UndoAction]:
+        def cancel_migration(params: dict[str, Any]) -> str:
+            return self.cancel_by_params(params, timeout_s=abort_timeout_s)
+
+        return {"cancel-migration": cancel_migration}
 
     # ------------------------------------------------------------ post-checks
 

@@ -1,4 +1,4 @@
-"""Hardware-isolation compliance (seed §6): does the core VM really run hardware-virtualized, pinned as asked?
+"""Hardware-isolation compliance (the bank's rule: core VMs run hardware-virtualized): does the core VM really run hardware-virtualized, pinned as asked?
 
 `domcapabilities` alone proves nothing (on a kvm_pvm host it lists kvm although a normal guest cannot
 run on it), so the verdict needs three independent facts, all recorded as evidence:
