@@ -87,18 +87,19 @@ def _drill(spec: DrillSpec, spec_text: str | None) -> Verdict:
             migration_checks += drained.checks
             probe_checks += drained.probe_checks
         elif error is None and not _failed(pre_checks):
-            landed = {}  # vm -> the outbound result, for the return leg
+            landed = []  # (the VM as it was, the outbound result), for the return leg
             for vm in spec.vms:
-                result = migrate(run_dir, str(vm), gate.before[str(vm)])
+                before = gate.state_of(vm)
+                result = migrate(run_dir, before)
                 started = started or result.started
                 downtime = _take(result, migration_checks, probe_checks, downtime)
                 if result.succeeded:
-                    migration_checks += postcheck(run_dir, result, gate.before[str(vm)])
-                    landed[str(vm)] = result
+                    migration_checks += postcheck(run_dir, result, before)
+                    landed.append((before, result))
             if spec.mode.migrate_back and not _failed(pre_checks + migration_checks + probe_checks):
-                for vm, outbound in landed.items():
-                    there = {**gate.before[vm], "node": outbound.target}
-                    result = migrate(run_dir, vm, there, return_to=outbound.source)
+                for before, outbound in landed:
+                    there = before.moved_to(outbound.target)
+                    result = migrate(run_dir, there, return_to=outbound.source)
                     downtime = _take(result, migration_checks, probe_checks, downtime)
                     if result.succeeded:
                         migration_checks += postcheck(run_dir, result, there)
@@ -120,7 +121,7 @@ def _drill(spec: DrillSpec, spec_text: str | None) -> Verdict:
 def _seal(spec: DrillSpec, run_dir: str, facts: DrillFacts, started_at: str) -> Verdict:
     """KubeVirt's own migration metrics into the evidence, seal, report, then push the drill's metrics."""
     if spec.metrics.kubevirt is not None:
-        kubevirt_metrics_evidence(run_dir, spec.metrics, [str(v) for v in spec.vms])
+        kubevirt_metrics_evidence(run_dir, spec.metrics, spec.vms)
     verdict = seal_evidence(run_dir, facts, started_at)
     publish_report(spec.name, verdict)
     if spec.metrics.push:

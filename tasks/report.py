@@ -17,6 +17,7 @@ from livedrill.deploy.approval import APPROVAL_FILE
 from livedrill.deploy.report import (drill_report_markdown, plan_markdown, probe_window_rows, progress_percent,
                                      should_publish)
 from livedrill.outcomes import CheckResult, Verdict
+from livedrill.platforms.base import VMState
 from livedrill.spec import DrillSpec
 from livedrill.stages.migrate import PROBE_REPORT_FILE
 
@@ -31,7 +32,7 @@ def artifact_key(kind: str, drill: str) -> str:
 
 
 @task(name="publish-plan", cache_policy=NO_CACHE)
-def publish_plan(spec: DrillSpec, checks: list[CheckResult], before: dict[str, dict], dry_run: bool) -> str:
+def publish_plan(spec: DrillSpec, checks: list[CheckResult], before: list[VMState], dry_run: bool) -> str:
     markdown = plan_markdown(spec, checks, before, dry_run=dry_run)
     create_markdown_artifact(markdown, key=artifact_key("drill-plan", spec.name),
                              description="The plan and the pre-flight results, as the approver sees them")

@@ -10,7 +10,7 @@ import re
 from typing import Any
 
 from livedrill.outcomes import CheckResult, CheckStatus, Verdict
-from livedrill.platforms.base import MigrationPhase
+from livedrill.platforms.base import MigrationPhase, VMState
 from livedrill.spec import DrainMode, DrillSpec
 
 # Share of the progress bar each part of one VM's migration takes: warm-up, the phases, cool-down.
@@ -35,7 +35,7 @@ def checks_table(checks: list[CheckResult]) -> str:
     return "\n".join(lines)
 
 
-def plan_markdown(spec: DrillSpec, checks: list[CheckResult], before: dict[str, dict], *, dry_run: bool) -> str:
+def plan_markdown(spec: DrillSpec, checks: list[CheckResult], before: list[VMState], *, dry_run: bool) -> str:
     """What the approver approves: which VMs move where, with which probes and SLO, and what pre-flight saw."""
     if isinstance(spec.mode, DrainMode):
         action = f"drain node **{spec.mode.node}** (every migratable VM on it live-migrates away)"
@@ -43,8 +43,9 @@ def plan_markdown(spec: DrillSpec, checks: list[CheckResult], before: dict[str, 
         action = f"live-migrate to **{spec.mode.target_node or 'a node the scheduler picks'}**"
         if spec.mode.migrate_back:
             action += ", then back to where it runs now (probed too)"
-    vms = "\n".join(f"- `{vm}` on node `{before.get(str(vm), {}).get('node') or '?'}` "
-                    f"({before.get(str(vm), {}).get('memory_gib', '?')} GiB)" for vm in spec.vms)
+    seen = {state.ref: state for state in before}
+    vms = "\n".join(f"- `{vm}` on node `{(seen[vm].node if vm in seen else None) or '?'}` "
+                    f"({seen[vm].memory_gib if vm in seen else '?'} GiB)" for vm in spec.vms)
     probes = "\n".join(f"- {p.name}: {p.kind} at {p.rate_per_s:g}/s against `{p.vm}`" for p in spec.probes) or "- none"
     failed = [c for c in checks if c.status is CheckStatus.FAIL]
     gate = f"**{len(failed)} pre-flight check(s) FAILED**: the drill will not start." if failed \

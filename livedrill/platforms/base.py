@@ -14,9 +14,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, ContextManager, Protocol
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from livedrill.errors import InputError
 from livedrill.outcomes import CheckResult, TimelineEvent
-from livedrill.spec import Budgets, DrillSpec, VMRef
+from livedrill.spec import Budgets, DrillSpec, VMName, VMRef
 
 if TYPE_CHECKING:
     from livedrill.drain import DrainObservation, DrainSettings, EvictionAnswer
@@ -34,15 +36,23 @@ class MigrationPhase:
     TERMINAL = frozenset({SUCCEEDED, FAILED})
 
 
-@dataclass(frozen=True)
-class VMState:
-    """A VM as observed now."""
+class VMState(BaseModel):
+    """A VM as observed: by the pre-flight before the drill (then handed to the migration and its post-checks),
+    or by `describe_vm` at any time."""
 
-    ref: VMRef
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ref: VMName
     node: str | None  # KubeVirt node or libvirt host name where it runs
     running: bool
     memory_gib: float
-    raw: dict[str, Any] = field(default_factory=dict)  # the platform's own object(s), unredacted
+    # The platform's own object(s), unredacted: written to the evidence by whoever observed it, never carried
+    # further (not serialised, so a task parameter or result holds only the fields above).
+    raw: dict[str, Any] = Field(default_factory=dict, exclude=True, repr=False)
+
+    def moved_to(self, node: str | None) -> "VMState":
+        """The same VM as it should be after migrating to `node`: the `before` of a return leg."""
+        return self.model_copy(update={"node": node, "raw": {}})
 
 
 @dataclass(frozen=True)

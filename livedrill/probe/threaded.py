@@ -337,7 +337,7 @@ class ThreadProbeSession(SessionBase):
                 runner = TcpRunner(probe, ssl_context)
             path = self.series_dir / f"{safe_file_stem(probe.name)}.series"
             header = {
-                "probe": probe.name, "kind": probe.kind, "vm": probe.vm, "target": probe_target(probe),
+                "probe": probe.name, "kind": probe.kind, "vm": str(probe.vm), "target": probe_target(probe),
                 "rate_per_s": probe.rate_per_s, "timeout_ms": probe.timeout_ms, "max_in_flight": probe.max_in_flight,
                 "txid_prefix": txid_prefix if isinstance(probe, TransactionProbe) else None,
                 "run_id": self.run_id, "first_send_monotonic": origin,

@@ -13,7 +13,7 @@ from livedrill.outcomes import CheckResult, CheckStatus, CompensationState
 from livedrill.platforms.base import MigrationHandle, MigrationObservation, PlatformAdapter, VMState
 from livedrill.probe.engine import ProbeLive, ProbeSession
 from livedrill.probe.report import SessionReport
-from livedrill.spec import TargetedMode, VMRef, migration_deadline_s
+from livedrill.spec import TargetedMode, VMName, VMRef, migration_deadline_s
 from livedrill.stages.session import DrillSession
 
 Progress = Callable[[str], None]
@@ -25,7 +25,7 @@ class MigrationResult(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     started: bool
-    vm: str
+    vm: VMName
     leg: Literal["outbound", "return"] = "outbound"
     source: str | None = None
     target: str | None = None  # the requested node, then where the VM was seen to land
@@ -47,8 +47,7 @@ class MigrationResult(BaseModel):
         return [c.model_copy(update={"subject": f"{c.subject or self.vm} (return to {self.target})"}) for c in checks]
 
     def handle(self) -> MigrationHandle:
-        ns, name = self.vm.split("/", 1)
-        return MigrationHandle(vm=VMRef(namespace=ns, name=name), platform_id=self.migration or "",
+        return MigrationHandle(vm=self.vm, platform_id=self.migration or "",
                                source=self.source or "", target=self.target, uid=self.migration_uid)
 
 
@@ -81,8 +80,8 @@ def run_migration(session: DrillSession, adapter: PlatformAdapter, vm: VMRef, be
     budgets = spec.budgets
     leg = "outbound" if return_to is None else "return"
     target = return_to if return_to is not None else spec.mode.target_node if isinstance(spec.mode, TargetedMode) else None
-    result = MigrationResult(started=False, vm=str(vm), leg=leg, source=before.node, target=target)
-    probes = [p for p in spec.probes if p.vm == str(vm)]
+    result = MigrationResult(started=False, vm=vm, leg=leg, source=before.node, target=target)
+    probes = [p for p in spec.probes if p.vm == vm]
     series_dir = session.run.stream_path("probe" if leg == "outbound" else RETURN_DIR)
     probe = ProbeSession(probes, spec.slo, series_dir, on_event=session.emit) if probes else None
     handle: MigrationHandle | None = None

@@ -10,7 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from livedrill.errors import InputError, PlatformError
 from livedrill.gates import operational_gates
 from livedrill.outcomes import CheckResult, CheckStatus, utcnow
-from livedrill.spec import migration_deadline_s
+from livedrill.platforms.base import VMState
+from livedrill.spec import VMRef, migration_deadline_s
 from livedrill.stages.drain import drain_preflight
 from livedrill.stages.session import DrillSession
 
@@ -22,11 +23,14 @@ class PreflightResult(BaseModel):
 
     checks: list[CheckResult] = Field(default_factory=list)
     error: str | None = None  # the platform could not be asked at all
-    before: dict[str, dict] = Field(default_factory=dict)  # vm -> {"node", "memory_gib", "running"}
+    before: list[VMState] = Field(default_factory=list)  # each VM that could be described, as it was
 
     @property
     def passed(self) -> bool:
         return self.error is None and not any(c.status is CheckStatus.FAIL for c in self.checks)
+
+    def state_of(self, vm: VMRef) -> VMState | None:
+        return next((s for s in self.before if s.ref == vm), None)
 
 
 # Bytes one probe request takes in the series, with margin (the probe engine's record is smaller).
@@ -114,7 +118,7 @@ def run_preflight(session: DrillSession) -> PreflightResult:
             result.checks.extend(reading.checks)
             state = reading.before
             if state is not None:
-                result.before[str(vm)] = {"node": state.node, "memory_gib": state.memory_gib, "running": state.running}
+                result.before.append(state)
                 session.run.write_json(f"objects/{vm.namespace}-{vm.name}-before.json", state.raw)
         if session.spec.mode.kind == "drain":
             result.checks.extend(drain_preflight(session, adapter))
@@ -122,7 +126,7 @@ def run_preflight(session: DrillSession) -> PreflightResult:
         result.error = f"pre-flight could not complete: {exc}"
     finally:
         adapter.close()
-    longest = max((migration_deadline_s(session.spec.budgets, b["memory_gib"]) for b in result.before.values()), default=0.0)
+    longest = max((migration_deadline_s(session.spec.budgets, s.memory_gib) for s in result.before), default=0.0)
     result.checks.append(_evidence_check(session, longest))
     session.run.write_json(PREFLIGHT_FILE, result.checks)
     for check in result.checks:

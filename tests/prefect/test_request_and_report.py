@@ -14,6 +14,7 @@ from livedrill.deploy.report import (drill_report_markdown, latency_p99, plan_ma
                                      progress_percent, should_publish)
 from livedrill.deploy.request import DrillRequest, RequestError, apply_request, find_served_spec, resolve_request
 from livedrill.outcomes import CheckResult, CheckStatus, DrillOutcome, Verdict
+from livedrill.platforms.base import VMState
 from livedrill.spec import ConcurrencyPolicy, load_spec, parse_spec
 
 REPO = Path(__file__).resolve().parents[2]
@@ -136,16 +137,17 @@ def test_drill_report_shows_verdict_downtime_latency_approval_and_checks():
 def test_plan_names_the_move_the_preflight_and_the_approval():
     spec = apply_request(load_spec(LAB), DrillRequest(spec="lab-targeted"))
     checks = [CheckResult(name="vmi-running", status=CheckStatus.PASS, message="Running")]
-    text = plan_markdown(spec, checks, {"banking/banking-core-vm": {"node": "node-1", "memory_gib": 2.0}}, dry_run=False)
+    before = [VMState(ref=spec.vms[0], node="node-1", running=True, memory_gib=2.0)]
+    text = plan_markdown(spec, checks, before, dry_run=False)
     assert "live-migrate to **node-2**" in text and "`banking/banking-core-vm` on node `node-1` (2.0 GiB)" in text
     assert "All 1 pre-flight checks passed." in text and "change manager approves" in text
     failing = [CheckResult(name="vmi-running", status=CheckStatus.FAIL, message="Stopped")]
-    dry = plan_markdown(spec, failing, {}, dry_run=True)
+    dry = plan_markdown(spec, failing, [], dry_run=True)
     assert dry.startswith("# Dry run") and "1 pre-flight check(s) FAILED" in dry
     assert "then back" not in text
     back = spec.model_copy(update={"mode": spec.mode.model_copy(update={"migrate_back": True})})
     assert "live-migrate to **node-2**, then back to where it runs now (probed too)" in plan_markdown(
-        back, checks, {}, dry_run=False)
+        back, checks, [], dry_run=False)
 
 
 @pytest.mark.parametrize("line, percent", [
