@@ -9,6 +9,7 @@ from livedrill.platforms.base import VMState
 from livedrill.stages.migrate import MigrationResult, run_migration
 from livedrill.stages.postcheck import run_postcheck
 from livedrill.outcomes import CheckResult
+from livedrill.progress import ProgressEvent
 from livedrill.stages.session import DrillSession
 from tasks.report import ProgressArtifact
 from tasks.terminal import TerminalStatus, announce
@@ -25,9 +26,9 @@ def migrate(run_dir: str, before: VMState, return_to: str | None = None) -> Migr
     status = TerminalStatus()
     bar = ProgressArtifact(str(vm), session.spec.budgets.warmup_s, session.spec.budgets.cooldown_s)
 
-    def progress(line: str) -> None:
-        status(line)
-        bar(line)
+    def progress(event: ProgressEvent) -> None:
+        status(event)
+        bar(event)
 
     try:
         return run_migration(session, adapter, vm, before, progress=progress, return_to=return_to)

@@ -18,6 +18,7 @@ from livedrill.deploy.report import (drill_report_markdown, plan_markdown, probe
                                      should_publish)
 from livedrill.outcomes import CheckResult, Verdict
 from livedrill.platforms.base import VMState
+from livedrill.progress import ProgressEvent
 from livedrill.spec import DrillSpec
 from livedrill.stages.migrate import PROBE_REPORT_FILE
 
@@ -62,7 +63,7 @@ def publish_report(drill: str, verdict: Verdict) -> None:
 
 
 class ProgressArtifact:
-    """A progress artifact fed by the migrate stage's status lines; throttled, and never fatal to the migration."""
+    """A progress artifact fed by the migrate stage's progress events; throttled, and never fatal to the migration."""
 
     def __init__(self, vm: str, warmup_s: float, cooldown_s: float, clock=time.monotonic):
         self.warmup_s, self.cooldown_s, self.clock = warmup_s, cooldown_s, clock
@@ -71,8 +72,8 @@ class ProgressArtifact:
         self.artifact_id: UUID | None = self._call(create_progress_artifact, 0.0,
                                                    description=f"live migration of {vm}")
 
-    def __call__(self, line: str) -> None:
-        percent = progress_percent(line, self.warmup_s, self.cooldown_s)
+    def __call__(self, event: ProgressEvent) -> None:
+        percent = progress_percent(event, self.warmup_s, self.cooldown_s)
         now = self.clock()
         if self.artifact_id is None or percent is None \
                 or not should_publish(self.last_percent, self.last_at, percent, now, PROGRESS_MIN_INTERVAL_S):

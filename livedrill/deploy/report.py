@@ -6,11 +6,11 @@ Prefect layer only publishes them as artifacts.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from livedrill.outcomes import CheckResult, CheckStatus, Verdict
 from livedrill.platforms.base import MigrationPhase, VMState
+from livedrill.progress import Countdown, MigrationPhaseSeen, ProgressEvent
 from livedrill.spec import DrainMode, DrillSpec
 
 # Share of the progress bar each part of one VM's migration takes: warm-up, the phases, cool-down.
@@ -20,8 +20,6 @@ PHASE_ORDER = ["Pending", "Scheduling", "Scheduled", "PreparingTarget", "TargetR
                "Settling", "Succeeded"]
 _STATUS = {CheckStatus.PASS: "pass", CheckStatus.WARN: "WARN", CheckStatus.FAIL: "**FAIL**",
            CheckStatus.NOT_APPLICABLE: "n/a"}
-_COUNTDOWN = re.compile(r"^(warm-up|cool-down)\s+([0-9.]+)s left")
-_PHASE = re.compile(r"^migrate\s+phase=(\S+)")
 
 
 def _cell(text: Any) -> str:
@@ -112,16 +110,16 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 2)
 
 
-def progress_percent(line: str, warmup_s: float, cooldown_s: float) -> float | None:
-    """Where one VM's migration is, from the migrate stage's status line; None for a line it cannot place."""
-    if m := _COUNTDOWN.match(line):
-        label, left = m.group(1), float(m.group(2))
-        total = warmup_s if label == "warm-up" else cooldown_s
-        done = 1.0 if total <= 0 else max(0.0, min(1.0, 1 - left / total))
-        base = 0.0 if label == "warm-up" else 100.0 - COOLDOWN_SHARE
-        return round(base + done * (WARMUP_SHARE if label == "warm-up" else COOLDOWN_SHARE), 1)
-    if m := _PHASE.match(line):
-        phase = m.group(1)
+def progress_percent(event: ProgressEvent, warmup_s: float, cooldown_s: float) -> float | None:
+    """Where one VM's migration is, from the migrate stage's progress event; None for one it cannot place."""
+    if isinstance(event, Countdown):
+        warmup = event.stage == "warm-up"
+        total = warmup_s if warmup else cooldown_s
+        done = 1.0 if total <= 0 else max(0.0, min(1.0, 1 - event.seconds_left / total))
+        base = 0.0 if warmup else 100.0 - COOLDOWN_SHARE
+        return round(base + done * (WARMUP_SHARE if warmup else COOLDOWN_SHARE), 1)
+    if isinstance(event, MigrationPhaseSeen):
+        phase = event.phase
         if phase in MigrationPhase.TERMINAL:
             return 100.0 - COOLDOWN_SHARE
         if phase not in PHASE_ORDER:

@@ -12,7 +12,7 @@ runs them from the journal.
 from __future__ import annotations
 
 import time
-from typing import Callable
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -23,11 +23,11 @@ from livedrill.drain import (EVACUATION_ANNOTATION, FINISHED_POD_PHASES, DrainSe
 from livedrill.outcomes import CheckResult, CheckStatus, CompensationState
 from livedrill.platforms.base import CapabilityMissing, NodeDrain, PlatformAdapter
 from livedrill.probe.engine import ProbeSession
+from livedrill.progress import Countdown, DrainProgress, Progress
 from livedrill.spec import DrainMode, VMRef
 from livedrill.stages.migrate import PROBE_REPORT_FILE, baseline_check
 from livedrill.stages.session import DrillSession
 
-Progress = Callable[[str], None]
 Obj = dict
 VERDICTS_FILE = "drain/verdicts.json"
 EVACUATIONS_FILE = "drain/evacuations.json"
@@ -227,8 +227,8 @@ def _drain_loop(session: DrillSession, drain: NodeDrain, mode: DrainMode, fates:
         action = migration_loop_action(terminal=drained, now=time.monotonic(), deadline=deadline,
                                        breach=bool(probe and probe.abort_event.is_set()))
         if progress:
-            progress(f"drain {node}: {left}/{len(fates)} VMIs off, {len(remaining)} pod(s) left, "
-                     f"{sum(1 for m in watch.all() if m.get('status', {}).get('phase') == 'Running')} migrating")
+            progress(DrainProgress(node=node, vmis_off=left, vmis=len(fates), pods_left=len(remaining),
+                                   migrating=sum(1 for m in watch.all() if m.get("status", {}).get("phase") == "Running")))
         if action is LoopAction.FINISHED:
             return None
         if action is LoopAction.CANCEL_BREACH:
@@ -326,9 +326,9 @@ def _settle(session: DrillSession, drain: NodeDrain, mode: DrainMode, fates: dic
     session.event("livedrill", "uncordoned", node=mode.node, outcome=outcome)
 
 
-def _wait(seconds: float, progress: Progress | None, label: str) -> None:
+def _wait(seconds: float, progress: Progress | None, stage: Literal["warm-up", "cool-down"]) -> None:
     end = time.monotonic() + seconds
     while (left := end - time.monotonic()) > 0:
         if progress:
-            progress(f"{label:<9} {left:4.1f}s left")
+            progress(Countdown(stage=stage, seconds_left=left))
         time.sleep(min(0.25, left))
