@@ -21,7 +21,7 @@ def migrate(run_dir: str, before: VMState, return_to: str | None = None) -> Migr
     """Migrate the VM (as it was `before`); with `return_to`, back to that node: the return leg of migrate_back."""
     session = DrillSession.reopen(run_dir)
     vm = before.ref
-    announce("migrate" if return_to is None else "migrate back", f"{vm}" if return_to is None else f"{vm} -> {return_to}")
+    announce("migrate" if return_to is None else "migrate back", str(vm) if return_to is None else f"{vm} -> {return_to}")
     adapter = session.adapter()
     status = TerminalStatus()
     bar = ProgressArtifact(str(vm), session.spec.budgets.warmup_s, session.spec.budgets.cooldown_s)

@@ -11,7 +11,7 @@ from livedrill.errors import InputError, PlatformError
 from livedrill.gates import operational_gates
 from livedrill.outcomes import CheckResult, CheckStatus, utcnow
 from livedrill.platforms.base import VMState
-from livedrill.spec import VMRef, migration_deadline_s
+from livedrill.spec import migration_deadline_s
 from livedrill.stages.drain import drain_preflight
 from livedrill.stages.session import DrillSession
 
@@ -28,9 +28,6 @@ class PreflightResult(BaseModel):
     @property
     def passed(self) -> bool:
         return self.error is None and not any(c.status is CheckStatus.FAIL for c in self.checks)
-
-    def state_of(self, vm: VMRef) -> VMState | None:
-        return next((s for s in self.before if s.ref == vm), None)
 
 
 # Bytes one probe request takes in the series, with margin (the probe engine's record is smaller).
