@@ -353,7 +353,7 @@ def test_prefect_tasks_record_evidence_then_export(store, tmp_path):
     config = MetricsConfig(kubevirt=PrometheusQuery(url=store.base_url, step_s=15),
                            push=[PushSink(kind=STORES[store.kind][2], url=store.base_url + STORES[store.kind][3])])
     with disable_run_logger():
-        evidence = kubevirt_metrics_evidence.fn(str(run_dir), config, [VM])
+        evidence = kubevirt_metrics_evidence.fn(str(run_dir), config, [VMRef.parse(VM)])
         manifest = Archive(run_dir.parent).find(run_dir.name).seal(Signer.generate())
         report = export_metrics.fn(str(run_dir), config)
     stored = KubeVirtMetricsEvidence.model_validate_json((run_dir / "metrics/kubevirt-migration.json").read_bytes())
