@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from livedrill.decisions import LoopAction, migration_loop_action
 from livedrill.drain import (EVACUATION_ANNOTATION, FINISHED_POD_PHASES, DrainSettings, EvictionAnswer, PodAction, PodDecision, VMIFate, VMVerdict,
                             drain_summary_check, evacuations_of, needs_eviction, next_eviction_at, observed_budget,
-                            pods_to_drain, vm_verdict, vmi_done, vmi_fate)
+                            pod_key, pods_to_drain, vm_verdict, vmi_done, vmi_fate)
 from livedrill.outcomes import CheckResult, CheckStatus, CompensationState
 from livedrill.platforms.base import CapabilityMissing, NodeDrain, PlatformAdapter
 from livedrill.probe.engine import ProbeSession
@@ -181,7 +181,7 @@ def _drain_loop(session: DrillSession, drain: NodeDrain, mode: DrainMode, fates:
         # Reads kept small (the API server also runs the migrations): pods and VMIs still on the node; a VMI
         # that dropped off that list is read alone until it shows its migration completed.
         pods = drain.pods_on(node)
-        pod_names = {_ref(p): p["metadata"] for p in pods}
+        pod_names = {pod_key(p): p["metadata"] for p in pods}  # the decisions name each pod by this key
         vmis = {_vmi_ref(v): v for v in drain.vmis_on(node)}
         for ref in fates.keys() - vmis.keys() - moved:
             vmis[ref] = drain.vmi(ref)
