@@ -13,6 +13,7 @@ from livedrill.deploy.limits import ClusterBusy, acquire_timeout_s, cluster_limi
 from livedrill.outcomes import CheckResult, CheckStatus, Verdict
 from livedrill.spec import DrillSpec
 from livedrill.stages.migrate import MigrationResult
+from livedrill.stages.plan import DrillPlan, DrillTally, Leg, plan_drill, return_legs
 from tasks.dryrun import discard_dry_run, open_dry_run
 from tasks.drain import drain
 from tasks.evidence import open_evidence, seal_evidence
@@ -55,72 +56,52 @@ def _take_cluster_slot(held: ExitStack, spec: DrillSpec) -> None:
                           f"(waited {timeout:g} s, on_busy={spec.concurrency.on_busy})") from None
 
 
-def _failed(checks: list[CheckResult]) -> bool:
-    return any(c.status is CheckStatus.FAIL for c in checks)
-
-
-def _take(result: MigrationResult, migration_checks: list, probe_checks: list, downtime: float | None) -> float | None:
-    """File one migration's checks; return the drill's observed downtime so far (the longest of any leg)."""
-    probe_checks += [c for c in result.checks if c.name != "migration"]
-    migration_checks += [c for c in result.checks if c.name == "migration"]
-    if result.observed_downtime_ms is None:
-        return downtime
-    return max(downtime or 0.0, result.observed_downtime_ms)
-
-
 def _drill(spec: DrillSpec, spec_text: str | None) -> Verdict:
     run_dir, started_at = open_evidence(spec, spec_text)
-    pre_checks, migration_checks, probe_checks = [], [], []
-    started, downtime, error = False, None, None
+    tally, error = DrillTally(), None
     try:
         gate = preflight(run_dir)
-        pre_checks = list(gate.checks)
+        tally.pre_checks = list(gate.checks)
         error = gate.error
         if gate.passed:
-            pre_checks += probe_smoke(run_dir)
-        plan = publish_plan(spec, pre_checks, gate.before, dry_run=False)
-        if error is None and not _failed(pre_checks) and spec.approval.required:
-            pre_checks.append(approval_gate(spec, run_dir, plan))
-        if error is None and not _failed(pre_checks) and spec.mode.kind == "drain":
-            drained = drain(run_dir)  # every VM on the node at once, each with its verdict
-            started, downtime = drained.started, drained.observed_downtime_ms
-            migration_checks += drained.checks
-            probe_checks += drained.probe_checks
-        elif error is None and not _failed(pre_checks):
-            landed = {}  # vm -> the outbound result, for the return leg
-            for vm in spec.vms:
-                result = migrate(run_dir, str(vm), gate.before[str(vm)])
-                started = started or result.started
-                downtime = _take(result, migration_checks, probe_checks, downtime)
-                if result.succeeded:
-                    migration_checks += postcheck(run_dir, result, gate.before[str(vm)])
-                    landed[str(vm)] = result
-            if spec.mode.migrate_back and not _failed(pre_checks + migration_checks + probe_checks):
-                for vm, outbound in landed.items():
-                    there = {**gate.before[vm], "node": outbound.target}
-                    result = migrate(run_dir, vm, there, return_to=outbound.source)
-                    downtime = _take(result, migration_checks, probe_checks, downtime)
-                    if result.succeeded:
-                        migration_checks += postcheck(run_dir, result, there)
-        failed = _failed(pre_checks + migration_checks + probe_checks)
-        compensations = rollback(run_dir) if failed else retire(run_dir, "drill completed: nothing to undo")
+            tally.pre_checks += probe_smoke(run_dir)
+        plan = plan_drill(spec, tally.pre_checks, error, gate.before)
+        markdown = publish_plan(spec, tally.pre_checks, gate.before, dry_run=False)
+        if plan.approval:
+            tally.pre_checks.append(approval_gate(spec, run_dir, markdown))
+        if plan.moves(tally.pre_checks):
+            _move(run_dir, plan, tally)
+        compensations = rollback(run_dir) if tally.failed else retire(run_dir, "drill completed: nothing to undo")
     except BaseException:
         # Interrupted (a cancel from the UI arrives as Prefect's TerminationSignal) or crashed: undo what was
         # done, seal what was seen, then let the interruption through.
         compensations = rollback(run_dir)
-        # A task interrupted mid-way returns nothing; a registered compensation still proves it changed something.
-        mutated = started or bool(compensations)
-        _seal(spec, run_dir, DrillFacts(pre_checks, migration_checks, probe_checks, compensations, mutated,
-                                        downtime, error="the drill was interrupted"), started_at)
+        _seal(spec, run_dir, tally.facts(compensations, error, interrupted=True), started_at)
         raise
-    return _seal(spec, run_dir, DrillFacts(pre_checks, migration_checks, probe_checks, compensations, started,
-                                           downtime, error), started_at)
+    return _seal(spec, run_dir, tally.facts(compensations, error), started_at)
+
+
+def _move(run_dir: str, plan: DrillPlan, tally: DrillTally) -> None:
+    if plan.move == "drain":
+        tally.take_drain(drain(run_dir))  # every VM on the node at once, each with its verdict
+        return
+    landed = [(leg, _migrate(run_dir, leg, tally)) for leg in plan.outbound]
+    for leg in return_legs(plan, landed, tally.checks):
+        _migrate(run_dir, leg, tally)
+
+
+def _migrate(run_dir: str, leg: Leg, tally: DrillTally) -> MigrationResult:
+    result = migrate(run_dir, leg.before, return_to=leg.return_to)
+    tally.take(result)
+    if result.succeeded:
+        tally.migration_checks += postcheck(run_dir, result, leg.before)
+    return result
 
 
 def _seal(spec: DrillSpec, run_dir: str, facts: DrillFacts, started_at: str) -> Verdict:
     """KubeVirt's own migration metrics into the evidence, seal, report, then push the drill's metrics."""
     if spec.metrics.kubevirt is not None:
-        kubevirt_metrics_evidence(run_dir, spec.metrics, [str(v) for v in spec.vms])
+        kubevirt_metrics_evidence(run_dir, spec.metrics, spec.vms)
     verdict = seal_evidence(run_dir, facts, started_at)
     publish_report(spec.name, verdict)
     if spec.metrics.push:

@@ -12,6 +12,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from livedrill.specbase import VMName
+
 
 class Record(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -74,12 +76,31 @@ class TimelineEvent(Record):
     detail: dict[str, Any] = Field(default_factory=dict)
 
 
+class VMState(BaseModel):
+    """A VM as observed: by the pre-flight before the drill (then handed to the migration and its post-checks),
+    or by `describe_vm` at any time."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ref: VMName
+    node: str | None  # KubeVirt node or libvirt host name where it runs
+    running: bool
+    memory_gib: float
+    # The platform's own object(s), unredacted: written to the evidence by whoever observed it, never carried
+    # further (not serialised, so a task parameter or result holds only the fields above).
+    raw: dict[str, Any] = Field(default_factory=dict, exclude=True, repr=False)
+
+    def moved_to(self, node: str | None) -> "VMState":
+        """The same VM as it should be after migrating to `node`: the `before` of a return leg."""
+        return self.model_copy(update={"node": node, "raw": {}})
+
+
 class PreflightResult(Record):
     """The pre-flight as recorded in a run's preflight.json, whether the drill was a dry run, a gate or a real run."""
 
     checks: list[CheckResult] = Field(default_factory=list)
     error: str | None = None  # the platform could not be asked at all, or stopped answering mid-way
-    before: dict[str, dict[str, Any]] = Field(default_factory=dict)  # vm -> {"node", "memory_gib", "running"}
+    before: list[VMState] = Field(default_factory=list)  # each VM that could be described, as it was
 
     @property
     def passed(self) -> bool:

@@ -18,11 +18,11 @@ from livedrill.gates import freeze_check, window_today_check
 from livedrill.outcomes import CheckResult, CheckStatus, Record
 from livedrill.platforms.kubevirt.checks import (
     CheckPolicy, ClusterObjects, core_tier_isolation_check, missing_vmi_check, selector_matches, vm_checks)
-from livedrill.spec import DrillSpec, TargetedMode, VMRef
+from livedrill.spec import DrillSpec, TargetedMode, VMName, VMRef
 
 
 class VMReadiness(Record):
-    vm: str  # "namespace/name"
+    vm: VMName
     node: str | None
     ready: bool  # could be drilled today: no check failed
     reasons: list[str] = Field(default_factory=list)  # every failing check, "name: message"
@@ -56,7 +56,12 @@ def parse_selector(text: str) -> dict[str, str]:
     return selector
 
 
-def _selected(objects: list[dict], selector: dict[str, str], namespace: str | None, template: bool) -> dict[str, dict]:
+def _vm_ref(obj: dict) -> VMRef:
+    meta = obj["metadata"]
+    return VMRef(namespace=meta.get("namespace") or "default", name=meta["name"])
+
+
+def _selected(objects: list[dict], selector: dict[str, str], namespace: str | None, template: bool) -> dict[VMRef, dict]:
     out = {}
     for obj in objects:
         meta = obj.get("metadata", {})
@@ -64,29 +69,27 @@ def _selected(objects: list[dict], selector: dict[str, str], namespace: str | No
         if template:  # a VirtualMachine counts as core-tier by its own labels or its VMIs' template labels
             labels.update(obj.get("spec", {}).get("template", {}).get("metadata", {}).get("labels") or {})
         if (namespace is None or meta.get("namespace") == namespace) and selector_matches(selector, labels):
-            out[f"{meta.get('namespace')}/{meta['name']}"] = obj
+            out[_vm_ref(obj)] = obj
     return out
 
 
 def judge_readiness(vmis: list[dict], vms: list[dict], objects: ClusterObjects, policy: CheckPolicy,
-                    selector: dict[str, str], namespace: str | None = None, targets: dict[str, str] | None = None,
+                    selector: dict[str, str], namespace: str | None = None, targets: dict[VMRef, str] | None = None,
                     calendar: list[CheckResult] | None = None) -> ReadinessReport:
     """Pure: the readiness of every selected VM (VirtualMachine or bare VMI), from one read of the cluster."""
     running = _selected(vmis, selector, namespace, template=False)
     defined = _selected(vms, selector, namespace, template=True)
-    all_vmis = {f"{v['metadata'].get('namespace')}/{v['metadata']['name']}": v for v in vmis}
+    all_vmis = {_vm_ref(v): v for v in vmis}
     report = ReadinessReport(scanned_at=objects.now or datetime.now().astimezone(), selector=selector)
     report.cluster_checks.append(core_tier_isolation_check(objects.pods, policy.core_tier_selector, "cluster"))
     report.cluster_checks.extend(calendar or [])
-    for key in sorted(set(running) | set(defined)):
-        ns, name = key.split("/", 1)
-        ref = VMRef(namespace=ns, name=name)
-        vmi = running.get(key) or all_vmis.get(key)
-        checks = [missing_vmi_check(ref, defined.get(key))] if vmi is None else \
-            vm_checks(policy, ref, vmi, objects, (targets or {}).get(key))
+    for ref in sorted(set(running) | set(defined), key=str):
+        vmi = running.get(ref) or all_vmis.get(ref)
+        checks = [missing_vmi_check(ref, defined.get(ref))] if vmi is None else \
+            vm_checks(policy, ref, vmi, objects, (targets or {}).get(ref))
         failed = [c for c in checks if c.status is CheckStatus.FAIL]
         report.vms.append(VMReadiness(
-            vm=key, node=(vmi or {}).get("status", {}).get("nodeName"), ready=not failed,
+            vm=ref, node=(vmi or {}).get("status", {}).get("nodeName"), ready=not failed,
             reasons=[f"{c.name}: {c.message}" for c in failed],
             warnings=[f"{c.name}: {c.message}" for c in checks if c.status is CheckStatus.WARN], checks=checks))
     return report
@@ -120,12 +123,12 @@ def scan_readiness(reader: ClusterReader, spec: DrillSpec | None = None, selecto
     vmis = reader.list_all("kubevirt.io", "v1", "virtualmachineinstances")
     vms = reader.list_all("kubevirt.io", "v1", "virtualmachines")
     calendar: list[CheckResult] = []
-    targets: dict[str, str] = {}
+    targets: dict[VMRef, str] = {}
     if spec is not None:
         now = objects.now or datetime.now().astimezone()
         calendar = [freeze_check(spec.schedule, now), window_today_check(spec.window, spec.schedule.timezone, now)]
         if isinstance(spec.mode, TargetedMode) and spec.mode.target_node:
-            targets = {str(vm): spec.mode.target_node for vm in spec.vms}
+            targets = {vm: spec.mode.target_node for vm in spec.vms}
     return judge_readiness(vmis, vms, objects, policy, chosen, namespace, targets, calendar)
 
 

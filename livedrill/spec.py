@@ -16,9 +16,9 @@ from pydantic.fields import FieldInfo
 
 from livedrill.metrics.config import MetricsConfig
 from livedrill.platforms import registry as platform_registry
-from livedrill.specbase import PlatformConfig, SpecModel, VMRef
+from livedrill.specbase import PlatformConfig, SpecModel, VMName, VMRef
 
-__all__ = ["PlatformConfig", "SpecModel", "VMRef"]  # re-exported: the spec's own types, for its readers
+__all__ = ["PlatformConfig", "SpecModel", "VMName", "VMRef"]  # re-exported: the spec's own types, for its readers
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -134,7 +134,7 @@ class TLSConfig(SpecModel):
 
 class ProbeBase(SpecModel):
     name: str
-    vm: str = Field(description="The VM this probe measures, as namespace/name")
+    vm: VMName = Field(description="The VM this probe measures, as namespace/name")
     rate_per_s: float = Field(100.0, gt=0, le=20000)
     timeout_ms: float = Field(2000.0, gt=0)
     max_in_flight: int = Field(256, gt=0)
@@ -360,11 +360,10 @@ class DrillSpec(SpecModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> "DrillSpec":
-        vm_names = {str(v) for v in self.vms}
         problems = []
         for i, p in enumerate(self.probes):
-            if p.vm not in vm_names:
-                problems.append(f"probes[{i}].vm {p.vm!r} is not one of the drill's vms {sorted(vm_names)}")
+            if p.vm not in self.vms:
+                problems.append(f"probes[{i}].vm '{p.vm}' is not one of the drill's vms {sorted(str(v) for v in self.vms)}")
         names = [p.name for p in self.probes]
         if len(set(names)) != len(names):
             problems.append(f"probe names must be unique, got {names}")

@@ -7,8 +7,9 @@ Apart from `livedrill.spec` because the spec's platform union is assembled from 
 from __future__ import annotations
 
 import re
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer, ValidationError, WithJsonSchema, field_validator
 
 _DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 
@@ -18,6 +19,10 @@ class SpecModel(BaseModel):
 
 
 class VMRef(SpecModel):
+    """One VM, as the spec names it. Frozen and hashable: it keys the drill's per-VM records."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
     namespace: str = "default"
     name: str
 
@@ -29,13 +34,31 @@ class VMRef(SpecModel):
         return v
 
     @classmethod
-    def parse(cls, text: str) -> "VMRef":
-        """`namespace/name` (as probes and evidence name a VM) into a VMRef."""
+    def parse(cls, text: str, field: str = "vm") -> "VMRef":
+        """`namespace/name` (as probes and evidence name a VM; a bare name is in "default") into a VMRef.
+        A malformed one raises ValueError naming `field`, the place it was read from."""
         namespace, _, name = text.rpartition("/")
-        return cls(namespace=namespace or "default", name=name)
+        if "/" in namespace:
+            raise ValueError(f"{field}: {text!r} is not namespace/name (more than one '/')")
+        try:
+            return cls(namespace=namespace or "default", name=name)
+        except ValidationError as exc:
+            problems = "; ".join(e["msg"] for e in exc.errors())
+            raise ValueError(f"{field}: {text!r} is not namespace/name: {problems}") from None
 
     def __str__(self) -> str:
+        """For display and serialisation only; code compares and keys by the VMRef itself."""
         return f"{self.namespace}/{self.name}"
+
+
+def _vm_from_text(value: Any) -> Any:
+    return VMRef.parse(value) if isinstance(value, str) else value
+
+
+# A VMRef that files and specs write as "namespace/name" (probes, evidence, records crossing a task boundary):
+# parsed once when read, a VMRef in code, written back as the same text.
+VMName = Annotated[VMRef, BeforeValidator(_vm_from_text), PlainSerializer(str, return_type=str),
+                   WithJsonSchema({"type": "string", "description": "namespace/name"})]
 
 
 class PlatformConfig(SpecModel):

@@ -12,10 +12,11 @@ from livedrill.evidence.archive import Archive
 from livedrill.metrics.config import MetricsConfig
 from livedrill.metrics.export import KUBEVIRT_EVIDENCE_FILE, ExportReport, export_run, kubevirt_evidence_for_run
 from livedrill.metrics.kubevirt import KubeVirtMetricsEvidence
+from livedrill.spec import VMRef
 
 
 @task(name="kubevirt-metrics-evidence", cache_policy=NO_CACHE)
-def kubevirt_metrics_evidence(run_dir: str, config: MetricsConfig, vms: list[str]) -> KubeVirtMetricsEvidence | None:
+def kubevirt_metrics_evidence(run_dir: str, config: MetricsConfig, vms: list[VMRef]) -> KubeVirtMetricsEvidence | None:
     """Run before seal-evidence: writes metrics/kubevirt-migration.json into the (unsealed) run and returns it."""
     evidence = kubevirt_evidence_for_run(run_dir, config, vms)
     if evidence is None:

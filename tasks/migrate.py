@@ -5,11 +5,11 @@ from __future__ import annotations
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from livedrill.spec import VMRef
 from livedrill.platforms.base import VMState
 from livedrill.stages.migrate import MigrationResult, run_migration
 from livedrill.stages.postcheck import run_postcheck
 from livedrill.outcomes import CheckResult
+from livedrill.progress import ProgressEvent
 from livedrill.stages.session import DrillSession
 from tasks.report import ProgressArtifact
 from tasks.terminal import TerminalStatus, announce
@@ -17,24 +17,21 @@ from tasks.terminal import TerminalStatus, announce
 
 # Not retried by Prefect: creating a migration is not idempotent. Single API calls retry inside the adapter.
 @task(name="migrate", cache_policy=NO_CACHE)
-def migrate(run_dir: str, vm: str, before: dict, return_to: str | None = None) -> MigrationResult:
-    """Migrate `vm` (as it was `before`); with `return_to`, back to that node: the return leg of migrate_back."""
+def migrate(run_dir: str, before: VMState, return_to: str | None = None) -> MigrationResult:
+    """Migrate the VM (as it was `before`); with `return_to`, back to that node: the return leg of migrate_back."""
     session = DrillSession.reopen(run_dir)
-    announce("migrate" if return_to is None else "migrate back", vm if return_to is None else f"{vm} -> {return_to}")
-    ns, name = vm.split("/", 1)
-    ref = VMRef(namespace=ns, name=name)
-    state = VMState(ref=ref, node=before.get("node"), running=bool(before.get("running")),
-                    memory_gib=float(before.get("memory_gib", 0)))
+    vm = before.ref
+    announce("migrate" if return_to is None else "migrate back", str(vm) if return_to is None else f"{vm} -> {return_to}")
     adapter = session.adapter()
     status = TerminalStatus()
-    bar = ProgressArtifact(vm, session.spec.budgets.warmup_s, session.spec.budgets.cooldown_s)
+    bar = ProgressArtifact(str(vm), session.spec.budgets.warmup_s, session.spec.budgets.cooldown_s)
 
-    def progress(line: str) -> None:
-        status(line)
-        bar(line)
+    def progress(event: ProgressEvent) -> None:
+        status(event)
+        bar(event)
 
     try:
-        return run_migration(session, adapter, ref, state, progress=progress, return_to=return_to)
+        return run_migration(session, adapter, vm, before, progress=progress, return_to=return_to)
     finally:
         status.done()
         bar.done()
@@ -42,5 +39,5 @@ def migrate(run_dir: str, vm: str, before: dict, return_to: str | None = None) -
 
 
 @task(name="postcheck", cache_policy=NO_CACHE)
-def postcheck(run_dir: str, result: MigrationResult, before: dict) -> list[CheckResult]:
+def postcheck(run_dir: str, result: MigrationResult, before: VMState) -> list[CheckResult]:
     return run_postcheck(DrillSession.reopen(run_dir), result, before)

@@ -17,6 +17,8 @@ from livedrill.deploy.approval import APPROVAL_FILE
 from livedrill.deploy.report import (drill_report_markdown, plan_markdown, probe_window_rows, progress_percent,
                                      should_publish)
 from livedrill.outcomes import CheckResult, Verdict
+from livedrill.platforms.base import VMState
+from livedrill.progress import ProgressEvent
 from livedrill.spec import DrillSpec
 from livedrill.stages.migrate import PROBE_REPORT_FILE
 
@@ -31,7 +33,7 @@ def artifact_key(kind: str, drill: str) -> str:
 
 
 @task(name="publish-plan", cache_policy=NO_CACHE)
-def publish_plan(spec: DrillSpec, checks: list[CheckResult], before: dict[str, dict], dry_run: bool) -> str:
+def publish_plan(spec: DrillSpec, checks: list[CheckResult], before: list[VMState], dry_run: bool) -> str:
     markdown = plan_markdown(spec, checks, before, dry_run=dry_run)
     create_markdown_artifact(markdown, key=artifact_key("drill-plan", spec.name),
                              description="The plan and the pre-flight results, as the approver sees them")
@@ -61,7 +63,7 @@ def publish_report(drill: str, verdict: Verdict) -> None:
 
 
 class ProgressArtifact:
-    """A progress artifact fed by the migrate stage's status lines; throttled, and never fatal to the migration."""
+    """A progress artifact fed by the migrate stage's progress events; throttled, and never fatal to the migration."""
 
     def __init__(self, vm: str, warmup_s: float, cooldown_s: float, clock=time.monotonic):
         self.warmup_s, self.cooldown_s, self.clock = warmup_s, cooldown_s, clock
@@ -70,8 +72,8 @@ class ProgressArtifact:
         self.artifact_id: UUID | None = self._call(create_progress_artifact, 0.0,
                                                    description=f"live migration of {vm}")
 
-    def __call__(self, line: str) -> None:
-        percent = progress_percent(line, self.warmup_s, self.cooldown_s)
+    def __call__(self, event: ProgressEvent) -> None:
+        percent = progress_percent(event, self.warmup_s, self.cooldown_s)
         now = self.clock()
         if self.artifact_id is None or percent is None \
                 or not should_publish(self.last_percent, self.last_at, percent, now, PROGRESS_MIN_INTERVAL_S):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 
+from livedrill.progress import ProgressEvent, status_line
+
 
 def announce(stage: str, detail: str = "") -> None:
     sys.stderr.write(f"== {stage}{': ' + detail if detail else ''}\n")
@@ -11,18 +13,20 @@ def announce(stage: str, detail: str = "") -> None:
 
 
 class TerminalStatus:
-    """One status line, rewritten in place on a terminal, printed every few updates elsewhere."""
+    """One status line rendered from each progress event, rewritten in place on a terminal, printed every few
+    updates elsewhere."""
 
     def __init__(self, stream=sys.stderr, every: int = 10):
         self.stream, self.every, self.count = stream, every, 0
         self.tty = stream.isatty()
 
-    def __call__(self, text: str) -> None:
+    def __call__(self, event: ProgressEvent) -> None:
+        text = status_line(event)
         self.count += 1
         if self.tty:
             self.stream.write("\r\x1b[2K" + text)
             self.stream.flush()
-        elif self.count % self.every == 1:
+        elif (self.count - 1) % self.every == 0:  # the first, then every `every`-th
             self.stream.write(text + "\n")
 
     def done(self) -> None:

@@ -6,19 +6,17 @@ Prefect layer only publishes them as artifacts.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from livedrill.outcomes import CheckResult, CheckStatus, Verdict
-from livedrill.platforms.base import MigrationPhase
+from livedrill.platforms.base import MigrationPhase, VMState
+from livedrill.progress import Countdown, MigrationPhaseSeen, ProgressEvent
 from livedrill.spec import DrainMode, DrillSpec
 
 # Share of the progress bar each part of one VM's migration takes: warm-up, the phases, cool-down.
 WARMUP_SHARE, COOLDOWN_SHARE = 10.0, 10.0
 _STATUS = {CheckStatus.PASS: "pass", CheckStatus.WARN: "WARN", CheckStatus.FAIL: "**FAIL**",
            CheckStatus.NOT_APPLICABLE: "n/a"}
-_COUNTDOWN = re.compile(r"^(warm-up|cool-down)\s+([0-9.]+)s left")
-_PHASE = re.compile(r"^migrate\s+phase=(\S+)")
 
 
 def _cell(text: Any) -> str:
@@ -32,7 +30,7 @@ def checks_table(checks: list[CheckResult]) -> str:
     return "\n".join(lines)
 
 
-def plan_markdown(spec: DrillSpec, checks: list[CheckResult], before: dict[str, dict], *, dry_run: bool) -> str:
+def plan_markdown(spec: DrillSpec, checks: list[CheckResult], before: list[VMState], *, dry_run: bool) -> str:
     """What the approver approves: which VMs move where, with which probes and SLO, and what pre-flight saw."""
     if isinstance(spec.mode, DrainMode):
         action = f"drain node **{spec.mode.node}** (every migratable VM on it live-migrates away)"
@@ -40,8 +38,9 @@ def plan_markdown(spec: DrillSpec, checks: list[CheckResult], before: dict[str, 
         action = f"live-migrate to **{spec.mode.target_node or 'a node the scheduler picks'}**"
         if spec.mode.migrate_back:
             action += ", then back to where it runs now (probed too)"
-    vms = "\n".join(f"- `{vm}` on node `{before.get(str(vm), {}).get('node') or '?'}` "
-                    f"({before.get(str(vm), {}).get('memory_gib', '?')} GiB)" for vm in spec.vms)
+    seen = {state.ref: state for state in before}
+    vms = "\n".join(f"- `{vm}` on node `{(seen[vm].node if vm in seen else None) or '?'}` "
+                    f"({seen[vm].memory_gib if vm in seen else '?'} GiB)" for vm in spec.vms)
     probes = "\n".join(f"- {p.name}: {p.kind} at {p.rate_per_s:g}/s against `{p.vm}`" for p in spec.probes) or "- none"
     failed = [c for c in checks if c.status is CheckStatus.FAIL]
     gate = f"**{len(failed)} pre-flight check(s) FAILED**: the drill will not start." if failed \
@@ -108,16 +107,16 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 2)
 
 
-def progress_percent(line: str, warmup_s: float, cooldown_s: float) -> float | None:
-    """Where one VM's migration is, from the migrate stage's status line; None for a line it cannot place."""
-    if m := _COUNTDOWN.match(line):
-        label, left = m.group(1), float(m.group(2))
-        total = warmup_s if label == "warm-up" else cooldown_s
-        done = 1.0 if total <= 0 else max(0.0, min(1.0, 1 - left / total))
-        base = 0.0 if label == "warm-up" else 100.0 - COOLDOWN_SHARE
-        return round(base + done * (WARMUP_SHARE if label == "warm-up" else COOLDOWN_SHARE), 1)
-    if m := _PHASE.match(line):
-        phase = m.group(1)
+def progress_percent(event: ProgressEvent, warmup_s: float, cooldown_s: float) -> float | None:
+    """Where one VM's migration is, from the migrate stage's progress event; None for one it cannot place."""
+    if isinstance(event, Countdown):
+        warmup = event.stage == "warm-up"
+        total = warmup_s if warmup else cooldown_s
+        done = 1.0 if total <= 0 else max(0.0, min(1.0, 1 - event.seconds_left / total))
+        base = 0.0 if warmup else 100.0 - COOLDOWN_SHARE
+        return round(base + done * (WARMUP_SHARE if warmup else COOLDOWN_SHARE), 1)
+    if isinstance(event, MigrationPhaseSeen):
+        phase = event.phase
         if phase in MigrationPhase.TERMINAL:
             return 100.0 - COOLDOWN_SHARE
         if phase not in MigrationPhase.ORDER:

@@ -15,6 +15,7 @@ from livedrill.metrics.kubevirt import KubeVirtMetricsEvidence, collect_kubevirt
 from livedrill.metrics.push import PushResult, push_samples
 from livedrill.metrics.rundir import TIMELINE_FILE, RunInfo, RUN_FILE, samples_from_run_dir
 from livedrill.outcomes import TimelineEvent, utcnow
+from livedrill.specbase import VMRef
 
 KUBEVIRT_EVIDENCE_FILE = "metrics/kubevirt-migration.json"
 
@@ -77,7 +78,7 @@ def drill_window(run_dir: str | Path) -> tuple[datetime, datetime]:
     return (min(times) if times else now), now
 
 
-def kubevirt_evidence_for_run(run_dir: str | Path, config: MetricsConfig, vms: list[str],
+def kubevirt_evidence_for_run(run_dir: str | Path, config: MetricsConfig, vms: list[VMRef],
                               *, client: httpx.Client | None = None) -> KubeVirtMetricsEvidence | None:
     """KubeVirt's migration series for the run's window, or None when no query endpoint is configured."""
     if config.kubevirt is None:

@@ -16,6 +16,7 @@ from livedrill.errors import PlatformError
 from livedrill.metrics.config import PrometheusQuery
 from livedrill.metrics.promql import RangeResult, query_range, range_step_s, selector
 from livedrill.outcomes import utcnow
+from livedrill.specbase import VMRef
 
 
 class KubeVirtMetricsEvidence(BaseModel):
@@ -30,20 +31,19 @@ class KubeVirtMetricsEvidence(BaseModel):
     errors: list[str] = Field(default_factory=list)  # a query that failed is named here; the others are kept
 
 
-def kubevirt_queries(vms: list[str], extra: dict[str, str]) -> list[tuple[str, str]]:
-    """Pure: (name, PromQL) for each VM (as namespace/name) and the cluster-wide in-flight gauges."""
+def kubevirt_queries(vms: list[VMRef], extra: dict[str, str]) -> list[tuple[str, str]]:
+    """Pure: (name, PromQL) for each VM and the cluster-wide in-flight gauges."""
     queries = []
     for vm in vms:
-        namespace, name = vm.split("/", 1)
         for label in ("name", "vmi"):
-            matchers = selector({**extra, "namespace": namespace, label: name})
+            matchers = selector({**extra, "namespace": vm.namespace, label: vm.name})
             queries.append((f"{vm} by {label}", f'{{__name__=~"kubevirt_vmi_migration_.+",{matchers}}}'))
     cluster = selector(extra)
     queries.append(("migrations in flight", '{__name__=~"kubevirt_vmi_migrations_in_.+_phase"' + (f",{cluster}" if cluster else "") + "}"))
     return queries
 
 
-def collect_kubevirt_evidence(endpoint: PrometheusQuery, vms: list[str], start: datetime, end: datetime,
+def collect_kubevirt_evidence(endpoint: PrometheusQuery, vms: list[VMRef], start: datetime, end: datetime,
                               *, client: httpx.Client | None = None) -> KubeVirtMetricsEvidence:
     """Query each series over [start - margin, end + margin]. A failed query is recorded, not raised:
     a missing dashboard series must not cost the drill its evidence."""

@@ -20,7 +20,7 @@ from livedrill.metrics.samples import Sample
 from livedrill.outcomes import Compensation, CompensationState, DrillOutcome, TimelineEvent, Verdict
 from livedrill.platforms.base import MigrationPhase
 from livedrill.probe.report import ProbeReport, SessionReport
-from livedrill.spec import SLO, SpecError, parse_spec
+from livedrill.spec import SLO, SpecError, VMName, VMRef, parse_spec
 
 RUN_FILE = "run.json"
 VERDICT_FILE = "verdict.json"
@@ -46,7 +46,7 @@ class RunInfo(BaseModel):
     cluster: str
     platform: str
     mode: str
-    vms: list[str]
+    vms: list[VMName]
     started_at: datetime
     ended_at: datetime
     outcome: DrillOutcome
@@ -130,7 +130,7 @@ def load_run_dir(run_dir: str | Path) -> DrillRunRecords:
     if (path / COMPENSATIONS_FILE).exists():
         compensations = [Compensation.model_validate(e) for e in json.loads((path / COMPENSATIONS_FILE).read_text(encoding="utf-8"))]
     objects = {p.name for p in (path / OBJECTS_DIR).glob(f"*{_VMI_AT_START_SUFFIX}")} if (path / OBJECTS_DIR).is_dir() else set()
-    vms_started = [vm for vm in run.vms if f"{vm.replace('/', '-', 1)}{_VMI_AT_START_SUFFIX}" in objects]
+    vms_started = [str(vm) for vm in run.vms if f"{vm.namespace}-{vm.name}{_VMI_AT_START_SUFFIX}" in objects]
     return DrillRunRecords(run=run, verdict=verdict, slo=slo, timeline=timeline, probes=probes,
                            compensations=compensations, vms_started=vms_started, latency_histograms=histograms)
 
@@ -153,7 +153,7 @@ def quarter_of(when: datetime) -> str:
     return f"{when.year}-Q{(when.month - 1) // 3 + 1}"
 
 
-def migrations_from_timeline(events: list[TimelineEvent], vms: list[str], vms_started: list[str]) -> list[ObservedMigration]:
+def migrations_from_timeline(events: list[TimelineEvent], vms: list[VMRef], vms_started: list[str]) -> list[ObservedMigration]:
     """The migrations a drill observed, each with its phases, in the order they appeared.
 
     Targeted mode: phase events follow the `migration-created` event of the VM being migrated (one
@@ -202,12 +202,12 @@ def _enter_phase(migration: ObservedMigration, event: TimelineEvent) -> None:
     migration.target = event.detail.get("target") or migration.target
 
 
-def _vm_named(vmi: str | None, vms: list[str]) -> str:
+def _vm_named(vmi: str | None, vms: list[VMRef]) -> str:
     """A drain's phase event names the VMI without its namespace: find it among the drill's VMs."""
     if not vmi:
         return "unknown"
-    matches = [vm for vm in vms if vm.split("/", 1)[-1] == vmi]
-    return matches[0] if len(matches) == 1 else vmi
+    matches = [vm for vm in vms if vm.name == vmi]
+    return str(matches[0]) if len(matches) == 1 else vmi
 
 
 def _ms(when: datetime) -> int:
@@ -265,8 +265,8 @@ def drill_samples(records: DrillRunRecords) -> list[Sample]:
         add("livedrill_migration_succeeded", 1.0 if m.succeeded else 0.0, _ms(ended), **vm_labels)
 
     for report in records.probes.probes if records.probes else []:
-        node, _target = nodes.get(report.vm, ("unknown", "unknown"))
-        labels = {"probe": report.name, "probe_kind": report.kind, "vm": report.vm, "node": node}
+        node, _target = nodes.get(str(report.vm), ("unknown", "unknown"))
+        labels = {"probe": report.name, "probe_kind": report.kind, "vm": str(report.vm), "node": node}
         stop_ms = _ms(_probe_wall(report, report.stopped_monotonic))
         for window, stats in report.windows.items():
             at_ms = _ms(_probe_wall(report, _window_end(report, window)))

@@ -14,8 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, ContextManager, Protocol
 
+
 from livedrill.errors import InputError
-from livedrill.outcomes import CheckResult, TimelineEvent
+from livedrill.outcomes import CheckResult, TimelineEvent, VMState
 from livedrill.spec import Budgets, DrillSpec, VMRef
 
 if TYPE_CHECKING:
@@ -44,17 +45,6 @@ class MigrationPhase:
     BEFORE_TRANSFER = (PENDING, SCHEDULING, SCHEDULED, PREPARING_TARGET, TARGET_READY)
     ORDER = (*BEFORE_TRANSFER, RUNNING, POSTCOPY, SETTLING, SUCCEEDED)  # as a migration passes them
     TERMINAL = frozenset({SUCCEEDED, FAILED})
-
-
-@dataclass(frozen=True)
-class VMState:
-    """A VM as observed now."""
-
-    ref: VMRef
-    node: str | None  # KubeVirt node or libvirt host name where it runs
-    running: bool
-    memory_gib: float
-    raw: dict[str, Any] = field(default_factory=dict)  # the platform's own object(s), unredacted
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from livedrill.outcomes import CheckResult, CheckStatus, Record
-from livedrill.spec import SLO
+from livedrill.spec import SLO, VMName
 
 
 # When the instrument warns about itself: sends later than this many probe periods (and this floor), or
@@ -76,7 +76,7 @@ class ReconciliationReport(Record):
 class ProbeReport(Record):
     name: str
     kind: str
-    vm: str
+    vm: VMName
     target: str
     rate_per_s: float
     series_file: str

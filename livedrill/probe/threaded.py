@@ -322,7 +322,7 @@ class ThreadProbeSession(SessionBase):
             runner = build_runner(probe, RunnerContext(f"ld-{self.run_id}-{index}-", pools, ssl_context, timing))
             path = self.series_dir / f"{safe_file_stem(probe.name)}.series"
             header = {
-                "probe": probe.name, "kind": probe.kind, "vm": probe.vm, "target": probe.target,
+                "probe": probe.name, "kind": probe.kind, "vm": str(probe.vm), "target": probe.target,
                 "rate_per_s": probe.rate_per_s, "timeout_ms": probe.timeout_ms, "max_in_flight": probe.max_in_flight,
                 "txid_prefix": runner.txid_prefix,
                 "run_id": self.run_id, "first_send_monotonic": origin,

@@ -8,11 +8,12 @@ from livedrill.platforms.kubevirt.checks import CheckPolicy, vmi_memory_gib
 from livedrill.programme.inventory import Target
 from livedrill.programme.spec import ClusterScope
 from livedrill.readiness import ClusterReader, ReadinessReport, judge_readiness
+from livedrill.spec import VMRef
 
 
-def _key(obj: dict) -> str:
+def _key(obj: dict) -> VMRef:
     meta = obj.get("metadata", {})
-    return f"{meta.get('namespace')}/{meta.get('name')}"
+    return VMRef(namespace=meta.get("namespace", ""), name=meta.get("name", ""))
 
 
 def targets_from_readiness(cluster: str, report: ReadinessReport, vmis: list[dict], vms: list[dict]) -> list[Target]:

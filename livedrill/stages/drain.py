@@ -12,22 +12,22 @@ runs them from the journal.
 from __future__ import annotations
 
 import time
-from typing import Callable
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from livedrill.decisions import LoopAction, migration_loop_action
-from livedrill.drain import (EVACUATION_ANNOTATION, FINISHED_POD_PHASES, DrainSettings, EvictionAnswer, PodAction, VMIFate, VMVerdict,
+from livedrill.drain import (EVACUATION_ANNOTATION, FINISHED_POD_PHASES, DrainSettings, EvictionAnswer, PodAction, PodDecision, VMIFate, VMVerdict,
                             drain_summary_check, evacuations_of, needs_eviction, next_eviction_at, observed_budget,
-                            pods_to_drain, vm_verdict, vmi_done, vmi_fate)
+                            pod_key, pods_to_drain, vm_verdict, vmi_done, vmi_fate)
 from livedrill.outcomes import CheckResult, CheckStatus, CompensationState
 from livedrill.platforms.base import CapabilityMissing, MigrationPhase, NodeDrain, PlatformAdapter
 from livedrill.probe.engine import ProbeSession
+from livedrill.progress import Countdown, DrainProgress, Progress
 from livedrill.spec import DrainMode, VMRef
 from livedrill.stages.migrate import PROBE_REPORT_FILE, baseline_check
 from livedrill.stages.session import DrillSession
 
-Progress = Callable[[str], None]
 Obj = dict
 VERDICTS_FILE = "drain/verdicts.json"
 EVACUATIONS_FILE = "drain/evacuations.json"
@@ -52,6 +52,15 @@ class DrainResult(BaseModel):
 
 def _ref(obj: Obj) -> str:
     return f"{obj['metadata']['namespace']}/{obj['metadata']['name']}"
+
+
+def _vmi_ref(obj: Obj) -> VMRef:
+    return VMRef(namespace=obj["metadata"]["namespace"], name=obj["metadata"]["name"])
+
+
+def _owner(decision: PodDecision) -> VMRef | None:
+    """The VMI a virt-launcher pod runs (the pure drain judgement names it as text, as its plan file does)."""
+    return VMRef.parse(decision.vmi, field=f"pod {decision.pod} owner") if decision.vmi else None
 
 
 def drain_preflight(session: DrillSession, adapter: PlatformAdapter) -> list[CheckResult]:
@@ -97,12 +106,12 @@ def run_drain(session: DrillSession, adapter: PlatformAdapter, progress: Progres
     session.event("livedrill", "stage", stage="drain", node=node)
     result = DrainResult(started=False, node=node)
     obs = drain.observe(spec, node)
-    fates = {_ref(v): vmi_fate(v, obs.kubevirt_cr) for v in obs.vmis}
+    fates = {_vmi_ref(v): vmi_fate(v, obs.kubevirt_cr) for v in obs.vmis}
     budget_s, lanes, _ = observed_budget(obs, settings)
     result.budget_s = budget_s
     session.run.write_json(PLAN_FILE, {
         "node": node, "budget_s": budget_s, "lanes": lanes,
-        "vmis": {ref: {"fate": fate.value, "why": why} for ref, (fate, why) in fates.items()},
+        "vmis": {str(ref): {"fate": fate.value, "why": why} for ref, (fate, why) in fates.items()},
         "pods": [d.__dict__ for d in pods_to_drain(obs.pods, node, ignore_daemonsets=mode.ignore_daemonsets,
                                                     delete_emptydir_data=mode.delete_emptydir_data)]})
     session.run.write_json("objects/drain-before.json", {"vmis": obs.vmis, "pods": obs.pods})
@@ -147,7 +156,7 @@ def run_drain(session: DrillSession, adapter: PlatformAdapter, progress: Progres
                 _wait(spec.budgets.cooldown_s, progress, "cool-down")
             report = probe.stop()
             session.run.write_json(PROBE_REPORT_FILE, report)
-            by_vm: dict[str, list] = {}
+            by_vm: dict[VMRef, list] = {}
             for probe_report in report.probes:
                 by_vm.setdefault(probe_report.vm, []).append(probe_report)
             result.observed_downtime_ms = report.observed_downtime_ms
@@ -164,16 +173,17 @@ def _drain_loop(session: DrillSession, drain: NodeDrain, mode: DrainMode, fates:
     """Evict what needs evicting, observe, repeat until drained; returns why it stopped early, or None."""
     node = mode.node
     due: dict[str, float] = {}  # pod -> monotonic time its next eviction may be sent
-    registered: set[str] = set()
-    moved: set[str] = set()  # VMIs seen off the node with their migration completed: no need to read them again
+    registered: set[VMRef] = set()
+    moved: set[VMRef] = set()  # VMIs seen off the node with their migration completed: no need to read them again
     next_copy = 0.0
     while True:
         # Reads kept small (the API server also runs the migrations): pods and VMIs still on the node; a VMI
         # that dropped off that list is read alone until it shows its migration completed.
         pods = drain.pods_on(node)
-        vmis = {_ref(v): v for v in drain.vmis_on(node)}
+        pod_names = {pod_key(p): p["metadata"] for p in pods}  # the decisions name each pod by this key
+        vmis = {_vmi_ref(v): v for v in drain.vmis_on(node)}
         for ref in fates.keys() - vmis.keys() - moved:
-            vmis[ref] = drain.vmi(VMRef.parse(ref))
+            vmis[ref] = drain.vmi(ref)
             if vmi_done(fates[ref][0], vmis[ref], node, 0):
                 moved.add(ref)
         if time.monotonic() >= next_copy:
@@ -190,15 +200,16 @@ def _drain_loop(session: DrillSession, drain: NodeDrain, mode: DrainMode, fates:
             return f"the drain cannot evict {refused}"
         now = time.monotonic()
         for decision in decisions:
-            vmi = vmis.get(decision.vmi) if decision.vmi else None
+            owner = _owner(decision)
+            vmi = vmis.get(owner) if owner else None
             if not needs_eviction(decision, True, vmi, node) or now < due.get(decision.pod, 0.0):
                 continue
-            if decision.vmi in fates and decision.vmi not in registered:
+            if owner in fates and owner not in registered:
                 # Before the call: an eviction whose answer is lost (or a kill right after it) may have
                 # triggered the evacuation. The undo reads the VMI first, so an unneeded one does nothing.
-                _register_evacuation(session, registered, decision.vmi, node)
-            namespace, name = decision.pod.split("/", 1)
-            answer = drain.evict(namespace, name)
+                _register_evacuation(session, registered, owner, node)
+            pod = pod_names[decision.pod]
+            answer = drain.evict(pod["namespace"], pod["name"])
             result.evictions[answer.answer.value] = result.evictions.get(answer.answer.value, 0) + 1
             if answer.answer is not EvictionAnswer.EVACUATION_IN_PROGRESS:  # a repeat says nothing new
                 session.event("livedrill", "eviction", pod=decision.pod, answer=answer.answer.value,
@@ -215,8 +226,8 @@ def _drain_loop(session: DrillSession, drain: NodeDrain, mode: DrainMode, fates:
         action = migration_loop_action(terminal=drained, now=time.monotonic(), deadline=deadline,
                                        breach=bool(probe and probe.abort_event.is_set()))
         if progress:
-            progress(f"drain {node}: {left}/{len(fates)} VMIs off, {len(remaining)} pod(s) left, "
-                     f"{sum(1 for m in watch.all() if m.get('status', {}).get('phase') == 'Running')} migrating")
+            progress(DrainProgress(node=node, vmis_off=left, vmis=len(fates), pods_left=len(remaining),
+                                   migrating=sum(1 for m in watch.all() if m.get("status", {}).get("phase") == "Running")))
         if action is LoopAction.FINISHED:
             return None
         if action is LoopAction.CANCEL_BREACH:
@@ -226,10 +237,10 @@ def _drain_loop(session: DrillSession, drain: NodeDrain, mode: DrainMode, fates:
         time.sleep(settings.poll_interval_s)
 
 
-def _running_launchers(pods: list[Obj], decisions: list) -> dict[str, int]:
+def _running_launchers(pods: list[Obj], decisions: list[PodDecision]) -> dict[VMRef, int]:
     """VMI -> its virt-launcher pods still running on the node."""
-    owners = {d.pod: d.vmi for d in decisions if d.vmi}
-    counts: dict[str, int] = {}
+    owners = {d.pod: _owner(d) for d in decisions if d.vmi}
+    counts: dict[VMRef, int] = {}
     for pod in pods:
         owner = owners.get(_ref(pod))
         if owner and pod.get("status", {}).get("phase") not in FINISHED_POD_PHASES:
@@ -237,9 +248,8 @@ def _running_launchers(pods: list[Obj], decisions: list) -> dict[str, int]:
     return counts
 
 
-def _register_evacuation(session: DrillSession, registered: set[str], ref: str, node: str) -> None:
-    namespace, name = ref.split("/", 1)
-    session.journal.register("cancel-evacuation", {"namespace": namespace, "vmi": name, "node": node})
+def _register_evacuation(session: DrillSession, registered: set[VMRef], ref: VMRef, node: str) -> None:
+    session.journal.register("cancel-evacuation", {"namespace": ref.namespace, "vmi": ref.name, "node": node})
     registered.add(ref)
 
 
@@ -266,19 +276,19 @@ def _judge(session: DrillSession, drain: NodeDrain, mode: DrainMode, fates: dict
         return
     node = mode.node
     spec = session.spec
-    core = {str(vm) for vm in spec.vms}
-    vmis = {_ref(v): v for v in drain.vmis()}
+    core = set(spec.vms)
+    vmis = {_vmi_ref(v): v for v in drain.vmis()}
     watch.see(drain.vmims())
     pods = drain.pods_on(node)
     decisions = pods_to_drain(pods, node, ignore_daemonsets=mode.ignore_daemonsets,
                               delete_emptydir_data=mode.delete_emptydir_data)
     launchers = _running_launchers(pods, decisions)
-    for ref, (fate, _) in sorted(fates.items()):
+    for ref, (fate, _) in sorted(fates.items(), key=lambda item: str(item[0])):
         reports = probes_by_vm.get(ref, [])
         gaps = [r.longest_gap.duration_ms for r in reports if r.longest_gap is not None]
         result.verdicts.append(vm_verdict(
-            ref, core=ref in core, fate=fate, node=node, vmi=vmis.get(ref),
-            evacuations=evacuations_of(watch.all(), *ref.split("/", 1), node), launcher_pods_left=launchers.get(ref, 0),
+            str(ref), core=ref in core, fate=fate, node=node, vmi=vmis.get(ref),
+            evacuations=evacuations_of(watch.all(), ref.namespace, ref.name, node), launcher_pods_left=launchers.get(ref, 0),
             probe_checks=[c for r in reports for c in r.checks(spec.slo)],
             observed_downtime_ms=max(gaps) if gaps else None, stop_reason=result.stop_reason))
     pods_left = [d.pod for d in decisions if d.action is not PodAction.SKIP]
@@ -294,8 +304,10 @@ def _settle(session: DrillSession, drain: NodeDrain, mode: DrainMode, fates: dic
     """Evacuations that finished need no undo; a clean drain uncordons now (unless the spec keeps it cordoned)."""
     done = {v.vm for v in result.verdicts if v.status is not CheckStatus.FAIL and v.fate is not VMIFate.SHUTS_DOWN}
     for entry in session.journal.pending():
-        ref = f"{entry.params.get('namespace')}/{entry.params.get('vmi')}"
-        if entry.action == "cancel-evacuation" and ref in done:
+        if entry.action != "cancel-evacuation":
+            continue
+        ref = VMRef(namespace=entry.params["namespace"], name=entry.params["vmi"])
+        if str(ref) in done:
             where = vmis.get(ref, {}).get("status", {}).get("nodeName")
             session.journal.settle(entry, CompensationState.NOT_NEEDED, f"evacuation completed: VM on {where}")
     clean = result.started and result.stop_reason is None and \
@@ -313,9 +325,9 @@ def _settle(session: DrillSession, drain: NodeDrain, mode: DrainMode, fates: dic
     session.event("livedrill", "uncordoned", node=mode.node, outcome=outcome)
 
 
-def _wait(seconds: float, progress: Progress | None, label: str) -> None:
+def _wait(seconds: float, progress: Progress | None, stage: Literal["warm-up", "cool-down"]) -> None:
     end = time.monotonic() + seconds
     while (left := end - time.monotonic()) > 0:
         if progress:
-            progress(f"{label:<9} {left:4.1f}s left")
+            progress(Countdown(stage=stage, seconds_left=left))
         time.sleep(min(0.25, left))

@@ -13,10 +13,10 @@ from livedrill.outcomes import CheckResult, CheckStatus, CompensationState
 from livedrill.platforms.base import MigrationHandle, MigrationObservation, PlatformAdapter, VMState
 from livedrill.probe.engine import ProbeLive, ProbeSession
 from livedrill.probe.report import SessionReport
-from livedrill.spec import TargetedMode, VMRef, migration_deadline_s
+from livedrill.progress import Countdown, MigrationPhaseSeen, ProbeFigures, Progress, ProgressEvent
+from livedrill.spec import TargetedMode, VMName, VMRef, migration_deadline_s
 from livedrill.stages.session import DrillSession
 
-Progress = Callable[[str], None]
 PROBE_REPORT_FILE = "probe/report.json"
 RETURN_DIR = "probe/return"  # the return leg of `migrate_back`: its own series and report
 
@@ -25,7 +25,7 @@ class MigrationResult(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     started: bool
-    vm: str
+    vm: VMName
     leg: Literal["outbound", "return"] = "outbound"
     source: str | None = None
     target: str | None = None  # the requested node, then where the VM was seen to land
@@ -47,14 +47,13 @@ class MigrationResult(BaseModel):
         return [c.model_copy(update={"subject": f"{c.subject or self.vm} (return to {self.target})"}) for c in checks]
 
     def handle(self) -> MigrationHandle:
-        ns, name = self.vm.split("/", 1)
-        return MigrationHandle(vm=VMRef(namespace=ns, name=name), platform_id=self.migration or "",
+        return MigrationHandle(vm=self.vm, platform_id=self.migration or "",
                                source=self.source or "", target=self.target, uid=self.migration_uid)
 
 
-def _say(progress: Progress | None, text: str) -> None:
+def _say(progress: Progress | None, event: ProgressEvent) -> None:
     if progress:
-        progress(text)
+        progress(event)
 
 
 def baseline_check(live: list[ProbeLive], max_gap_ms: float) -> CheckResult:
@@ -81,8 +80,8 @@ def run_migration(session: DrillSession, adapter: PlatformAdapter, vm: VMRef, be
     budgets = spec.budgets
     leg = "outbound" if return_to is None else "return"
     target = return_to if return_to is not None else spec.mode.target_node if isinstance(spec.mode, TargetedMode) else None
-    result = MigrationResult(started=False, vm=str(vm), leg=leg, source=before.node, target=target)
-    probes = [p for p in spec.probes if p.vm == str(vm)]
+    result = MigrationResult(started=False, vm=vm, leg=leg, source=before.node, target=target)
+    probes = [p for p in spec.probes if p.vm == vm]
     series_dir = session.run.stream_path("probe" if leg == "outbound" else RETURN_DIR)
     probe = ProbeSession(probes, spec.slo, series_dir, on_event=session.emit) if probes else None
     handle: MigrationHandle | None = None
@@ -158,7 +157,8 @@ def _follow(session: DrillSession, adapter: PlatformAdapter, handle: MigrationHa
             result.phases_seen.append(observation.phase)
             session.event("platform", "phase", phase=observation.phase, source=observation.source,
                           target=observation.target)
-        _say(progress, _status_line(observation, probe))
+        _say(progress, MigrationPhaseSeen(phase=observation.phase, source=observation.source, target=observation.target,
+                                          probes=probe_figures(probe.live()) if probe else []))
         action = migration_loop_action(terminal=observation.terminal, now=time.monotonic(), deadline=deadline,
                                        breach=bool(probe and probe.abort_event.is_set()))
         if action is LoopAction.FINISHED:
@@ -214,22 +214,15 @@ def _migration_check(result: MigrationResult) -> CheckResult:
                        evidence={"phases_seen": result.phases_seen})
 
 
-def _status_line(obs: MigrationObservation, probe: ProbeSession | None) -> str:
-    line = f"migrate  phase={obs.phase:<15} {obs.source or '?'} -> {obs.target or '?'}"
-    if probe:
-        line += " | " + _probe_figures(probe.live())
-    return line
+def probe_figures(live: list[ProbeLive]) -> list[ProbeFigures]:
+    return [ProbeFigures(name=p.name, rate_per_s=p.rate_per_s, ok=p.ok, failed=p.failed, in_flight=p.in_flight,
+                         last_gap_ms=p.last_gap_ms) for p in live]
 
 
-def _probe_figures(live: list[ProbeLive]) -> str:
-    return " ".join(f"{p.name} {p.rate_per_s:.0f}/s ok={p.ok} failed={p.failed} in-flight={p.in_flight}"
-                    f" last-gap={p.last_gap_ms or 0:.0f}ms" for p in live)
-
-
-def _wait(seconds: float, probe: ProbeSession, progress: Progress | None, label: str) -> None:
+def _wait(seconds: float, probe: ProbeSession, progress: Progress | None, stage: Literal["warm-up", "cool-down"]) -> None:
     end = time.monotonic() + seconds
     while (left := end - time.monotonic()) > 0:
-        _say(progress, f"{label:<9} {left:4.1f}s left | {_probe_figures(probe.live())}")
+        _say(progress, Countdown(stage=stage, seconds_left=left, probes=probe_figures(probe.live())))
         time.sleep(min(0.25, left))
 
 

@@ -6,14 +6,13 @@ import json
 
 from livedrill.outcomes import CheckResult
 from livedrill.platforms.base import VMState
-from livedrill.spec import VMRef
 from livedrill.stages.migrate import MigrationResult
 from livedrill.stages.session import DrillSession
 
 POSTCHECK_FILE = "postcheck.json"
 
 
-def run_postcheck(session: DrillSession, result: MigrationResult, before: dict) -> list[CheckResult]:
+def run_postcheck(session: DrillSession, result: MigrationResult, before: VMState) -> list[CheckResult]:
     """`before`: the VM as it was before this migration (for a return leg: on the outbound target)."""
     session.event("livedrill", "stage", stage="postcheck")
     if not result.started:
@@ -21,11 +20,7 @@ def run_postcheck(session: DrillSession, result: MigrationResult, before: dict) 
         return []
     adapter = session.adapter()
     try:
-        ns, name = result.vm.split("/", 1)
-        vm = VMRef(namespace=ns, name=name)
-        state = VMState(ref=vm, node=before.get("node"), running=bool(before.get("running")),
-                        memory_gib=float(before.get("memory_gib", 0)))
-        checks = adapter.postcheck(result.handle(), state)
+        checks = adapter.postcheck(result.handle(), before)
     finally:
         adapter.close()
     checks = result.labelled(checks)

@@ -100,7 +100,7 @@ def run_preflight(session: DrillSession) -> PreflightResult:
             result.checks.extend(reading.checks)
             state = reading.before
             if state is not None:
-                result.before[str(vm)] = {"node": state.node, "memory_gib": state.memory_gib, "running": state.running}
+                result.before.append(state)
                 session.run.write_json(f"objects/{vm.namespace}-{vm.name}-before.json", state.raw)
         if session.spec.mode.kind == "drain":
             result.checks.extend(drain_preflight(session, adapter))
@@ -108,7 +108,7 @@ def run_preflight(session: DrillSession) -> PreflightResult:
         result.error = f"pre-flight could not complete: {exc}"
     finally:
         adapter.close()
-    longest = max((migration_deadline_s(session.spec.budgets, b["memory_gib"]) for b in result.before.values()), default=0.0)
+    longest = max((migration_deadline_s(session.spec.budgets, s.memory_gib) for s in result.before), default=0.0)
     result.checks.append(_evidence_check(session, longest))
     return _record(session, result)
 

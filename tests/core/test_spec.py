@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from livedrill.cli import main
-from livedrill.spec import SpecError, load_spec, migration_deadline_s, parse_spec
+from livedrill.spec import SpecError, VMRef, load_spec, migration_deadline_s, parse_spec
 
 DRILLS = sorted(Path(__file__).resolve().parents[2].joinpath("drills").glob("*.yaml"))
 
@@ -54,6 +54,45 @@ def test_probe_for_a_vm_outside_the_drill_is_refused():
 """
     with pytest.raises(SpecError, match="banking/other"):
         parse_spec(text)
+
+
+def test_a_probe_names_its_vm_as_text_parsed_once_into_the_drill_s_vmref():
+    spec = parse_spec(GOOD + """probes:
+  - {name: p, vm: banking/banking-core-vm, kind: http, request: {url: "http://127.0.0.1:1/"}}
+""")
+    assert spec.probes[0].vm == spec.vms[0] == VMRef(namespace="banking", name="banking-core-vm")
+    assert {spec.vms[0]: "keys a dict"}[spec.probes[0].vm]
+    assert spec.model_dump(mode="json")["probes"][0]["vm"] == "banking/banking-core-vm"  # written as it was read
+
+
+def test_a_malformed_probe_vm_is_named_by_field_and_line():
+    text = GOOD + """probes:
+  - {name: p, vm: banking/Core_VM, kind: http, request: {url: "http://127.0.0.1:1/"}}
+"""
+    with pytest.raises(SpecError) as err:
+        parse_spec(text)
+    [problem] = [p for p in err.value.problems if p.path == "probes[0].vm"]
+    assert problem.line == 8 and "Core_VM" in problem.message and "DNS-1123" in problem.message
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("banking/core", VMRef(namespace="banking", name="core")),
+    ("core", VMRef(namespace="default", name="core")),
+])
+def test_vmref_parse(text, expected):
+    assert VMRef.parse(text) == expected
+    assert str(VMRef.parse(text)) == f"{expected.namespace}/{expected.name}"
+
+
+@pytest.mark.parametrize("text, words", [
+    ("a/b/c", "more than one '/'"),
+    ("banking/", "DNS-1123"),
+    ("Banking/core", "DNS-1123"),
+])
+def test_vmref_parse_names_the_field_it_read(text, words):
+    with pytest.raises(ValueError) as err:
+        VMRef.parse(text, field="probes[0].vm")
+    assert str(err.value).startswith(f"probes[0].vm: {text!r}") and words in str(err.value)
 
 
 def test_not_yaml_and_not_a_mapping():

@@ -22,6 +22,7 @@ from prefect.logging import disable_run_logger
 from livedrill.evidence.archive import Archive
 from livedrill.evidence.keys import Signer
 from livedrill.metrics.config import MetricsConfig, PrometheusQuery, PushSink
+from livedrill.spec import VMRef
 from livedrill.metrics.export import kubevirt_evidence_for_run, export_run
 from livedrill.metrics.kubevirt import KubeVirtMetricsEvidence
 from livedrill.metrics.push import push_samples
@@ -325,7 +326,7 @@ def test_variable_queries(store, run_ids):
 def test_kubevirt_evidence_for_the_drill_window(store, run_dirs):
     """The evidence query reads KubeVirt's series for the run's own window, through the Prometheus API."""
     config = MetricsConfig(kubevirt=PrometheusQuery(url=store.base_url, step_s=15, margin_s=120))
-    evidence = kubevirt_evidence_for_run(run_dirs[DETAIL_INDEX], config, [VM])
+    evidence = kubevirt_evidence_for_run(run_dirs[DETAIL_INDEX], config, [VMRef.parse(VM)])
     assert evidence is not None and evidence.errors == []
     results = {r.name: r for r in evidence.results}
     assert set(results) == {f"{VM} by name", f"{VM} by vmi", "migrations in flight"}
@@ -352,7 +353,7 @@ def test_prefect_tasks_record_evidence_then_export(store, tmp_path):
     config = MetricsConfig(kubevirt=PrometheusQuery(url=store.base_url, step_s=15),
                            push=[PushSink(kind=STORES[store.kind][2], url=store.base_url + STORES[store.kind][3])])
     with disable_run_logger():
-        evidence = kubevirt_metrics_evidence.fn(str(run_dir), config, [VM])
+        evidence = kubevirt_metrics_evidence.fn(str(run_dir), config, [VMRef.parse(VM)])
         manifest = Archive(run_dir.parent).find(run_dir.name).seal(Signer.generate())
         report = export_metrics.fn(str(run_dir), config)
     stored = KubeVirtMetricsEvidence.model_validate_json((run_dir / "metrics/kubevirt-migration.json").read_bytes())

@@ -9,6 +9,7 @@ import socket
 import pytest
 
 from livedrill.metrics.config import PrometheusQuery
+from livedrill.spec import VMRef
 from livedrill.metrics.kubevirt import collect_kubevirt_evidence, kubevirt_queries
 from livedrill.metrics.promql import quote_label_value, range_step_s, selector
 
@@ -35,7 +36,7 @@ def test_label_values_are_quoted(value, quoted):
 
 
 def test_queries_per_vm_and_cluster_wide():
-    queries = dict(kubevirt_queries(["banking/banking-core-vm", "ops/ledger"], {"cluster": "prod-a"}))
+    queries = dict(kubevirt_queries([VMRef.parse("banking/banking-core-vm"), VMRef.parse("ops/ledger")], {"cluster": "prod-a"}))
     assert queries == {
         "banking/banking-core-vm by name":
             '{__name__=~"kubevirt_vmi_migration_.+",cluster="prod-a",name="banking-core-vm",namespace="banking"}',
@@ -54,7 +55,7 @@ def test_an_unreachable_store_is_tried_once_and_the_rest_skipped():
         sock.bind(("127.0.0.1", 0))
         url = f"http://127.0.0.1:{sock.getsockname()[1]}"
         evidence = collect_kubevirt_evidence(PrometheusQuery(url=url, retry_deadline_s=0.5, connect_timeout_s=0.5),
-                                             ["banking/banking-core-vm"], T0, T0 + timedelta(minutes=2))
+                                             [VMRef.parse("banking/banking-core-vm")], T0, T0 + timedelta(minutes=2))
     assert evidence.results == []
     assert len(evidence.errors) == 3
     assert "ConnectError" in evidence.errors[0]

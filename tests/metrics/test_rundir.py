@@ -10,6 +10,7 @@ from livedrill.errors import InputError
 from livedrill.evidence.keys import Signer
 from livedrill.metrics.rundir import load_run_dir, migrations_from_timeline, quarter_of, samples_from_run_dir
 from livedrill.outcomes import TimelineEvent
+from livedrill.spec import VMRef
 from tests.metrics.sample_runs import QUARTERLY, VM, write_sample_run
 
 UTC = timezone.utc
@@ -34,7 +35,8 @@ def test_quarter_of(when, quarter):
 
 
 CREATED = ev(0, "livedrill", "migration-created", migration="m1", source="node-1", target=None)
-DRAIN_VMS = ["ns/a", "ns/b", "other/b"]
+NS_A = VMRef.parse("ns/a")
+DRAIN_VMS = [VMRef.parse(v) for v in ("ns/a", "ns/b", "other/b")]
 CASES = {
     "no migration": ([ev(0, "livedrill", "run-created")], [], []),
     "phases before any migration are ignored": ([ev(0, "platform", "phase", phase="Running")], ["ns/a"], []),
@@ -79,10 +81,10 @@ def test_migrations_from_timeline(events, vms_started, expected):
 
 
 def test_succeeded_needs_the_terminal_phase_and_no_cancel():
-    ok = migrations_from_timeline([CREATED, ev(1, "platform", "phase", phase="Succeeded")], ["ns/a"], ["ns/a"])[0]
+    ok = migrations_from_timeline([CREATED, ev(1, "platform", "phase", phase="Succeeded")], [NS_A], ["ns/a"])[0]
     cancelled = migrations_from_timeline([CREATED, ev(0.5, "livedrill", "cancel-requested"),
-                                          ev(1, "platform", "phase", phase="Succeeded")], ["ns/a"], ["ns/a"])[0]
-    running = migrations_from_timeline([CREATED, ev(1, "platform", "phase", phase="Running")], ["ns/a"], ["ns/a"])[0]
+                                          ev(1, "platform", "phase", phase="Succeeded")], [NS_A], ["ns/a"])[0]
+    running = migrations_from_timeline([CREATED, ev(1, "platform", "phase", phase="Running")], [NS_A], ["ns/a"])[0]
     assert (ok.succeeded, cancelled.succeeded, running.succeeded) == (True, False, False)
     assert running.terminal is None
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import json
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+from pydantic import TypeAdapter, ValidationError
 
 from livedrill.deploy.approval import ApprovalDecision, ApprovalRecord, approval_check
 from livedrill.deploy.limits import acquire_timeout_s, cluster_limit_name
@@ -14,6 +16,8 @@ from livedrill.deploy.report import (drill_report_markdown, latency_p99, plan_ma
                                      progress_percent, should_publish)
 from livedrill.deploy.request import DrillRequest, RequestError, apply_request, find_served_spec, resolve_request
 from livedrill.outcomes import CheckResult, CheckStatus, DrillOutcome, Verdict
+from livedrill.platforms.base import VMState
+from livedrill.progress import Countdown, DrainProgress, MigrationPhaseSeen, ProbeFigures, ProgressEvent, status_line
 from livedrill.spec import ConcurrencyPolicy, load_spec, parse_spec
 
 REPO = Path(__file__).resolve().parents[2]
@@ -136,32 +140,80 @@ def test_drill_report_shows_verdict_downtime_latency_approval_and_checks():
 def test_plan_names_the_move_the_preflight_and_the_approval():
     spec = apply_request(load_spec(LAB), DrillRequest(spec="lab-targeted"))
     checks = [CheckResult(name="vmi-running", status=CheckStatus.PASS, message="Running")]
-    text = plan_markdown(spec, checks, {"banking/banking-core-vm": {"node": "node-1", "memory_gib": 2.0}}, dry_run=False)
+    before = [VMState(ref=spec.vms[0], node="node-1", running=True, memory_gib=2.0)]
+    text = plan_markdown(spec, checks, before, dry_run=False)
     assert "live-migrate to **node-2**" in text and "`banking/banking-core-vm` on node `node-1` (2.0 GiB)" in text
     assert "All 1 pre-flight checks passed." in text and "change manager approves" in text
     failing = [CheckResult(name="vmi-running", status=CheckStatus.FAIL, message="Stopped")]
-    dry = plan_markdown(spec, failing, {}, dry_run=True)
+    dry = plan_markdown(spec, failing, [], dry_run=True)
     assert dry.startswith("# Dry run") and "1 pre-flight check(s) FAILED" in dry
     assert "then back" not in text
     back = spec.model_copy(update={"mode": spec.mode.model_copy(update={"migrate_back": True})})
     assert "live-migrate to **node-2**, then back to where it runs now (probed too)" in plan_markdown(
-        back, checks, {}, dry_run=False)
+        back, checks, [], dry_run=False)
 
 
-@pytest.mark.parametrize("line, percent", [
-    ("warm-up    2.0s left | ledger 200/s ok=0", 0.0),
-    ("warm-up    1.0s left | ledger 200/s ok=200", 5.0),
-    ("migrate  phase=Pending         node-1 -> node-2 | ledger", 10.0),
-    ("migrate  phase=Running         node-1 -> node-2", 10.0 + 80 * 5 / 9),
-    ("migrate  phase=Succeeded       node-1 -> node-2", 90.0),
-    ("migrate  phase=Failed          node-1 -> ?", 90.0),
-    ("cool-down  0.0s left | ledger", 100.0),
-    ("migrate  phase=SomethingNew    node-1 -> node-2", None),
-    ("anything else", None),
+TX = [ProbeFigures(name="ledger", rate_per_s=200, ok=200, failed=0, in_flight=1)]
+
+
+@pytest.mark.parametrize("event, percent", [
+    (Countdown(stage="warm-up", seconds_left=2.0, probes=TX), 0.0),
+    (Countdown(stage="warm-up", seconds_left=1.0), 5.0),
+    (Countdown(stage="warm-up", seconds_left=9.0), 0.0),  # clamped: a late start never moves the bar back
+    (MigrationPhaseSeen(phase="Pending", source="node-1", target="node-2", probes=TX), 10.0),
+    (MigrationPhaseSeen(phase="Running", source="node-1", target="node-2"), 10.0 + 80 * 5 / 9),
+    (MigrationPhaseSeen(phase="Succeeded", source="node-1", target="node-2"), 90.0),
+    (MigrationPhaseSeen(phase="Failed", source="node-1"), 90.0),
+    (Countdown(stage="cool-down", seconds_left=1.0), 95.0),
+    (Countdown(stage="cool-down", seconds_left=0.0, probes=TX), 100.0),
+    (MigrationPhaseSeen(phase="SomethingNew", source="node-1", target="node-2"), None),
+    (DrainProgress(node="node-1", vmis_off=1, vmis=2, pods_left=0, migrating=1), None),
 ])
-def test_progress_percent_from_the_migrate_stage_status_line(line, percent):
-    got = progress_percent(line, warmup_s=2.0, cooldown_s=2.0)
+def test_progress_percent_from_the_migrate_stage_event(event, percent):
+    got = progress_percent(event, warmup_s=2.0, cooldown_s=2.0)
     assert got == (None if percent is None else round(percent, 1))
+
+
+@pytest.mark.parametrize("event, line", [
+    (Countdown(stage="warm-up", seconds_left=1.25, probes=TX),
+     "warm-up    1.2s left | ledger 200/s ok=200 failed=0 in-flight=1 last-gap=0ms"),
+    (Countdown(stage="cool-down", seconds_left=0.5), "cool-down  0.5s left"),
+    (MigrationPhaseSeen(phase="Running", source="node-1"), "migrate  phase=Running         node-1 -> ?"),
+    (DrainProgress(node="node-1", vmis_off=1, vmis=2, pods_left=3, migrating=1),
+     "drain node-1: 1/2 VMIs off, 3 pod(s) left, 1 migrating"),
+])
+def test_the_terminal_line_renders_each_event(event, line):
+    assert status_line(event) == line
+
+
+def test_the_progress_bar_is_built_from_events_whatever_the_terminal_says(monkeypatch):
+    """The bar reads the event, never the terminal's text: a reworded status line leaves it where it was."""
+    import tasks.report
+    import tasks.terminal
+
+    published = []
+    monkeypatch.setattr(tasks.report, "create_progress_artifact", lambda progress, description: "bar-id")
+    monkeypatch.setattr(tasks.report, "update_progress_artifact", lambda bar_id, percent: published.append(percent))
+    monkeypatch.setattr(tasks.terminal, "status_line", lambda event: "something else entirely")
+    clock = iter(range(0, 100, 2))
+    bar = tasks.report.ProgressArtifact("banking/banking-core-vm", 2.0, 2.0, clock=lambda: next(clock))
+    shown = io.StringIO()
+    terminal = tasks.terminal.TerminalStatus(shown, every=1)
+    for event in (Countdown(stage="warm-up", seconds_left=1.0), MigrationPhaseSeen(phase="Running"),
+                  MigrationPhaseSeen(phase="Succeeded"), Countdown(stage="cool-down", seconds_left=0.0)):
+        terminal(event)
+        bar(event)
+    assert shown.getvalue() == "something else entirely\n" * 4
+    assert published == [5.0, round(10.0 + 80 * 5 / 9, 1), 90.0, 100.0]
+
+
+def test_progress_events_cross_a_process_boundary_as_json():
+    adapter = TypeAdapter(ProgressEvent)
+    for event in (Countdown(stage="warm-up", seconds_left=1.0, probes=TX), MigrationPhaseSeen(phase="Running"),
+                  DrainProgress(node="n", vmis_off=0, vmis=1, pods_left=0, migrating=0)):
+        assert adapter.validate_json(adapter.dump_json(event)) == event
+    with pytest.raises(ValidationError):
+        adapter.validate_python({"kind": "countdown", "stage": "warm-up", "seconds_left": 1.0, "percent": 3})
 
 
 @pytest.mark.parametrize("last, last_at, pct, now, publish", [

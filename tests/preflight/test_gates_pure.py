@@ -112,7 +112,7 @@ def test_readiness_selects_vms_by_own_or_template_labels_and_reports_stopped_one
            _vm("banking", "web", {"tier": "web"}), _vm("other", "elsewhere", {"tier": "core"})]
     objects = ClusterObjects(kubevirt_cr={}, nodes={}, vmims=[], now=utc("2026-11-28T10:00"))
     report = judge_readiness([], vms, objects, CheckPolicy(), {"tier": "core"}, namespace="banking")
-    assert [v.vm for v in report.vms] == ["banking/by-label", "banking/by-template"]
+    assert [str(v.vm) for v in report.vms] == ["banking/by-label", "banking/by-template"]
     assert all(not v.ready and "Stopped" in v.reasons[0] for v in report.vms)
     assert not report.ready
 

@@ -36,7 +36,7 @@ def vm(name: str, memory: dict | None, labels: dict) -> dict:
 def test_targets_from_readiness(judged, vmis, vms, expected):
     report = ReadinessReport(scanned_at=datetime.now(timezone.utc), selector={"tier": "core"}, vms=[judged])
     [target] = targets_from_readiness("lab", report, vmis, vms)
-    assert (target.cluster, str(target.vm), target.node) == ("lab", judged.vm, judged.node)
+    assert (target.cluster, str(target.vm), target.node) == ("lab", str(judged.vm), judged.node)
     assert (target.gib, target.migratable, target.why_not, target.labels) == expected
 
 
