@@ -12,6 +12,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from livedrill.outcomes import ExitCode
+from livedrill.prefect_api import STARTUP_TIMEOUT_ENV, LocalPrefectAPI, start_local_api
 from livedrill.spec import DrillSpec, SpecError, load_spec
 DEFAULT_LAB_DIR = Path(".livedrill/lab")
 
@@ -21,7 +22,7 @@ def _prefect_defaults() -> None:
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+    os.environ.setdefault(STARTUP_TIMEOUT_ENV, "90")
 
 
 def _load(path: str) -> tuple[DrillSpec, str] | None:
@@ -58,10 +59,18 @@ def print_verdict(verdict, stream=None) -> None:
         print(f"evidence: {verdict.evidence_dir}", file=stream)
 
 
-def run_drill(spec: DrillSpec, spec_text: str):
+def run_drill(spec: DrillSpec, spec_text: str, api: LocalPrefectAPI | None = None):
+    """Run the drill flow; `api` is a local Prefect API started earlier (start_local_api), else one starts here."""
     _prefect_defaults()
+    api = api or start_local_api()
     from flows.drill import drill  # imported late: Prefect is slow to import and reads env at import
+    from flows.local_api import adopt
 
+    if api is not None:
+        if adopt(api):
+            api.wait_ready(float(os.environ[STARTUP_TIMEOUT_ENV]))
+        else:
+            api.stop()
     return drill(spec, spec_text)
 
 
@@ -74,11 +83,13 @@ def _raise_on_sigterm(signum, frame):  # noqa: ARG001 - signal handler signature
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    _prefect_defaults()
+    api = start_local_api()  # first: it boots while the spec loads and Prefect is imported
     loaded = _load(args.file)
     if loaded is None:
         return ExitCode.BAD_INPUT
     signal.signal(signal.SIGTERM, _raise_on_sigterm)
-    verdict = run_drill(*loaded)
+    verdict = run_drill(*loaded, api=api)
     print_verdict(verdict)
     return verdict.outcome.exit_code
 
