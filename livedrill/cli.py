@@ -12,6 +12,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from livedrill.outcomes import ExitCode
+from livedrill.platforms.registry import preload
 from livedrill.prefect_api import STARTUP_TIMEOUT_ENV, LocalPrefectAPI, start_local_api
 from livedrill.spec import DrillSpec, SpecError, load_spec
 DEFAULT_LAB_DIR = Path(".livedrill/lab")
@@ -68,6 +69,7 @@ def run_drill(spec: DrillSpec, spec_text: str, api: LocalPrefectAPI | None = Non
 
     if api is not None:
         if adopt(api):
+            preload(spec.platform.kind)  # while the API boots
             api.wait_ready(float(os.environ[STARTUP_TIMEOUT_ENV]))
         else:
             api.stop()
