@@ -37,6 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "lab"))
 
+from livedrill.prefect_api import start_local_api  # noqa: E402
 from livedrill_lab.manager import running_lab  # noqa: E402
 
 DEMO_LEDGER = "http://127.0.0.1:18101"
@@ -91,11 +92,23 @@ def timeline_s(evidence: Path) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=3, help="drills to run, each on a fresh lab")
+    parser.add_argument("--prefect", choices=["per-run", "prestarted"], default="per-run",
+                        help="per-run: the command starts its own Prefect API (no PREFECT_API_URL, as in the demo); "
+                             "prestarted: one API started here first, as a deployed Prefect server is")
     args = parser.parse_args()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "lab"), os.environ.get("PYTHONPATH", "")])}
+    env.pop("PREFECT_API_URL", None)
+    env.setdefault("DO_NOT_TRACK", "1")  # as livedrill.cli sets them for the command
+    env.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.update(DO_NOT_TRACK=env["DO_NOT_TRACK"], PREFECT_SERVER_ANALYTICS_ENABLED=env["PREFECT_SERVER_ANALYTICS_ENABLED"])
+    if args.prefect == "prestarted":
+        api = start_local_api()
+        assert api is not None
+        api.wait_ready(timeout_s=120)
+        env["PREFECT_API_URL"] = api.url
     load = os.getloadavg()[0]
     print(f"# {platform.python_implementation()} {platform.python_version()}, {os.cpu_count()} CPUs, "
-          f"load {load:.1f} at start; drills/lab-targeted.yaml on the embedded lab; seconds")
+          f"load {load:.1f} at start; drills/lab-targeted.yaml on the embedded lab; Prefect API {args.prefect}; seconds")
     phases = ["start-up", "preflight", "probe smoke", "migration", "sealing", "exit"]
     print(f"{'run':>3} {'code':>4} {'wall':>6} {'timeline':>8} {'overhead':>8} " + " ".join(f"{p:>11}" for p in phases))
     for i in range(args.repeat):
