@@ -37,7 +37,6 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "lab"))
 
-from livedrill.prefect_api import start_local_api  # noqa: E402
 from livedrill_lab.manager import running_lab  # noqa: E402
 
 DEMO_LEDGER = "http://127.0.0.1:18101"
@@ -102,6 +101,8 @@ def main() -> None:
     env.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.update(DO_NOT_TRACK=env["DO_NOT_TRACK"], PREFECT_SERVER_ANALYTICS_ENABLED=env["PREFECT_SERVER_ANALYTICS_ENABLED"])
     if args.prefect == "prestarted":
+        from livedrill.prefect_api import start_local_api
+
         api = start_local_api()
         assert api is not None
         api.wait_ready(timeout_s=120)
