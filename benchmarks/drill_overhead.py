@@ -96,6 +96,7 @@ def main() -> None:
                              "prestarted: one API started here first, as a deployed Prefect server is")
     args = parser.parse_args()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "lab"), os.environ.get("PYTHONPATH", "")])}
+    env["PYTHONUNBUFFERED"] = "1"  # stdout is a pipe here: the verdict line must arrive when it is printed
     env.pop("PREFECT_API_URL", None)
     env.setdefault("DO_NOT_TRACK", "1")  # as livedrill.cli sets them for the command
     env.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
