@@ -61,10 +61,15 @@ def print_verdict(verdict, stream=None) -> None:
         print(f"evidence: {verdict.evidence_dir}", file=stream)
 
 
+def start_prefect_api() -> LocalPrefectAPI | None:
+    """A local Prefect API for run_drill when the environment names none; call it first thing (it boots meanwhile)."""
+    _prefect_defaults()  # the server inherits them
+    return start_local_api()
+
+
 def run_drill(spec: DrillSpec, spec_text: str, api: LocalPrefectAPI | None = None):
-    """Run the drill flow; `api` is a local Prefect API started earlier (start_local_api), else one starts here."""
-    _prefect_defaults()
-    api = api or start_local_api()
+    """Run the drill flow; `api` is one start_prefect_api() started earlier, else one starts here if needed."""
+    api = api or start_prefect_api()
     from flows.drill import drill  # imported late: Prefect is slow to import and reads env at import
     from flows.local_api import adopt
 
@@ -107,8 +112,7 @@ class _ExitWithoutTeardown:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    _prefect_defaults()
-    api = start_local_api()  # first: it boots while the spec loads and Prefect is imported
+    api = start_prefect_api()  # first: it boots while the spec loads and Prefect is imported
     loaded = _load(args.file)
     if loaded is None:
         return ExitCode.BAD_INPUT
