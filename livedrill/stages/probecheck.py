@@ -28,7 +28,7 @@ def smoke_probes(session: DrillSession) -> list[CheckResult]:
     poll_s = min(1.0 / p.rate_per_s for p in spec.probes)  # the fastest probe's period: nothing changes sooner
     # In this process: the smoke run judges answers, not gaps, so the stamping that needs the probe
     # engine's own process (livedrill.probe.process) does not matter here, and its start-up (an interpreter
-    # and its imports, 0.3-1.3 s measured on 2 shared CPUs) would be most of the smoke run's time.
+    # and its imports, 0.5-1.3 s measured on 2 shared CPUs) would be most of the smoke run's time.
     probe = ProbeSession(spec.probes, spec.slo, session.run.stream_path("probe-smoke"), isolation="thread")
     probe.start()
     started = time.monotonic()
