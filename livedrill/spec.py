@@ -229,6 +229,10 @@ class Budgets(SpecModel):
     warmup_s: float = Field(2.0, ge=0, description="Probe baseline before the migration starts")
     cooldown_s: float = Field(2.0, ge=0, description="Probe window after the migration ends")
     abort_timeout_s: float = Field(60.0, gt=0, description="How long a cancel may take to be observed")
+    probe_smoke_s: float = Field(
+        1.0, gt=0, description="Longest the probes' smoke run before the drill lasts; it ends sooner once every "
+                               "probe has probe_smoke_successes successes, or at the first failure")
+    probe_smoke_successes: int = Field(20, ge=1, description="Successes per probe that pass the smoke run")
 
 
 class EvidenceConfig(SpecModel):

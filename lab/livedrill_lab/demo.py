@@ -17,7 +17,7 @@ def freeze_for(freezes: list[dict], vm: str) -> dict | None:
 
 
 def run_demo(state_dir: Path, spec_path: Path) -> int:
-    from livedrill.cli import print_verdict, run_drill
+    from livedrill.cli import print_verdict, run_drill, start_prefect_api
     from livedrill.evidence.verify import format_problems, verify_run
 
     try:
@@ -28,11 +28,12 @@ def run_demo(state_dir: Path, spec_path: Path) -> int:
     if lab_status(state_dir) is not None:
         print(f"restarting the lab in {state_dir} so the drill starts from the preset's state")
         stop_lab(state_dir)
+    api = start_prefect_api()  # boots while the lab starts
     print(f"starting the embedded KubeVirt lab in {state_dir} ...")
     info = start_lab(state_dir)
     print(f"lab up: Kubernetes API {info.api_url}; workloads: {info.ledger_urls}")
     print(f"running drill {spec.name} ({spec_path}) ...")
-    verdict = run_drill(spec, spec_path.read_text(encoding="utf-8"))
+    verdict = run_drill(spec, spec_path.read_text(encoding="utf-8"), api=api)
     print_verdict(verdict)
 
     vm = str(spec.vms[0])

@@ -1,15 +1,23 @@
 """Wire formats: Prometheus text exposition (VictoriaMetrics import, Pushgateway) and remote write 1.0.
 
-Remote write is a protobuf `WriteRequest` compressed with snappy's block format. Both are small enough
-to write here (five message fields; a greedy LZ77 compressor), which keeps the push free of
-protobuf and snappy packages.
+Remote write is a protobuf `WriteRequest` compressed with snappy's block format: the messages come from
+the protobuf runtime (the descriptor is built below, so there is no generated module and no protoc), the
+compression from cramjam (a maintained binding of Rust's snap crate). Both replaced hand-written code
+(a field-by-field protobuf writer and a greedy LZ77 snappy compressor); benchmarks/metrics_export.py,
+best of 5, 2 CPUs shared with other jobs, CPython 3.11, protobuf's upb runtime:
+                                    hand-written          library
+    601 samples, 47 KB protobuf     4.3 ms + 5.7 ms   ->  2.4 ms + 0.02 ms
+    5101 samples, 128 KB protobuf   18.4 ms + 21.3 ms ->  12.2 ms + 0.10 ms
+The compressed payload is within 3 % of the hand-written one (37.8 KB against 36.8 KB at 5101 samples).
 """
 
 from __future__ import annotations
 
-import struct
 from collections import defaultdict
 from collections.abc import Iterable
+
+import cramjam
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 from livedrill.metrics.samples import CATALOGUE, Sample, family_of, format_value
 
@@ -44,22 +52,29 @@ def render_text(samples: Iterable[Sample], *, with_timestamps: bool = True) -> s
 # ---------------------------------------------------------------- protobuf (remote write 1.0)
 
 
-def _varint(n: int) -> bytes:
-    if n < 0:
-        n &= (1 << 64) - 1  # int64 two's complement, as protobuf encodes negative int64
-    out = bytearray()
-    while True:
-        byte = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
+def _write_request_class() -> type:
+    """prometheus.WriteRequest as remote write 1.0 defines it (prompb/remote.proto, types.proto): only the
+    fields a sender fills (metadata is optional and not sent)."""
+    f = descriptor_pb2.FieldDescriptorProto
+    file = descriptor_pb2.FileDescriptorProto(name="livedrill_remote_write.proto", package="prometheus", syntax="proto3")
+
+    def message(name: str, *fields: tuple[str, int, int, str | None]) -> None:
+        msg = file.message_type.add(name=name)
+        for field_name, number, kind, type_name in fields:
+            msg.field.add(name=field_name, number=number, type=kind, type_name=type_name,
+                          label=f.LABEL_REPEATED if type_name else f.LABEL_OPTIONAL)
+
+    message("Label", ("name", 1, f.TYPE_STRING, None), ("value", 2, f.TYPE_STRING, None))
+    message("Sample", ("value", 1, f.TYPE_DOUBLE, None), ("timestamp", 2, f.TYPE_INT64, None))
+    message("TimeSeries", ("labels", 1, f.TYPE_MESSAGE, ".prometheus.Label"),
+            ("samples", 2, f.TYPE_MESSAGE, ".prometheus.Sample"))
+    message("WriteRequest", ("timeseries", 1, f.TYPE_MESSAGE, ".prometheus.TimeSeries"))
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(file)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("prometheus.WriteRequest"))
 
 
-def _field_bytes(number: int, payload: bytes) -> bytes:
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+WriteRequest = _write_request_class()
 
 
 def encode_write_request(samples: Iterable[Sample]) -> bytes:
@@ -67,114 +82,24 @@ def encode_write_request(samples: Iterable[Sample]) -> bytes:
     series: dict[tuple, list[Sample]] = defaultdict(list)
     for s in samples:
         series[s.series_key()].append(s)
-    out = bytearray()
+    request = WriteRequest()
     for (name, labels), group in sorted(series.items()):
-        body = bytearray()
+        ts = request.timeseries.add()
         for key, value in sorted([("__name__", name), *labels]):
-            body += _field_bytes(1, _field_bytes(1, key.encode()) + _field_bytes(2, value.encode()))
+            ts.labels.add(name=key, value=value)
         for s in sorted(group, key=lambda x: x.timestamp_ms):
-            sample = b"\x09" + struct.pack("<d", s.value) + b"\x10" + _varint(s.timestamp_ms)
-            body += _field_bytes(2, sample)
-        out += _field_bytes(1, bytes(body))
-    return bytes(out)
+            ts.samples.add(value=s.value, timestamp=s.timestamp_ms)
+    return request.SerializeToString()
 
 
 # ---------------------------------------------------------------- snappy block format
 
-_MIN_MATCH = 4
-_MAX_OFFSET = 65535
-
-
-def _literal(data: bytes) -> bytes:
-    n = len(data) - 1
-    if n < 60:
-        return bytes([n << 2]) + data
-    size = (n.bit_length() + 7) // 8
-    return bytes([(59 + size) << 2]) + n.to_bytes(size, "little") + data
-
-
-def _copy(offset: int, length: int) -> bytes:
-    """Back-references of at most 64 bytes each; the split never leaves a piece shorter than 4."""
-    pieces = []
-    while length >= 68:
-        pieces.append(64)
-        length -= 64
-    if length > 64:
-        pieces.append(60)
-        length -= 60
-    pieces.append(length)
-    out = bytearray()
-    for piece in pieces:
-        if piece <= 11 and offset < 2048:
-            out += bytes([0x01 | (piece - 4) << 2 | (offset >> 8) << 5, offset & 0xFF])
-        else:
-            out += bytes([0x02 | (piece - 1) << 2]) + offset.to_bytes(2, "little")
-    return bytes(out)
-
 
 def snappy_compress(data: bytes) -> bytes:
-    """Snappy block format (what remote write sends): a varint length, then literals and back-references."""
-    out = bytearray(_varint(len(data)))
-    table: dict[int, int] = {}
-    n = len(data)
-    literal_start = i = 0
-    while i + _MIN_MATCH <= n:
-        key = int.from_bytes(data[i:i + _MIN_MATCH], "little")
-        candidate = table.get(key)
-        table[key] = i
-        if candidate is None or i - candidate > _MAX_OFFSET:
-            i += 1
-            continue
-        length = _MIN_MATCH
-        while i + length < n and data[candidate + length] == data[i + length]:
-            length += 1
-        if literal_start < i:
-            out += _literal(data[literal_start:i])
-        out += _copy(i - candidate, length)
-        i += length
-        literal_start = i
-    if literal_start < n:
-        out += _literal(data[literal_start:])
-    return bytes(out)
+    """Snappy's block format (what remote write sends; not the framed stream format)."""
+    return bytes(cramjam.snappy.compress_raw(data))
 
 
 def snappy_decompress(data: bytes) -> bytes:
     """The inverse, for checking what was sent (tests, and re-reading a saved payload)."""
-    pos, length, shift = 0, 0, 0
-    while True:
-        byte = data[pos]
-        pos += 1
-        length |= (byte & 0x7F) << shift
-        shift += 7
-        if not byte & 0x80:
-            break
-    out = bytearray()
-    while pos < len(data):
-        tag = data[pos]
-        pos += 1
-        kind = tag & 3
-        if kind == 0:
-            n = tag >> 2
-            if n >= 60:
-                size = n - 59
-                n = int.from_bytes(data[pos:pos + size], "little")
-                pos += size
-            out += data[pos:pos + n + 1]
-            pos += n + 1
-            continue
-        if kind == 1:
-            count, offset = 4 + (tag >> 2 & 7), (tag >> 5) << 8 | data[pos]
-            pos += 1
-        elif kind == 2:
-            count, offset = (tag >> 2) + 1, int.from_bytes(data[pos:pos + 2], "little")
-            pos += 2
-        else:
-            count, offset = (tag >> 2) + 1, int.from_bytes(data[pos:pos + 4], "little")
-            pos += 4
-        if offset == 0 or offset > len(out):
-            raise ValueError("snappy: copy before the start of the output")
-        for _ in range(count):
-            out.append(out[-offset])
-    if len(out) != length:
-        raise ValueError(f"snappy: decoded {len(out)} bytes, header says {length}")
-    return bytes(out)
+    return bytes(cramjam.snappy.decompress_raw(data))

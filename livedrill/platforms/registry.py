@@ -29,6 +29,9 @@ class PlatformKind:
     kind: str
     config: type[PlatformConfig]  # the spec's `platform:` section of this kind
     open: Callable[[Any, "AdapterContext"], "PlatformAdapter"]  # (its config, context) -> adapter
+    # Imports what `open` will need (the client library), ahead of the drill: the command line calls it
+    # while the Prefect API boots, so the pre-flight does not wait for the imports.
+    preload: Callable[[], None] | None = None
 
 
 _KINDS: dict[str, PlatformKind] = {}
@@ -74,6 +77,13 @@ def get(kind: str) -> PlatformKind:
     if kind not in known:
         raise KeyError(f"no platform of kind {kind!r} (known: {sorted(known)})")
     return known[kind]
+
+
+def preload(kind: str) -> None:
+    """Import the client library of the platform of `kind` now, if its package says how."""
+    platform = get(kind)
+    if platform.preload is not None:
+        platform.preload()
 
 
 def open_adapter(config: PlatformConfig, context: "AdapterContext") -> "PlatformAdapter":

@@ -95,13 +95,93 @@ def parse_response(buf: bytes | bytearray, method: str, eof: bool) -> ParsedResp
 
     `eof` says the peer closed: that completes a close-delimited body.
     """
-    end = buf.find(b"\r\n\r\n")
-    if end < 0:
-        if len(buf) > MAX_HEAD_BYTES:
-            raise ValueError("response head too large")
+    return ResponseReader(method).read(buf, eof)
+
+
+class ResponseReader:
+    """One response, read incrementally from a buffer that only grows until the response is complete.
+
+    What one read established (the head, the chunks so far) is kept, so each read costs its new bytes: a
+    body arriving in many reads is not parsed again from its first byte at every read.
+
+    Written here rather than taken from h11 (already a dependency of httpx): benchmarks/http1_parse.py,
+    CPython 3.11 on 2 shared CPUs, best of 5, microseconds per response (re-parsing at every read, as this
+    module did before, -> this reader; h11 0.16 driven as a client):
+        the ledger's 197-byte answer, 1 read            2.9 ->   3.2    h11    30
+        a 64 KiB body in 1460-byte reads              108   ->  15      h11   215
+        64 KiB chunked (4 KiB chunks), 1460-byte reads 457  ->  58      h11   325
+    At the 2,000 responses/s the probe must sustain on one core, h11 would take 6 % of that core for the
+    ledger's answers and this reader 0.6 %; h11 would also not stamp arrivals (the connection does that
+    before parsing), so it would replace only this class.
+    """
+
+    __slots__ = ("method", "_searched", "_head", "_pos", "_chunks")
+
+    def __init__(self, method: str):
+        self.method = method
+        self._searched = 0  # bytes already searched for the end of the head
+        self._head: tuple[int, bool, int, str, int] | None = None  # status, keep-alive, body start, framing, length
+        self._pos = 0  # chunked: where the next chunk-size line starts
+        self._chunks: list[bytes] = []
+
+    def read(self, buf: bytes | bytearray, eof: bool) -> ParsedResponse | None:
+        if self._head is None:
+            end = buf.find(b"\r\n\r\n", max(0, self._searched - 3))
+            if end < 0:
+                self._searched = len(buf)
+                if len(buf) > MAX_HEAD_BYTES:
+                    raise ValueError("response head too large")
+                if eof:
+                    raise ConnectionResetError("connection closed before the response head")
+                return None
+            self._head = _parse_head(buf, end, self.method)
+            self._pos = end + 4
+        status, keep_alive, start, framing, length = self._head
+        if framing == "none":
+            return ParsedResponse(status, b"", keep_alive, start)
+        if framing == "chunked":
+            return self._read_chunks(buf, eof, status, keep_alive, start)
+        if framing == "length":
+            if len(buf) < start + length:
+                if eof:
+                    raise ConnectionResetError("connection closed inside the body")
+                return None
+            return ParsedResponse(status, bytes(buf[start:start + length]), keep_alive, start + length)
+        if not eof:  # close-delimited
+            if len(buf) - start > MAX_BODY_BYTES:
+                raise ValueError("body too large")
+            return None
+        return ParsedResponse(status, bytes(buf[start:]), False, len(buf))
+
+    def _read_chunks(self, buf: bytes | bytearray, eof: bool, status: int, keep_alive: bool,
+                     start: int) -> ParsedResponse | None:
+        pos = self._pos
+        while True:
+            line_end = buf.find(b"\r\n", pos)
+            if line_end < 0:
+                break
+            size = int(bytes(buf[pos:line_end]).split(b";", 1)[0], 16)
+            if size == 0:
+                trailer_end = buf.find(b"\r\n\r\n", line_end)  # zero chunk, optional trailers, blank line
+                if buf[line_end:line_end + 4] == b"\r\n\r\n":
+                    trailer_end = line_end
+                if trailer_end < 0:
+                    break
+                return ParsedResponse(status, b"".join(self._chunks), keep_alive, trailer_end + 4)
+            if len(buf) < line_end + 2 + size + 2:
+                break
+            self._chunks.append(bytes(buf[line_end + 2:line_end + 2 + size]))
+            pos = line_end + 2 + size + 2
+            if pos - start > MAX_BODY_BYTES:
+                raise ValueError("body too large")
+        self._pos = pos
         if eof:
-            raise ConnectionResetError("connection closed before the response head")
+            raise ConnectionResetError("connection closed inside a chunked body")
         return None
+
+
+def _parse_head(buf: bytes | bytearray, end: int, method: str) -> tuple[int, bool, int, str, int]:
+    """(status, keep-alive, body start, framing, content length) of the head that ends at `end`."""
     lines = bytes(buf[:end]).decode("latin-1").split("\r\n")
     version, _, rest = lines[0].partition(" ")
     if not version.startswith("HTTP/1.") or len(rest) < 3:
@@ -117,44 +197,15 @@ def parse_response(buf: bytes | bytearray, method: str, eof: bool) -> ParsedResp
     keep_alive = connection != "close" if version == "HTTP/1.1" else connection == "keep-alive"
     start = end + 4
     if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
-        return ParsedResponse(status, b"", keep_alive, start)
+        return status, keep_alive, start, "none", 0
     if "chunked" in headers.get("transfer-encoding", "").lower():
-        pos, chunks = start, []
-        while True:
-            line_end = buf.find(b"\r\n", pos)
-            if line_end < 0:
-                break
-            size = int(bytes(buf[pos:line_end]).split(b";", 1)[0], 16)
-            if size == 0:
-                trailer_end = buf.find(b"\r\n\r\n", line_end)  # zero chunk, optional trailers, blank line
-                if buf[line_end:line_end + 4] == b"\r\n\r\n":
-                    trailer_end = line_end
-                if trailer_end < 0:
-                    break
-                return ParsedResponse(status, b"".join(chunks), keep_alive, trailer_end + 4)
-            if len(buf) < line_end + 2 + size + 2:
-                break
-            chunks.append(bytes(buf[line_end + 2:line_end + 2 + size]))
-            pos = line_end + 2 + size + 2
-            if pos - start > MAX_BODY_BYTES:
-                raise ValueError("body too large")
-        if eof:
-            raise ConnectionResetError("connection closed inside a chunked body")
-        return None
+        return status, keep_alive, start, "chunked", 0
     if "content-length" in headers:
         length = int(headers["content-length"])
         if length > MAX_BODY_BYTES or length < 0:
             raise ValueError(f"content-length {length} out of range")
-        if len(buf) < start + length:
-            if eof:
-                raise ConnectionResetError("connection closed inside the body")
-            return None
-        return ParsedResponse(status, bytes(buf[start:start + length]), keep_alive, start + length)
-    if not eof:  # close-delimited
-        if len(buf) - start > MAX_BODY_BYTES:
-            raise ValueError("body too large")
-        return None
-    return ParsedResponse(status, bytes(buf[start:]), False, len(buf))
+        return status, keep_alive, start, "length", length
+    return status, keep_alive, start, "close", 0
 
 
 class _Connection(asyncio.Protocol):
@@ -163,7 +214,7 @@ class _Connection(asyncio.Protocol):
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self.buffer = bytearray()
-        self.method = "GET"
+        self.reader = ResponseReader("GET")  # the outstanding request's response, read as it arrives
         self.waiter: asyncio.Future | None = None
         self.closed = False
         self.reusable = False
@@ -176,7 +227,7 @@ class _Connection(asyncio.Protocol):
 
     def send(self, data: bytes, method: str) -> asyncio.Future:
         assert self.transport is not None and self.waiter is None
-        self.method = method
+        self.reader = ResponseReader(method)
         self.waiter = asyncio.get_running_loop().create_future()
         self.sent_at = time.monotonic()
         self.transport.write(data)
@@ -214,7 +265,7 @@ class _Connection(asyncio.Protocol):
         if waiter is None or waiter.done():
             return
         try:
-            parsed = parse_response(self.buffer, self.method, eof)
+            parsed = self.reader.read(self.buffer, eof)
         except (ValueError, ConnectionResetError) as exc:
             waiter.set_exception(exc)
             return

@@ -6,7 +6,8 @@ import asyncio
 
 import pytest
 
-from livedrill.probe.http1 import Http1Pool, Origin, PoolTiming, ProbeFailure, parse_response, split_url
+from livedrill.probe.http1 import (Http1Pool, Origin, PoolTiming, ProbeFailure, ResponseReader, parse_response,
+                                   split_url)
 from livedrill.probe.window import hunt_give_up_s, may_hunt, may_send, window_after_answer, window_after_period
 from livedrill.probe.series import Outcome
 
@@ -54,6 +55,28 @@ def test_parse_response(raw, method, eof, expected):
 def test_parse_response_rejects(raw, eof, error):
     with pytest.raises(error):
         parse_response(bytearray(raw), "GET", eof)
+
+
+SPLIT_CASES = {
+    "content-length": OK_HEAD + b"Content-Length: 11\r\n\r\nhello world",
+    "chunked with trailer": OK_HEAD + b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\nX-T: 1\r\n\r\n",
+    "no body (204)": b"HTTP/1.1 204 No Content\r\nX-A: b\r\n\r\n",
+}
+
+
+@pytest.mark.parametrize("raw", SPLIT_CASES.values(), ids=SPLIT_CASES.keys())
+@pytest.mark.parametrize("read_size", [1, 2, 3, 7])
+def test_response_read_in_pieces_is_the_response_read_at_once(raw, read_size):
+    """As the network delivers it: the reader keeps its progress between reads of one growing buffer."""
+    whole = parse_response(bytearray(raw), "GET", eof=False)
+    reader, buf, parsed = ResponseReader("GET"), bytearray(), None
+    for i in range(0, len(raw), read_size):
+        assert parsed is None  # complete only with its last byte
+        buf += raw[i:i + read_size]
+        parsed = reader.read(buf, eof=False)
+    assert parsed is not None
+    assert (parsed.status, parsed.body, parsed.keep_alive, parsed.consumed) == (
+        whole.status, whole.body, whole.keep_alive, len(raw))
 
 
 def test_split_url_keeps_the_txid_placeholder():

@@ -23,6 +23,12 @@ def _open(config: KubeVirtPlatform, context: "AdapterContext") -> "KubeVirtAdapt
     return KubeVirtAdapter(config, run_id=context.run_id)
 
 
-register(PlatformKind(kind="kubevirt", config=KubeVirtPlatform, open=_open))
+def _preload() -> None:
+    from livedrill.platforms.kubevirt.adapter import load_client
+
+    load_client()
+
+
+register(PlatformKind(kind="kubevirt", config=KubeVirtPlatform, open=_open, preload=_preload))
 
 __all__ = ["KubeVirtPlatform"]
