@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import os
 import signal
 import subprocess
@@ -199,21 +200,54 @@ def cmd_lab(args: argparse.Namespace) -> int:
                     "--state-dir", args.state_dir])
 
 
-def cmd_evidence_verify(args: argparse.Namespace) -> int:
-    from livedrill.evidence.verify import format_problems, verify_archive, verify_run
+def _trusted_keys(args: argparse.Namespace) -> list | None:
+    """The keys given with --trusted-key and --trust-file (default $LIVEDRILL_TRUSTED_KEYS); None when none are."""
+    from livedrill.evidence.trust import load_trusted_keys, trust_file_from_env
 
-    if args.run_dir:
-        problems = verify_run(Path(args.run_dir))
-        what = args.run_dir
-    else:
-        problems = verify_archive(Path(args.archive), quarter=args.quarter)
-        what = args.archive + (f" ({args.quarter})" if args.quarter else "")
-    if problems:
+    trust_file = Path(args.trust_file) if args.trust_file else trust_file_from_env()
+    paths = [Path(p) for p in args.trusted_key or []] + ([trust_file] if trust_file else [])
+    return load_trusted_keys(paths) if paths else None
+
+
+def _verify_exit_code(report) -> ExitCode:
+    if report.problems:
+        return ExitCode.BAD_INPUT if report.bad_input else ExitCode.FAILED
+    return ExitCode.OK if report.origin == "established" else ExitCode.INTEGRITY_ONLY
+
+
+def cmd_evidence_verify(args: argparse.Namespace) -> int:
+    from livedrill.evidence.trust import TrustInputError
+    from livedrill.evidence.verify import format_problems, verify_archive_report, verify_run_report
+
+    try:
+        trusted = _trusted_keys(args)
+        if args.run_dir:
+            if args.anchor:
+                raise TrustInputError("--anchor checks the chain of an archive: use --archive DIR, not a run directory")
+            report = verify_run_report(Path(args.run_dir), trusted_keys=trusted)
+        else:
+            report = verify_archive_report(Path(args.archive), quarter=args.quarter, trusted_keys=trusted, anchors=args.anchor or [])
+    except (TrustInputError, ValueError) as exc:  # ValueError: not a quarter like 2026Q4
+        print(f"verify: {exc}", file=sys.stderr)
+        return ExitCode.BAD_INPUT
+    code = _verify_exit_code(report)
+    if args.json:
+        print(json.dumps({**report.model_dump(mode="json"), "verified": code == ExitCode.OK, "exit_code": int(code)}, indent=2))
+        return code
+    what = report.target + (f" ({report.quarter})" if report.quarter else "")
+    runs = f"{report.runs_checked} run(s)"
+    anchors = f"; anchor(s) {', '.join(report.anchors)} in place" if report.anchors else ""
+    if report.problems:
         print(f"{what}: NOT VERIFIED", file=sys.stderr)
-        print(format_problems(problems), file=sys.stderr)
-        return ExitCode.FAILED
-    print(f"{what}: verified (hashes, signatures and chain intact)")
-    return ExitCode.OK
+        print(format_problems(report.problems), file=sys.stderr)
+    elif report.origin == "established":
+        print(f"{what}: verified ({runs}: hashes, signatures and chain intact; signed by trusted key(s) "
+              f"{', '.join(report.trusted_key_ids or [])} or their rotated successors{anchors})")
+    else:
+        print(f"{what}: integrity verified ({runs}: hashes, signatures and chain intact{anchors}), but origin not established: "
+              f"no trusted key was given, and the archive's own key(s) {', '.join(report.signing_key_ids)} prove nothing about who "
+              f"sealed it. Pin the key your bank published: --trusted-key KEY.pub, --trust-file FILE or $LIVEDRILL_TRUSTED_KEYS")
+    return code
 
 
 def cmd_evidence_export(args: argparse.Namespace) -> int:
@@ -269,12 +303,21 @@ def _version() -> str:
         return "unknown (not installed: run `make venv`)"
 
 
+def _trust_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--trusted-key", action="append", metavar="PUBKEY_FILE",
+                   help="a PEM public key received separately (as the archive publishes it in keys/); runs must be signed "
+                        "by it or a successor it rotated to (repeatable)")
+    p.add_argument("--trust-file", metavar="FILE",
+                   help="a file of PEM public keys to trust, for unattended use (default: $LIVEDRILL_TRUSTED_KEYS)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="livedrill", description="Live-migration drills: prove core VMs migrate without interrupting "
         "transactions, and seal the proof.",
         epilog="exit codes: 0 passed or done; 1 a check or SLO failed, or the evidence does not verify; "
-               "2 bad input or the platform could not be reached (nothing was changed)")
+               "2 bad input or the platform could not be reached (nothing was changed); "
+               "3 evidence intact but no trusted key given (origin not established)")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}",
                         help="print livedrill's version and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", help="one of:")
@@ -322,6 +365,11 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("run_dir", nargs="?", help="one run directory; without it the whole archive is verified")
     v.add_argument("--archive", default="evidence", help="the archive to verify (default: evidence)")
     v.add_argument("--quarter", help="e.g. 2026Q4")
+    _trust_arguments(v)
+    v.add_argument("--anchor", action="append", metavar="SHA256",
+                   help="a chain head recorded at an earlier audit (SHA256 or SEQUENCE:SHA256, as VERIFY.md prints it); "
+                        "it must still be in the chain at its place (repeatable)")
+    v.add_argument("--json", action="store_true", help="print what was verified as JSON (origin, keys, anchors, problems)")
     v.set_defaults(func=cmd_evidence_verify)
 
     p = sub.add_parser("serve", help="serve the Prefect deployments: quarterly-drill-<name> per spec, and on-demand")

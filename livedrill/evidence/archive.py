@@ -9,6 +9,7 @@ Layout of `<root>`:
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import fcntl
 import json
@@ -17,7 +18,7 @@ import re
 import secrets
 import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
@@ -36,11 +37,13 @@ from livedrill.evidence.manifest import (
     ChainEntry,
     ChainLink,
     FileEntry,
+    KeyRotation,
     Manifest,
     sha256_bytes,
     sha256_file,
 )
 from livedrill.evidence.redact import redact, redact_text
+from livedrill.evidence.trust import rotation_statement
 
 if TYPE_CHECKING:
     from livedrill.evidence.timestamp import TimestampAuthority
@@ -154,11 +157,15 @@ class EvidenceRun:
         entries.sort(key=lambda e: e.path)
         return entries
 
-    def seal(self, signer: Signer) -> Manifest:
+    def seal(self, signer: Signer, *, rotate_from: Signer | None = None, revokes: Sequence[str] = ()) -> Manifest:
         """Hash every file, chain to the previously sealed run, sign, and remove the UNSEALED marker.
 
+        rotate_from: the key that signed until now; it endorses `signer` in this manifest, so an auditor
+        who pinned it trusts `signer` from here on. revokes: key ids refused for every later run.
         Safe to call again after a crash part-way: a run already in the chain is only finished off.
         """
+        if rotate_from is not None and rotate_from.key_id == signer.key_id:
+            raise EvidenceError(f"key rotation from {signer.key_id} to itself")
         with self.archive._seal_lock():
             marker = self.path / UNSEALED_NAME
             if not marker.exists():
@@ -173,6 +180,8 @@ class EvidenceRun:
                     return Manifest.from_bytes(manifest_bytes)
             previous = ChainLink(run_id=chain[-1].run_id, manifest_sha256=chain[-1].manifest_sha256) if chain else None
             self.archive.publish_key(signer)
+            if rotate_from is not None:
+                self.archive.publish_key(rotate_from)
             manifest = Manifest(
                 run_id=self.run_id,
                 sealed_at=datetime.now(timezone.utc),
@@ -180,6 +189,8 @@ class EvidenceRun:
                 previous=previous,
                 key_id=signer.key_id,
                 files=self._collect_files(),
+                rotation=_rotation(rotate_from, signer),
+                revokes=list(revokes),
             )
             data = manifest.to_bytes()
             atomic_write_bytes(self.path / MANIFEST_NAME, data)
@@ -209,6 +220,13 @@ class EvidenceRun:
     def _remove_marker(self, marker: Path) -> None:
         marker.unlink()
         fsync_dir(self.path)
+
+
+def _rotation(previous: Signer | None, new: Signer) -> KeyRotation | None:
+    if previous is None:
+        return None
+    endorsement = previous.sign(rotation_statement(previous.key_id, new.key_id))
+    return KeyRotation(previous_key_id=previous.key_id, endorsement=base64.b64encode(endorsement).decode())
 
 
 class Archive:
