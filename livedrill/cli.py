@@ -256,14 +256,18 @@ def cmd_evidence_export(args: argparse.Namespace) -> int:
 
     try:
         signer = load_signer(Path(args.signing_key)) if args.signing_key else signer_from_env()
-        result = export_quarter(Path(args.archive), args.quarter, Path(args.out), signer=signer)
-    except (ExportInputError, SigningKeyError, ValueError) as exc:  # ValueError: not a quarter like 2026Q4
+        trusted = _trusted_keys(args)
+        result = export_quarter(Path(args.archive), args.quarter, Path(args.out), signer=signer, trusted_keys=trusted)
+    except (ExportInputError, SigningKeyError, ValueError) as exc:  # ValueError: not a quarter, unreadable trusted key
         print(f"export: {exc}", file=sys.stderr)
         return ExitCode.BAD_INPUT
     except ExportError as exc:
         print(f"export: {exc}", file=sys.stderr)
         return ExitCode.FAILED
     print(f"{result.bundle}: {len(result.runs)} drill(s) of {result.quarter}, sha256 {result.bundle_sha256}")
+    if result.trusted_key_ids is None:
+        print("origin not established: no trusted key was given (--trusted-key, --trust-file or $LIVEDRILL_TRUSTED_KEYS); "
+              "VERIFY.md and the report say so")
     if result.unsealed_runs:
         print(f"left out (not sealed): {result.unsealed_runs}")
     return ExitCode.OK
@@ -382,6 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--out", required=True, help="the bundle to write (.tar.gz)")
     x.add_argument("--archive", default="evidence", help="the archive to export from (default: evidence)")
     x.add_argument("--signing-key", help="signs the in-toto statements (default: $LIVEDRILL_SIGNING_KEY if set)")
+    _trust_arguments(x)
     x.set_defaults(func=cmd_evidence_export)
 
     p = sub.add_parser("demo", help="start the lab and run the targeted-migration drill on it")

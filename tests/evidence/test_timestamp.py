@@ -238,7 +238,7 @@ def test_exported_bundle_carries_timestamps_an_auditor_checks_with_openssl(local
 
     assert (bundle / "archive" / first / "MANIFEST.tsr").is_file()  # the previous quarter's token travels with its manifest
     assert verify_archive(bundle / "archive", quarter=QUARTER, timestamps=policy) == []
-    assert _run_verify_md(bundle).returncode == 0
+    assert _run_verify_md(bundle, signer.key_id).returncode == 0
     shutil.copy(local_tsa.directory / "root.pem", bundle / "TSA-ROOT.pem")
     verify_md = (bundle / "VERIFY.md").read_text()
     [command] = re.findall(r"^openssl ts -verify .*$", verify_md, flags=re.M)
