@@ -11,9 +11,16 @@ import subprocess
 import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from livedrill.outcomes import ExitCode
 from livedrill.spec import DrillSpec, SpecError, load_spec
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    from livedrill.evidence.verify import VerifyReport
+
 DEFAULT_LAB_DIR = Path(".livedrill/lab")
 
 
@@ -200,7 +207,7 @@ def cmd_lab(args: argparse.Namespace) -> int:
                     "--state-dir", args.state_dir])
 
 
-def _trusted_keys(args: argparse.Namespace) -> list | None:
+def _trusted_keys(args: argparse.Namespace) -> list[Ed25519PublicKey] | None:
     """The keys given with --trusted-key and --trust-file (default $LIVEDRILL_TRUSTED_KEYS); None when none are."""
     from livedrill.evidence.trust import load_trusted_keys, trust_file_from_env
 
@@ -209,7 +216,7 @@ def _trusted_keys(args: argparse.Namespace) -> list | None:
     return load_trusted_keys(paths) if paths else None
 
 
-def _verify_exit_code(report) -> ExitCode:
+def _verify_exit_code(report: VerifyReport) -> ExitCode:
     if report.problems:
         return ExitCode.BAD_INPUT if report.bad_input else ExitCode.FAILED
     return ExitCode.OK if report.origin == "established" else ExitCode.INTEGRITY_ONLY

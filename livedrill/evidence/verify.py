@@ -251,7 +251,7 @@ def _trusted(trusted_keys: Iterable[Ed25519PublicKey] | None) -> dict[str, Ed255
     return None if trusted_keys is None else {key_id_of(k): k for k in trusted_keys}
 
 
-def _signed_run(entry: ChainEntry, manifest: Manifest, keys: dict[str, Ed25519PublicKey]) -> SignedRun:
+def _signed_run(sequence: int, run_id: str, manifest: Manifest, keys: dict[str, Ed25519PublicKey]) -> SignedRun:
     rotation = None
     if manifest.rotation is not None:
         previous = keys.get(manifest.rotation.previous_key_id)
@@ -261,7 +261,7 @@ def _signed_run(entry: ChainEntry, manifest: Manifest, keys: dict[str, Ed25519Pu
             endorsement = b""
         valid = previous is not None and signature_valid(previous, endorsement, rotation_statement(manifest.rotation.previous_key_id, manifest.key_id))
         rotation = Rotation(previous_key_id=manifest.rotation.previous_key_id, endorsement_valid=valid)
-    return SignedRun(sequence=entry.sequence, run_id=entry.run_id, key_id=manifest.key_id, rotation=rotation, revokes=tuple(manifest.revokes))
+    return SignedRun(sequence=sequence, run_id=run_id, key_id=manifest.key_id, rotation=rotation, revokes=tuple(manifest.revokes))
 
 
 def _chain_signers(root: Path, entries: list[ChainEntry], keys: dict[str, Ed25519PublicKey]) -> list[SignedRun]:
@@ -272,7 +272,7 @@ def _chain_signers(root: Path, entries: list[ChainEntry], keys: dict[str, Ed2551
             manifest = Manifest.from_bytes((root / entry.run_id / MANIFEST_NAME).read_bytes())
         except (OSError, ValidationError):
             continue
-        signed.append(_signed_run(entry, manifest, keys))
+        signed.append(_signed_run(entry.sequence, entry.run_id, manifest, keys))
     return signed
 
 
@@ -330,10 +330,10 @@ def verify_run_report(
         # A rotated key is trusted through the records before it: judge the chain up to this run.
         entries, _ = read_chain(run_dir.parent)
         upto = next((i for i, e in enumerate(entries) if e.run_id == run_dir.name), None)
-        signers = _chain_signers(run_dir.parent, entries[: upto + 1], keys) if upto is not None else []
-        if upto is None:
-            entry = ChainEntry(sequence=check.manifest.sequence, run_id=run_dir.name, manifest_sha256=check.manifest_sha256 or "0" * 64, sealed_at=check.manifest.sealed_at)
-            signers = [_signed_run(entry, check.manifest, keys)]
+        if upto is not None:
+            signers = _chain_signers(run_dir.parent, entries[: upto + 1], keys)
+        else:  # a run copied out of its archive: only its own signer and rotation record can be judged
+            signers = [_signed_run(check.manifest.sequence, run_dir.name, check.manifest, keys)]
         problems.extend(p for p in trust_problems(signers, frozenset(pinned) if pinned is not None else None) if p.run_id == run_dir.name)
     return VerifyReport(
         target=str(run_dir), runs_checked=1, signing_key_ids=[check.manifest.key_id] if check.manifest else [],
