@@ -19,7 +19,7 @@ from livedrill.spec import DrillSpec, SpecError, load_spec
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-    from livedrill.evidence.verify import VerifyReport
+    from livedrill.evidence.verify import TimestampPolicy, VerifyReport
 
 DEFAULT_LAB_DIR = Path(".livedrill/lab")
 
@@ -216,6 +216,25 @@ def _trusted_keys(args: argparse.Namespace) -> list[Ed25519PublicKey] | None:
     return load_trusted_keys(paths) if paths else None
 
 
+def _timestamp_policy(args: argparse.Namespace) -> TimestampPolicy:
+    """--tsa-root, --require-timestamps and --tsa-tolerance as verification's TimestampPolicy."""
+    from datetime import timedelta
+
+    from cryptography import x509
+
+    from livedrill.evidence.trust import TrustInputError
+    from livedrill.evidence.verify import TimestampPolicy
+
+    roots = []
+    for path in args.tsa_root or []:
+        try:
+            roots.extend(x509.load_pem_x509_certificates(Path(path).read_bytes()))
+        except (OSError, ValueError) as exc:
+            raise TrustInputError(f"{path}: not a readable PEM certificate file ({exc})") from exc
+    tolerance = timedelta(seconds=args.tsa_tolerance) if args.tsa_tolerance is not None else None
+    return TimestampPolicy(roots=roots, required=args.require_timestamps, tolerance=tolerance)
+
+
 def _verify_exit_code(report: VerifyReport) -> ExitCode:
     if report.problems:
         return ExitCode.BAD_INPUT if report.bad_input else ExitCode.FAILED
@@ -231,9 +250,10 @@ def cmd_evidence_verify(args: argparse.Namespace) -> int:
         if args.run_dir:
             if args.anchor:
                 raise TrustInputError("--anchor checks the chain of an archive: use --archive DIR, not a run directory")
-            report = verify_run_report(Path(args.run_dir), trusted_keys=trusted)
+            report = verify_run_report(Path(args.run_dir), trusted_keys=trusted, timestamps=_timestamp_policy(args))
         else:
-            report = verify_archive_report(Path(args.archive), quarter=args.quarter, trusted_keys=trusted, anchors=args.anchor or [])
+            report = verify_archive_report(Path(args.archive), quarter=args.quarter, trusted_keys=trusted, anchors=args.anchor or [],
+                                           timestamps=_timestamp_policy(args))
     except (TrustInputError, ValueError) as exc:  # ValueError: not a quarter like 2026Q4
         print(f"verify: {exc}", file=sys.stderr)
         return ExitCode.BAD_INPUT
@@ -264,7 +284,8 @@ def cmd_evidence_export(args: argparse.Namespace) -> int:
     try:
         signer = load_signer(Path(args.signing_key)) if args.signing_key else signer_from_env()
         trusted = _trusted_keys(args)
-        result = export_quarter(Path(args.archive), args.quarter, Path(args.out), signer=signer, trusted_keys=trusted)
+        result = export_quarter(Path(args.archive), args.quarter, Path(args.out), signer=signer, trusted_keys=trusted,
+                                timestamps=_timestamp_policy(args))
     except (ExportInputError, SigningKeyError, ValueError) as exc:  # ValueError: not a quarter, unreadable trusted key
         print(f"export: {exc}", file=sys.stderr)
         return ExitCode.BAD_INPUT
@@ -322,6 +343,15 @@ def _trust_arguments(p: argparse.ArgumentParser) -> None:
                    help="a file of PEM public keys to trust, for unattended use (default: $LIVEDRILL_TRUSTED_KEYS)")
 
 
+def _timestamp_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tsa-root", action="append", metavar="PEM",
+                   help="a trusted RFC 3161 TSA root certificate: each MANIFEST.tsr must be signed under it (repeatable)")
+    p.add_argument("--require-timestamps", action="store_true", help="a sealed run without MANIFEST.tsr is a problem")
+    p.add_argument("--tsa-tolerance", type=float, metavar="SECONDS",
+                   help="each TSA time at most this long after its run's sealed_at, and TSA times never going backwards "
+                        "along the chain (catches a re-seal made later); not checked without it")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="livedrill", description="Live-migration drills: prove core VMs migrate without interrupting "
@@ -377,6 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--archive", default="evidence", help="the archive to verify (default: evidence)")
     v.add_argument("--quarter", help="e.g. 2026Q4")
     _trust_arguments(v)
+    _timestamp_arguments(v)
     v.add_argument("--anchor", action="append", metavar="SHA256",
                    help="a chain head recorded at an earlier audit (SHA256 or SEQUENCE:SHA256, as VERIFY.md prints it); "
                         "it must still be in the chain at its place (repeatable)")
@@ -394,6 +425,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--archive", default="evidence", help="the archive to export from (default: evidence)")
     x.add_argument("--signing-key", help="signs the in-toto statements (default: $LIVEDRILL_SIGNING_KEY if set)")
     _trust_arguments(x)
+    _timestamp_arguments(x)
     x.set_defaults(func=cmd_evidence_export)
 
     p = sub.add_parser("demo", help="start the lab and run the targeted-migration drill on it")

@@ -14,12 +14,13 @@ import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from livedrill.evidence.keys import load_public_key_pem
-from livedrill.evidence.manifest import CHAIN_NAME, MANIFEST_NAME, SIGNATURE_NAME, ChainEntry
+from livedrill.evidence.manifest import CHAIN_NAME, MANIFEST_NAME, SIGNATURE_NAME, TIMESTAMP_NAME, ChainEntry
 from livedrill.evidence.problems import Problem
 
 # A file of PEM public keys (one or more, concatenated) that verify trusts when no --trusted-key is given.
@@ -130,4 +131,37 @@ def anchor_problems(entries: Sequence[ChainEntry], anchors: Iterable[tuple[int |
             problems.append(Problem(code="anchor-not-found", file=CHAIN_NAME, message=f"anchor {shown}, recorded at an earlier verification, is no longer in the chain: runs were removed or re-sealed, or the archive was replaced", expected=sha))
         elif (sequence is not None and position != sequence) or entries[position - 1].sequence != position:
             problems.append(Problem(code="anchor-moved", run_id=entries[position - 1].run_id, file=CHAIN_NAME, message=f"anchor {shown} is in the chain at position {position}, not where it was recorded", expected=str(sequence or entries[position - 1].sequence), actual=str(position)))
+    return problems
+
+
+@dataclass(frozen=True)
+class StampedRun:
+    """A chained run whose RFC 3161 token verified: when the host says it sealed, when the TSA says it saw it."""
+
+    sequence: int
+    run_id: str
+    sealed_at: datetime
+    tsa_time: datetime
+
+
+def tsa_time_problems(runs: Sequence[StampedRun], tolerance: timedelta | None) -> list[Problem]:
+    """Each TSA time at most `tolerance` after its seal, and TSA times never going backwards along the chain.
+
+    A re-seal made later gets the TSA's time of the re-seal: with the host clock set back it lands far
+    from its sealed_at; with honest clocks the re-sealed runs come after the ones sealed since. A
+    token may be earlier than its seal only by the clock skew, which `check_timestamp` already judges.
+    tolerance None: neither is checked, since a run stamped late after a TSA outage
+    (`Archive.timestamp_unstamped`) legitimately breaks both.
+    """
+    if tolerance is None:
+        return []
+    problems = []
+    latest: StampedRun | None = None
+    for run in sorted(runs, key=lambda r: r.sequence):
+        if run.tsa_time - run.sealed_at > tolerance:
+            problems.append(Problem(code="timestamp-late", run_id=run.run_id, file=TIMESTAMP_NAME, message=f"timestamped {run.tsa_time - run.sealed_at} after its seal, more than the {tolerance} allowed: re-sealed later with a backdated clock, or stamped late after a TSA outage", expected=f"at most {(run.sealed_at + tolerance).isoformat()}", actual=run.tsa_time.isoformat()))
+        if latest is not None and run.tsa_time < latest.tsa_time:
+            problems.append(Problem(code="timestamp-order", run_id=run.run_id, file=TIMESTAMP_NAME, message=f"TSA time is earlier than that of run {latest.run_id}, sealed before it (number {latest.sequence}): the chain was re-sealed or reordered", expected=f"at or after {latest.tsa_time.isoformat()}", actual=run.tsa_time.isoformat()))
+        if latest is None or run.tsa_time >= latest.tsa_time:
+            latest = run
     return problems

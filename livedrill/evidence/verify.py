@@ -14,7 +14,7 @@ import stat
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
@@ -40,7 +40,16 @@ from livedrill.evidence.manifest import (
     sha256_file,
 )
 from livedrill.evidence.problems import Problem, format_problems
-from livedrill.evidence.trust import Rotation, SignedRun, anchor_problems, parse_anchor, rotation_statement, trust_problems
+from livedrill.evidence.trust import (
+    Rotation,
+    SignedRun,
+    StampedRun,
+    anchor_problems,
+    parse_anchor,
+    rotation_statement,
+    trust_problems,
+    tsa_time_problems,
+)
 from livedrill.outcomes import Record
 
 # Hashing threads: hashlib releases the GIL on large buffers, so reads and hashes overlap.
@@ -55,11 +64,13 @@ class TimestampPolicy:
 
     roots: trusted TSA root certificates; without them only the imprint (token covers this manifest)
     is checked, not who signed the token. required: a sealed run without a timestamp is a problem.
+    tolerance: each TSA time at most that long after its seal, and TSA times never going backwards along the chain.
     """
 
     roots: list[x509.Certificate] = field(default_factory=list)
     required: bool = False
     clock_skew: timedelta = DEFAULT_CLOCK_SKEW
+    tolerance: timedelta | None = None  # how long after its seal a run may be timestamped; None: TSA times not compared
 
 
 # ---------------------------------------------------------------- pure judgements
@@ -173,6 +184,7 @@ class _RunCheck:
     problems: list[Problem]
     manifest: Manifest | None
     manifest_sha256: str | None
+    tsa_time: datetime | None = None  # set when the run's RFC 3161 token verified
 
 
 def _check_run(
@@ -208,7 +220,8 @@ def _check_run(
         elif not signature_valid(key, signature, manifest_bytes):
             problems.append(Problem(code="bad-signature", run_id=run_id, file=SIGNATURE_NAME, message=f"signature does not verify against key {key_id}: the manifest was edited after signing, or signed with another key"))
 
-    problems.extend(_timestamp_problems(run_dir, manifest_bytes, manifest, timestamps))
+    timestamp_problems, tsa_time = _timestamp_problems(run_dir, manifest_bytes, manifest, timestamps)
+    problems.extend(timestamp_problems)
     if manifest is not None and check_files:
         listing, to_hash = listing_problems(run_id, manifest.files, _scan(run_dir))
         problems.extend(listing)
@@ -217,25 +230,26 @@ def _check_run(
             problem = hash_problem(run_id, entry, actual)
             if problem:
                 problems.append(problem)
-    return _RunCheck(problems, manifest, manifest_sha256)
+    return _RunCheck(problems, manifest, manifest_sha256, tsa_time)
 
 
-def _timestamp_problems(run_dir: Path, manifest_bytes: bytes, manifest: Manifest | None, policy: TimestampPolicy) -> list[Problem]:
+def _timestamp_problems(run_dir: Path, manifest_bytes: bytes, manifest: Manifest | None, policy: TimestampPolicy) -> tuple[list[Problem], datetime | None]:
+    """The token's problems, and its TSA time when it verified."""
     run_id = run_dir.name
     try:
         token = (run_dir / TIMESTAMP_NAME).read_bytes()
     except FileNotFoundError:
         if policy.required:
-            return [Problem(code="missing-timestamp", run_id=run_id, file=TIMESTAMP_NAME, message="no RFC 3161 timestamp of the manifest, and timestamps are required")]
-        return []
+            return [Problem(code="missing-timestamp", run_id=run_id, file=TIMESTAMP_NAME, message="no RFC 3161 timestamp of the manifest, and timestamps are required")], None
+        return [], None
     if manifest is None:
-        return []  # the manifest itself is already reported unreadable
+        return [], None  # the manifest itself is already reported unreadable
     from livedrill.evidence.timestamp import check_timestamp  # optional dependency: rfc3161-client
 
     check = check_timestamp(token, manifest_bytes, roots=policy.roots or None, sealed_at=manifest.sealed_at, clock_skew=policy.clock_skew)
     if check.problem is None:
-        return []
-    return [Problem(code="bad-timestamp", run_id=run_id, file=TIMESTAMP_NAME, message=check.problem, actual=check.gen_time.isoformat() if check.gen_time else None)]
+        return [], check.gen_time
+    return [Problem(code="bad-timestamp", run_id=run_id, file=TIMESTAMP_NAME, message=check.problem, actual=check.gen_time.isoformat() if check.gen_time else None)], None
 
 
 def _key_id_from_broken(manifest_bytes: bytes) -> str | None:
@@ -412,6 +426,8 @@ def verify_archive_report(
         return report(0, [], [*problems, Problem(code="empty-archive", file=str(root), message=f"no sealed run in {root}: not an evidence archive, or the wrong folder")])
 
     chained = frozenset(e.run_id for e in entries)
+    policy = timestamps or TimestampPolicy()
+    stamped: list[StampedRun] = []
     sealed_in_quarter = 0
     with ThreadPoolExecutor(hash_workers) as pool:
         for position, entry in enumerate(entries, start=1):
@@ -422,10 +438,12 @@ def verify_archive_report(
                 continue
             selected = quarter is None or in_quarter(entry.run_id, quarter)
             sealed_in_quarter += selected
-            check = _check_run(run_dir, keys, check_files=selected, pool=pool, timestamps=timestamps or TimestampPolicy())
+            check = _check_run(run_dir, keys, check_files=selected, pool=pool, timestamps=policy)
             problems.extend(check.problems)
             if check.manifest is not None and check.manifest_sha256 is not None:
                 problems.extend(link_problems(position, entry, previous, check.manifest, check.manifest_sha256, chained))
+            if check.manifest is not None and check.tsa_time is not None:
+                stamped.append(StampedRun(sequence=position, run_id=entry.run_id, sealed_at=check.manifest.sealed_at, tsa_time=check.tsa_time))
 
     for path in sorted(run_dirs):
         if path.name in chained:
@@ -442,6 +460,7 @@ def verify_archive_report(
     signers = _chain_signers(root, entries, keys)
     problems.extend(trust_problems(signers, frozenset(pinned) if pinned is not None else None))
     problems.extend(anchor_problems(entries, parsed_anchors))
+    problems.extend(tsa_time_problems(stamped, policy.tolerance))
     if quarter is not None and sealed_in_quarter == 0:
         problems.append(Problem(code="no-runs-in-quarter", message=f"no sealed run started in {quarter}"))
     return report(len(entries) if quarter is None else sealed_in_quarter, sorted({s.key_id for s in signers}), problems)

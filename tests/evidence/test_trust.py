@@ -18,12 +18,14 @@ from livedrill.evidence.manifest import ChainEntry, KeyRotation, Manifest, sha25
 from livedrill.evidence.trust import (
     Rotation,
     SignedRun,
+    StampedRun,
     TrustInputError,
     anchor_problems,
     load_trusted_keys,
     parse_anchor,
     rotation_statement,
     trust_problems,
+    tsa_time_problems,
 )
 from livedrill.evidence.verify import chain_head, verify_archive, verify_archive_report
 from livedrill.outcomes import ExitCode
@@ -222,3 +224,28 @@ def test_old_manifests_keep_their_format(tmp_path: Path, signer: Signer) -> None
     rid = seal(Archive(root), signer, 0)
     doc = json.loads((root / rid / "MANIFEST.json").read_text())
     assert "rotation" not in doc and "revokes" not in doc
+
+
+S = datetime(2026, 11, 26, 8, tzinfo=timezone.utc)
+MINUTE = timedelta(minutes=1)
+
+
+def stamped(seq: int, sealed_min: int, tsa_min: int) -> StampedRun:
+    return StampedRun(sequence=seq, run_id=f"r{seq}", sealed_at=S + sealed_min * MINUTE, tsa_time=S + tsa_min * MINUTE)
+
+
+TSA_CASES = [
+    # (description, runs, tolerance, expected (code, run))
+    ("prompt and in order", [stamped(1, 0, 0), stamped(2, 60, 61)], 5 * MINUTE, []),
+    ("stamped late", [stamped(1, 0, 0), stamped(2, 60, 90)], 5 * MINUTE, [("timestamp-late", "r2")]),
+    ("backdated re-seal of the last run", [stamped(1, 0, 0), stamped(2, 5, 600)], 5 * MINUTE, [("timestamp-late", "r2")]),
+    ("tsa time goes backwards", [stamped(1, 0, 4), stamped(2, 1, 2)], 5 * MINUTE, [("timestamp-order", "r2")]),
+    ("one run out of order, the next compared with the latest", [stamped(1, 6, 10), stamped(2, 8, 9), stamped(3, 9, 11)], 5 * MINUTE, [("timestamp-order", "r2")]),
+    ("same second", [stamped(1, 0, 1), stamped(2, 0, 1)], 5 * MINUTE, []),
+    ("no tolerance configured: not compared", [stamped(1, 0, 600), stamped(2, 1, 2)], None, []),
+]
+
+
+@pytest.mark.parametrize("runs,tolerance,expected", [c[1:] for c in TSA_CASES], ids=[c[0] for c in TSA_CASES])
+def test_tsa_time_problems(runs, tolerance, expected) -> None:
+    assert [(p.code, p.run_id) for p in tsa_time_problems(runs, tolerance)] == expected
