@@ -20,6 +20,7 @@ ptype=application/vnd.in-toto+json
 for run in {runs}; do
   env_file="in-toto/$run.dsse.json"
   key=$(awk -F'"' '/"keyid":/{{print $4}}' "$env_file")
+  listed "$trusted" "$key" || {{ echo "UNTRUSTED STATEMENT KEY: $env_file is signed by $key"; fail=1; }}
   awk -F'"' '/"payload":/{{print $4}}' "$env_file" | openssl base64 -d -A > "$tmp/body"
   awk -F'"' '/"sig":/{{print $4}}' "$env_file" | openssl base64 -d -A > "$tmp/sig"
   {{ printf 'DSSEv1 %d %s %d ' ${{#ptype}} "$ptype" $(($(wc -c < "$tmp/body"))); cat "$tmp/body"; }} > "$tmp/pae"

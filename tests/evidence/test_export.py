@@ -297,6 +297,7 @@ def test_verify_md_takes_the_expected_key_id_and_fails_for_another(bundle, signe
     assert _run_verify_md(bundle_dir, signer.key_id).returncode == 0
     wrong = _run_verify_md(bundle_dir, Signer.generate().key_id)
     assert wrong.returncode != 0 and "UNTRUSTED KEY:" in wrong.stdout and signer.key_id in wrong.stdout
+    assert "UNTRUSTED STATEMENT KEY:" in wrong.stdout
     missing = _run_verify_md(bundle_dir)
     assert missing.returncode != 0 and "NO KEY ID GIVEN" in missing.stdout
 
