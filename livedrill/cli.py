@@ -248,12 +248,12 @@ def cmd_evidence_verify(args: argparse.Namespace) -> int:
     try:
         trusted = _trusted_keys(args)
         if args.run_dir:
-            if args.anchor:
-                raise TrustInputError("--anchor checks the chain of an archive: use --archive DIR, not a run directory")
+            if args.anchor or args.witness:
+                raise TrustInputError("--anchor and --witness check the chain of an archive: use --archive DIR, not a run directory")
             report = verify_run_report(Path(args.run_dir), trusted_keys=trusted, timestamps=_timestamp_policy(args))
         else:
             report = verify_archive_report(Path(args.archive), quarter=args.quarter, trusted_keys=trusted, anchors=args.anchor or [],
-                                           timestamps=_timestamp_policy(args))
+                                           witness=Path(args.witness) if args.witness else None, timestamps=_timestamp_policy(args))
     except (TrustInputError, ValueError) as exc:  # ValueError: not a quarter like 2026Q4
         print(f"verify: {exc}", file=sys.stderr)
         return ExitCode.BAD_INPUT
@@ -264,6 +264,8 @@ def cmd_evidence_verify(args: argparse.Namespace) -> int:
     what = report.target + (f" ({report.quarter})" if report.quarter else "")
     runs = f"{report.runs_checked} run(s)"
     anchors = f"; anchor(s) {', '.join(report.anchors)} in place" if report.anchors else ""
+    if args.witness:
+        anchors += f"; {report.witnessed_heads} chain head(s) of witness {args.witness} in place"
     if report.problems:
         print(f"{what}: NOT VERIFIED", file=sys.stderr)
         print(format_problems(report.problems), file=sys.stderr)
@@ -411,6 +413,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--anchor", action="append", metavar="SHA256",
                    help="a chain head recorded at an earlier audit (SHA256 or SEQUENCE:SHA256, as VERIFY.md prints it); "
                         "it must still be in the chain at its place (repeatable)")
+    v.add_argument("--witness", metavar="FILE",
+                   help="the witness file every seal appended its chain head to (spec evidence.witness): each head must "
+                        "still be in the chain at its place")
     v.add_argument("--json", action="store_true", help="print what was verified as JSON (origin, keys, anchors, problems)")
     v.set_defaults(func=cmd_evidence_verify)
 

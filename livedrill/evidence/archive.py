@@ -43,7 +43,7 @@ from livedrill.evidence.manifest import (
     sha256_file,
 )
 from livedrill.evidence.redact import redact, redact_text
-from livedrill.evidence.trust import rotation_statement
+from livedrill.evidence.trust import append_witness, rotation_statement, witnessed
 
 if TYPE_CHECKING:
     from livedrill.evidence.timestamp import TimestampAuthority
@@ -157,11 +157,12 @@ class EvidenceRun:
         entries.sort(key=lambda e: e.path)
         return entries
 
-    def seal(self, signer: Signer, *, rotate_from: Signer | None = None, revokes: Sequence[str] = ()) -> Manifest:
+    def seal(self, signer: Signer, *, rotate_from: Signer | None = None, revokes: Sequence[str] = (), witness: Path | None = None) -> Manifest:
         """Hash every file, chain to the previously sealed run, sign, and remove the UNSEALED marker.
 
         rotate_from: the key that signed until now; it endorses `signer` in this manifest, so an auditor
         who pinned it trusts `signer` from here on. revokes: key ids refused for every later run.
+        witness: a file outside the archive that gets the new chain head appended (`verify --witness`).
         Safe to call again after a crash part-way: a run already in the chain is only finished off.
         """
         if rotate_from is not None and rotate_from.key_id == signer.key_id:
@@ -176,6 +177,8 @@ class EvidenceRun:
                     manifest_bytes = (self.path / MANIFEST_NAME).read_bytes()
                     if sha256_bytes(manifest_bytes) != entry.manifest_sha256:
                         raise EvidenceError(f"run {self.run_id} is in the chain but its MANIFEST.json differs from the chain entry")
+                    if witness is not None and not witnessed(witness, entry):
+                        append_witness(witness, entry)
                     self._remove_marker(marker)
                     return Manifest.from_bytes(manifest_bytes)
             previous = ChainLink(run_id=chain[-1].run_id, manifest_sha256=chain[-1].manifest_sha256) if chain else None
@@ -199,6 +202,8 @@ class EvidenceRun:
                 sequence=manifest.sequence, run_id=self.run_id, manifest_sha256=sha256_bytes(data), sealed_at=manifest.sealed_at
             )
             self.archive._write_chain([*chain, entry])
+            if witness is not None:
+                append_witness(witness, entry)
             self._remove_marker(marker)
             return manifest
 

@@ -120,17 +120,45 @@ def parse_anchor(text: str) -> tuple[int | None, str]:
     return (int(match["sequence"]) if match["sequence"] else None, match["sha256"])
 
 
-def anchor_problems(entries: Sequence[ChainEntry], anchors: Iterable[tuple[int | None, str]]) -> list[Problem]:
-    """Each anchor (a chain head from an earlier audit) must still be in the chain, at the place it was sealed."""
+def append_witness(path: Path, entry: ChainEntry) -> None:
+    """Append a new chain head to the witness file (outside the archive) and force it to disk."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("ab") as f:
+        f.write(entry.to_line().encode())
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def witnessed(path: Path, entry: ChainEntry) -> bool:
+    try:
+        return entry.to_line() in path.read_text().splitlines(keepends=True)
+    except FileNotFoundError:
+        return False
+
+
+def read_witness(path: Path) -> list[tuple[int | None, str]]:
+    """The chain heads a witness file recorded, as anchors (sequence, sha256)."""
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError as exc:
+        raise TrustInputError(f"{path}: cannot read witness file ({exc.strerror})") from exc
+    try:
+        return [(e.sequence, e.manifest_sha256) for e in (ChainEntry.model_validate_json(line) for line in lines if line.strip())]
+    except ValueError as exc:
+        raise TrustInputError(f"{path}: not a witness file of chain heads ({exc})") from exc
+
+
+def anchor_problems(entries: Sequence[ChainEntry], anchors: Iterable[tuple[int | None, str]], *, recorded_by: str = "an earlier verification") -> list[Problem]:
+    """Each anchor (a chain head from an earlier audit, or a witness) must still be in the chain, at the place it was sealed."""
     problems = []
     positions = {e.manifest_sha256: position for position, e in enumerate(entries, start=1)}
     for sequence, sha in anchors:
         shown = f"{sequence}:{sha}" if sequence else sha
         position = positions.get(sha)
         if position is None:
-            problems.append(Problem(code="anchor-not-found", file=CHAIN_NAME, message=f"anchor {shown}, recorded at an earlier verification, is no longer in the chain: runs were removed or re-sealed, or the archive was replaced", expected=sha))
+            problems.append(Problem(code="anchor-not-found", file=CHAIN_NAME, message=f"anchor {shown}, recorded by {recorded_by}, is no longer in the chain: runs were removed or re-sealed, or the archive was replaced", expected=sha))
         elif (sequence is not None and position != sequence) or entries[position - 1].sequence != position:
-            problems.append(Problem(code="anchor-moved", run_id=entries[position - 1].run_id, file=CHAIN_NAME, message=f"anchor {shown} is in the chain at position {position}, not where it was recorded", expected=str(sequence or entries[position - 1].sequence), actual=str(position)))
+            problems.append(Problem(code="anchor-moved", run_id=entries[position - 1].run_id, file=CHAIN_NAME, message=f"anchor {shown} is in the chain at position {position}, not where {recorded_by} recorded it", expected=str(sequence or entries[position - 1].sequence), actual=str(position)))
     return problems
 
 
@@ -165,3 +193,14 @@ def tsa_time_problems(runs: Sequence[StampedRun], tolerance: timedelta | None) -
         if latest is None or run.tsa_time >= latest.tsa_time:
             latest = run
     return problems
+
+
+def unwitnessed_problems(entries: Sequence[ChainEntry], heads: Iterable[tuple[int | None, str]], witness: str) -> list[Problem]:
+    """Runs chained after the last head the witness recorded: sealed without it (by hand, or by an insider appending)."""
+    positions = {e.manifest_sha256: position for position, e in enumerate(entries, start=1)}
+    last = max((positions.get(sha, 0) for _, sha in heads), default=0)
+    return [
+        Problem(code="not-witnessed", run_id=e.run_id, file=CHAIN_NAME, message=f"sealed as number {position} after the last chain head witness {witness} recorded: sealed without the witness")
+        for position, e in enumerate(entries, start=1)
+        if position > last
+    ]

@@ -46,9 +46,11 @@ from livedrill.evidence.trust import (
     StampedRun,
     anchor_problems,
     parse_anchor,
+    read_witness,
     rotation_statement,
     trust_problems,
     tsa_time_problems,
+    unwitnessed_problems,
 )
 from livedrill.outcomes import Record
 
@@ -305,6 +307,7 @@ class VerifyReport(Record):
     signing_key_ids: list[str]
     trusted_key_ids: list[str] | None
     anchors: list[str]
+    witnessed_heads: int = 0
     origin: Origin
     problems: list[Problem]
 
@@ -389,6 +392,7 @@ def verify_archive_report(
     quarter: str | None = None,
     trusted_keys: Iterable[Ed25519PublicKey] | None = None,
     anchors: Sequence[str] = (),
+    witness: Path | None = None,
     timestamps: TimestampPolicy | None = None,
     hash_workers: int = DEFAULT_HASH_WORKERS,
 ) -> VerifyReport:
@@ -401,18 +405,21 @@ def verify_archive_report(
     an archive re-sealed throughout with another key is self-consistent.
     anchors: chain heads recorded at earlier verifications (`SHA256` or `SEQUENCE:SHA256`, see
     `chain_head`); each must still be in the chain at its place, which catches removed or re-sealed runs.
+    witness: a file every seal appended its chain head to (spec `evidence.witness`); each head is an anchor.
     timestamps: how MANIFEST.tsr files are judged (default: imprint checked when present, none required).
     """
     root = Path(root)
     if quarter is not None:
         parse_quarter(quarter)
     parsed_anchors = [parse_anchor(a) for a in anchors]
+    witnessed_heads = read_witness(witness) if witness is not None else []
     pinned = _trusted(trusted_keys)
 
     def report(runs_checked: int, signing: list[str], problems: list[Problem]) -> VerifyReport:
         return VerifyReport(
             target=str(root), quarter=quarter, runs_checked=runs_checked, signing_key_ids=signing,
-            trusted_key_ids=sorted(pinned) if pinned is not None else None, anchors=list(anchors), origin=_origin(pinned, problems), problems=problems,
+            trusted_key_ids=sorted(pinned) if pinned is not None else None, anchors=list(anchors), witnessed_heads=len(witnessed_heads),
+            origin=_origin(pinned, problems), problems=problems,
         )
 
     if not root.is_dir():
@@ -460,6 +467,9 @@ def verify_archive_report(
     signers = _chain_signers(root, entries, keys)
     problems.extend(trust_problems(signers, frozenset(pinned) if pinned is not None else None))
     problems.extend(anchor_problems(entries, parsed_anchors))
+    if witness is not None:
+        problems.extend(anchor_problems(entries, witnessed_heads, recorded_by=f"witness {witness}"))
+        problems.extend(unwitnessed_problems(entries, witnessed_heads, str(witness)))
     problems.extend(tsa_time_problems(stamped, policy.tolerance))
     if quarter is not None and sealed_in_quarter == 0:
         problems.append(Problem(code="no-runs-in-quarter", message=f"no sealed run started in {quarter}"))

@@ -26,6 +26,7 @@ from livedrill.evidence.trust import (
     rotation_statement,
     trust_problems,
     tsa_time_problems,
+    unwitnessed_problems,
 )
 from livedrill.evidence.verify import chain_head, verify_archive, verify_archive_report
 from livedrill.outcomes import ExitCode
@@ -249,3 +250,64 @@ TSA_CASES = [
 @pytest.mark.parametrize("runs,tolerance,expected", [c[1:] for c in TSA_CASES], ids=[c[0] for c in TSA_CASES])
 def test_tsa_time_problems(runs, tolerance, expected) -> None:
     assert [(p.code, p.run_id) for p in tsa_time_problems(runs, tolerance)] == expected
+
+
+E3 = ChainEntry(sequence=3, run_id="r3", manifest_sha256=C, sealed_at=T)
+WITNESS_CASES = [
+    ("every head witnessed", [*CHAIN, E3], [(1, A), (2, B), (3, C)], []),
+    ("witness started late", [*CHAIN, E3], [(3, C)], []),
+    ("last run sealed without the witness", [*CHAIN, E3], [(1, A), (2, B)], ["r3"]),
+    ("empty witness", CHAIN, [], ["r1", "r2"]),
+]
+
+
+@pytest.mark.parametrize("entries,heads,unwitnessed", [c[1:] for c in WITNESS_CASES], ids=[c[0] for c in WITNESS_CASES])
+def test_unwitnessed_problems(entries, heads, unwitnessed) -> None:
+    assert [p.run_id for p in unwitnessed_problems(entries, heads, "w")] == unwitnessed
+
+
+def test_a_witness_outside_the_archive_catches_a_deleted_run_re_sealed(tmp_path: Path, capsys) -> None:
+    """Delete the latest run, seal a substitute in its place: self-consistent, and the same key; the witness disagrees."""
+    signer = Signer.generate()
+    archive, witness = Archive(tmp_path / "archive"), tmp_path / "elsewhere" / "heads.jsonl"
+    ids = [seal(archive, signer, hour, witness=witness) for hour in range(3)]
+    verify = ["evidence", "verify", "--archive", str(archive.root), "--trusted-key", _pin(tmp_path, signer), "--witness", str(witness)]
+    assert main(verify) == ExitCode.OK
+    assert "3 chain head(s) of witness" in capsys.readouterr().out
+
+    shutil.rmtree(archive.root / ids[2])
+    lines = (archive.root / "chain.jsonl").read_text().splitlines()[:-1]
+    (archive.root / "chain.jsonl").write_text("".join(line + "\n" for line in lines))
+    substitute = seal(archive, signer, 2)  # sealed by the insider without the witness
+    assert main(verify[:-2]) == ExitCode.OK
+    assert main(verify) == ExitCode.FAILED
+    err = capsys.readouterr().err
+    assert "[anchor-not-found]" in err and f"witness {witness}" in err and f"[not-witnessed] run {substitute}" in err
+
+
+def test_a_seal_finished_after_a_crash_is_witnessed_once(tmp_path: Path, signer: Signer) -> None:
+    archive, witness = Archive(tmp_path / "archive"), tmp_path / "heads.jsonl"
+    rid = seal(archive, signer, 0)
+    run_ = archive.find(rid)
+    for _ in range(2):  # crashed after the chain update, before the witness and the marker: finished twice
+        (run_.path / "UNSEALED").write_text("crashed\n")
+        run_.seal(signer, witness=witness)
+    assert witness.read_text() == archive.chain()[0].to_line()
+
+
+def test_every_drill_seal_appends_its_chain_head_to_the_specs_witness(tmp_path: Path) -> None:
+    from livedrill.decisions import DrillFacts
+    from livedrill.spec import DrillSpec
+    from livedrill.stages.finish import finish
+    from livedrill.stages.session import DrillSession
+
+    witness = tmp_path / "witness-share" / "heads.jsonl"
+    spec = DrillSpec.model_validate({
+        "name": "witnessed", "cluster": "lab", "platform": {"kind": "kubevirt", "kubeconfig": str(tmp_path / "kubeconfig")},
+        "vms": [{"namespace": "banking", "name": "banking-core-vm"}], "mode": {"kind": "targeted", "target_node": "node-2"}, "slo": {"max_downtime_ms": 500, "p99_latency_ms": 50},
+        "evidence": {"dir": str(tmp_path / "evidence"), "signing_key": str(tmp_path / "signing.pem"), "generate_lab_key": True, "witness": str(witness)},
+    })
+    for _ in range(2):
+        finish(DrillSession.create(spec), DrillFacts([], [], [], [], started_mutating=False), datetime.now(timezone.utc).isoformat())
+    assert witness.read_text() == "".join(e.to_line() for e in Archive(tmp_path / "evidence").chain())
+    assert verify_archive_report(tmp_path / "evidence", witness=witness).problems == []
