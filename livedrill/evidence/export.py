@@ -53,8 +53,6 @@ class ExportInputError(ExportError):
     """Nothing to export as asked: no archive there, no sealed drill in that quarter (CLI exit 2)."""
 
 
-
-
 class ExportResult(Record):
     bundle: str
     bundle_sha256: str
