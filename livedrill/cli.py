@@ -5,17 +5,25 @@ from __future__ import annotations
 import argparse
 import atexit
 import importlib.util
+import json
 import os
 import signal
 import subprocess
 import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from livedrill.outcomes import ExitCode
 from livedrill.platforms.registry import preload
 from livedrill.prefect_api import STARTUP_TIMEOUT_ENV, LocalPrefectAPI, start_local_api
 from livedrill.spec import DrillSpec, SpecError, load_spec
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    from livedrill.evidence.verify import TimestampPolicy, VerifyReport
+
 DEFAULT_LAB_DIR = Path(".livedrill/lab")
 
 
@@ -240,21 +248,76 @@ def cmd_lab(args: argparse.Namespace) -> int:
                     "--state-dir", args.state_dir])
 
 
-def cmd_evidence_verify(args: argparse.Namespace) -> int:
-    from livedrill.evidence.verify import format_problems, verify_archive, verify_run
+def _trusted_keys(args: argparse.Namespace) -> list[Ed25519PublicKey] | None:
+    """The keys given with --trusted-key and --trust-file (default $LIVEDRILL_TRUSTED_KEYS); None when none are."""
+    from livedrill.evidence.trust import load_trusted_keys, trust_file_from_env
 
-    if args.run_dir:
-        problems = verify_run(Path(args.run_dir))
-        what = args.run_dir
-    else:
-        problems = verify_archive(Path(args.archive), quarter=args.quarter)
-        what = args.archive + (f" ({args.quarter})" if args.quarter else "")
-    if problems:
+    trust_file = Path(args.trust_file) if args.trust_file else trust_file_from_env()
+    paths = [Path(p) for p in args.trusted_key or []] + ([trust_file] if trust_file else [])
+    return load_trusted_keys(paths) if paths else None
+
+
+def _timestamp_policy(args: argparse.Namespace) -> TimestampPolicy:
+    """--tsa-root, --require-timestamps and --tsa-tolerance as verification's TimestampPolicy."""
+    from datetime import timedelta
+
+    from cryptography import x509
+
+    from livedrill.evidence.trust import TrustInputError
+    from livedrill.evidence.verify import TimestampPolicy
+
+    roots = []
+    for path in args.tsa_root or []:
+        try:
+            roots.extend(x509.load_pem_x509_certificates(Path(path).read_bytes()))
+        except (OSError, ValueError) as exc:
+            raise TrustInputError(f"{path}: not a readable PEM certificate file ({exc})") from exc
+    tolerance = timedelta(seconds=args.tsa_tolerance) if args.tsa_tolerance is not None else None
+    return TimestampPolicy(roots=roots, required=args.require_timestamps, tolerance=tolerance)
+
+
+def _verify_exit_code(report: VerifyReport) -> ExitCode:
+    if report.problems:
+        return ExitCode.BAD_INPUT if report.bad_input else ExitCode.FAILED
+    return ExitCode.OK if report.origin == "established" else ExitCode.INTEGRITY_ONLY
+
+
+def cmd_evidence_verify(args: argparse.Namespace) -> int:
+    from livedrill.evidence.trust import TrustInputError
+    from livedrill.evidence.verify import format_problems, verify_archive_report, verify_run_report
+
+    try:
+        trusted = _trusted_keys(args)
+        if args.run_dir:
+            if args.anchor or args.witness:
+                raise TrustInputError("--anchor and --witness check the chain of an archive: use --archive DIR, not a run directory")
+            report = verify_run_report(Path(args.run_dir), trusted_keys=trusted, timestamps=_timestamp_policy(args))
+        else:
+            report = verify_archive_report(Path(args.archive), quarter=args.quarter, trusted_keys=trusted, anchors=args.anchor or [],
+                                           witness=Path(args.witness) if args.witness else None, timestamps=_timestamp_policy(args))
+    except (TrustInputError, ValueError) as exc:  # ValueError: not a quarter like 2026Q4
+        print(f"verify: {exc}", file=sys.stderr)
+        return ExitCode.BAD_INPUT
+    code = _verify_exit_code(report)
+    if args.json:
+        print(json.dumps({**report.model_dump(mode="json"), "verified": code == ExitCode.OK, "exit_code": int(code)}, indent=2))
+        return code
+    what = report.target + (f" ({report.quarter})" if report.quarter else "")
+    runs = f"{report.runs_checked} run(s)"
+    anchors = f"; anchor(s) {', '.join(report.anchors)} in place" if report.anchors else ""
+    if args.witness:
+        anchors += f"; {report.witnessed_heads} chain head(s) of witness {args.witness} in place"
+    if report.problems:
         print(f"{what}: NOT VERIFIED", file=sys.stderr)
-        print(format_problems(problems), file=sys.stderr)
-        return ExitCode.FAILED
-    print(f"{what}: verified (hashes, signatures and chain intact)")
-    return ExitCode.OK
+        print(format_problems(report.problems), file=sys.stderr)
+    elif report.origin == "established":
+        print(f"{what}: verified ({runs}: hashes, signatures and chain intact; signed by trusted key(s) "
+              f"{', '.join(report.trusted_key_ids or [])} or their rotated successors{anchors})")
+    else:
+        print(f"{what}: integrity verified ({runs}: hashes, signatures and chain intact{anchors}), but origin not established: "
+              f"no trusted key was given, and the archive's own key(s) {', '.join(report.signing_key_ids)} prove nothing about who "
+              f"sealed it. Pin the key your bank published: --trusted-key KEY.pub, --trust-file FILE or $LIVEDRILL_TRUSTED_KEYS")
+    return code
 
 
 def cmd_evidence_export(args: argparse.Namespace) -> int:
@@ -263,14 +326,19 @@ def cmd_evidence_export(args: argparse.Namespace) -> int:
 
     try:
         signer = load_signer(Path(args.signing_key)) if args.signing_key else signer_from_env()
-        result = export_quarter(Path(args.archive), args.quarter, Path(args.out), signer=signer)
-    except (ExportInputError, SigningKeyError, ValueError) as exc:  # ValueError: not a quarter like 2026Q4
+        trusted = _trusted_keys(args)
+        result = export_quarter(Path(args.archive), args.quarter, Path(args.out), signer=signer, trusted_keys=trusted,
+                                timestamps=_timestamp_policy(args))
+    except (ExportInputError, SigningKeyError, ValueError) as exc:  # ValueError: not a quarter, unreadable trusted key
         print(f"export: {exc}", file=sys.stderr)
         return ExitCode.BAD_INPUT
     except ExportError as exc:
         print(f"export: {exc}", file=sys.stderr)
         return ExitCode.FAILED
     print(f"{result.bundle}: {len(result.runs)} drill(s) of {result.quarter}, sha256 {result.bundle_sha256}")
+    if result.trusted_key_ids is None:
+        print("origin not established: no trusted key was given (--trusted-key, --trust-file or $LIVEDRILL_TRUSTED_KEYS); "
+              "VERIFY.md and the report say so")
     if result.unsealed_runs:
         print(f"left out (not sealed): {result.unsealed_runs}")
     return ExitCode.OK
@@ -310,12 +378,30 @@ def _version() -> str:
         return "unknown (not installed: run `make venv`)"
 
 
+def _trust_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--trusted-key", action="append", metavar="PUBKEY_FILE",
+                   help="a PEM public key received separately (as the archive publishes it in keys/); runs must be signed "
+                        "by it or a successor it rotated to (repeatable)")
+    p.add_argument("--trust-file", metavar="FILE",
+                   help="a file of PEM public keys to trust, for unattended use (default: $LIVEDRILL_TRUSTED_KEYS)")
+
+
+def _timestamp_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tsa-root", action="append", metavar="PEM",
+                   help="a trusted RFC 3161 TSA root certificate: each MANIFEST.tsr must be signed under it (repeatable)")
+    p.add_argument("--require-timestamps", action="store_true", help="a sealed run without MANIFEST.tsr is a problem")
+    p.add_argument("--tsa-tolerance", type=float, metavar="SECONDS",
+                   help="each TSA time at most this long after its run's sealed_at, and TSA times never going backwards "
+                        "along the chain (catches a re-seal made later); not checked without it")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="livedrill", description="Live-migration drills: prove core VMs migrate without interrupting "
         "transactions, and seal the proof.",
         epilog="exit codes: 0 passed or done; 1 a check or SLO failed, or the evidence does not verify; "
-               "2 bad input or the platform could not be reached (nothing was changed)")
+               "2 bad input or the platform could not be reached (nothing was changed); "
+               "3 evidence intact but no trusted key given (origin not established)")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}",
                         help="print livedrill's version and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", help="one of:")
@@ -363,6 +449,15 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("run_dir", nargs="?", help="one run directory; without it the whole archive is verified")
     v.add_argument("--archive", default="evidence", help="the archive to verify (default: evidence)")
     v.add_argument("--quarter", help="e.g. 2026Q4")
+    _trust_arguments(v)
+    _timestamp_arguments(v)
+    v.add_argument("--anchor", action="append", metavar="SHA256",
+                   help="a chain head recorded at an earlier audit (SHA256 or SEQUENCE:SHA256, as VERIFY.md prints it); "
+                        "it must still be in the chain at its place (repeatable)")
+    v.add_argument("--witness", metavar="FILE",
+                   help="the witness file every seal appended its chain head to (spec evidence.witness): each head must "
+                        "still be in the chain at its place")
+    v.add_argument("--json", action="store_true", help="print what was verified as JSON (origin, keys, anchors, problems)")
     v.set_defaults(func=cmd_evidence_verify)
 
     p = sub.add_parser("serve", help="serve the Prefect deployments: quarterly-drill-<name> per spec, and on-demand")
@@ -375,6 +470,8 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--out", required=True, help="the bundle to write (.tar.gz)")
     x.add_argument("--archive", default="evidence", help="the archive to export from (default: evidence)")
     x.add_argument("--signing-key", help="signs the in-toto statements (default: $LIVEDRILL_SIGNING_KEY if set)")
+    _trust_arguments(x)
+    _timestamp_arguments(x)
     x.set_defaults(func=cmd_evidence_export)
 
     p = sub.add_parser("demo", help="start the lab and run the targeted-migration drill on it")

@@ -29,6 +29,7 @@ class ExitCode(enum.IntEnum):
     OK = 0  # passed, verified, done
     FAILED = 1  # a check or an SLO failed: the drill was refused or ran and failed; the evidence does not verify
     BAD_INPUT = 2  # bad input, or the platform could not be reached: nothing was changed
+    INTEGRITY_ONLY = 3  # evidence intact but no trusted key was given: who sealed it is not established
 
 
 class DrillOutcome(str, enum.Enum):

@@ -241,6 +241,9 @@ class EvidenceConfig(SpecModel):
         None, description="Ed25519 private key (PEM) that signs each sealed run; default: $LIVEDRILL_SIGNING_KEY")
     generate_lab_key: bool = Field(
         False, description="Create signing_key on first use. For labs only: production keys are provisioned")
+    witness: Path | None = Field(
+        None, description="A file outside the archive (another host's mount, a WORM share) to which every seal appends "
+        "the new chain head; `livedrill evidence verify --witness FILE` checks each is still in the chain")
 
 
 # ---------------------------------------------------------------- operations: schedule, approval, concurrency

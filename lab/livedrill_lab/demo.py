@@ -45,7 +45,8 @@ def run_demo(state_dir: Path, spec_path: Path) -> int:
               f"bounded by one probe period plus request latency)")
     if verdict.evidence_dir:
         problems = verify_run(Path(verdict.evidence_dir))
-        print("evidence verified: hashes, signature and chain intact" if not problems else format_problems(problems))
+        print("evidence integrity verified: hashes, signature and chain intact (signed by the lab's own key: an auditor "
+              "pins it with `livedrill evidence verify --trusted-key`)" if not problems else format_problems(problems))
     print(f"\nthe lab keeps running:  .venv/bin/kubectl --kubeconfig {info.kubeconfig} get vmi,vmim -A")
     print("stop it with:           .venv/bin/livedrill lab down")
     return verdict.outcome.exit_code

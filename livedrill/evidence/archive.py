@@ -9,6 +9,7 @@ Layout of `<root>`:
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import fcntl
 import json
@@ -17,7 +18,7 @@ import re
 import secrets
 import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
@@ -36,11 +37,13 @@ from livedrill.evidence.manifest import (
     ChainEntry,
     ChainLink,
     FileEntry,
+    KeyRotation,
     Manifest,
     sha256_bytes,
     sha256_file,
 )
 from livedrill.evidence.redact import redact, redact_text
+from livedrill.evidence.trust import append_witness, rotation_statement, witnessed
 
 if TYPE_CHECKING:
     from livedrill.evidence.timestamp import TimestampAuthority
@@ -154,11 +157,16 @@ class EvidenceRun:
         entries.sort(key=lambda e: e.path)
         return entries
 
-    def seal(self, signer: Signer) -> Manifest:
+    def seal(self, signer: Signer, *, rotate_from: Signer | None = None, revokes: Sequence[str] = (), witness: Path | None = None) -> Manifest:
         """Hash every file, chain to the previously sealed run, sign, and remove the UNSEALED marker.
 
+        rotate_from: the key that signed until now; it endorses `signer` in this manifest, so an auditor
+        who pinned it trusts `signer` from here on. revokes: key ids refused for every later run.
+        witness: a file outside the archive that gets the new chain head appended (`verify --witness`).
         Safe to call again after a crash part-way: a run already in the chain is only finished off.
         """
+        if rotate_from is not None and rotate_from.key_id == signer.key_id:
+            raise EvidenceError(f"key rotation from {signer.key_id} to itself")
         with self.archive._seal_lock():
             marker = self.path / UNSEALED_NAME
             if not marker.exists():
@@ -169,10 +177,14 @@ class EvidenceRun:
                     manifest_bytes = (self.path / MANIFEST_NAME).read_bytes()
                     if sha256_bytes(manifest_bytes) != entry.manifest_sha256:
                         raise EvidenceError(f"run {self.run_id} is in the chain but its MANIFEST.json differs from the chain entry")
+                    if witness is not None and not witnessed(witness, entry):
+                        append_witness(witness, entry)
                     self._remove_marker(marker)
                     return Manifest.from_bytes(manifest_bytes)
             previous = ChainLink(run_id=chain[-1].run_id, manifest_sha256=chain[-1].manifest_sha256) if chain else None
             self.archive.publish_key(signer)
+            if rotate_from is not None:
+                self.archive.publish_key(rotate_from)
             manifest = Manifest(
                 run_id=self.run_id,
                 sealed_at=datetime.now(timezone.utc),
@@ -180,6 +192,8 @@ class EvidenceRun:
                 previous=previous,
                 key_id=signer.key_id,
                 files=self._collect_files(),
+                rotation=_rotation(rotate_from, signer),
+                revokes=list(revokes),
             )
             data = manifest.to_bytes()
             atomic_write_bytes(self.path / MANIFEST_NAME, data)
@@ -188,6 +202,8 @@ class EvidenceRun:
                 sequence=manifest.sequence, run_id=self.run_id, manifest_sha256=sha256_bytes(data), sealed_at=manifest.sealed_at
             )
             self.archive._write_chain([*chain, entry])
+            if witness is not None:
+                append_witness(witness, entry)
             self._remove_marker(marker)
             return manifest
 
@@ -209,6 +225,13 @@ class EvidenceRun:
     def _remove_marker(self, marker: Path) -> None:
         marker.unlink()
         fsync_dir(self.path)
+
+
+def _rotation(previous: Signer | None, new: Signer) -> KeyRotation | None:
+    if previous is None:
+        return None
+    endorsement = previous.sign(rotation_statement(previous.key_id, new.key_id))
+    return KeyRotation(previous_key_id=previous.key_id, endorsement=base64.b64encode(endorsement).decode())
 
 
 class Archive:

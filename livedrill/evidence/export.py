@@ -37,9 +37,9 @@ from livedrill.evidence.export_formats import dsse_envelope, intoto_statement, o
 from livedrill.evidence.export_report import render_report
 from livedrill.evidence.export_summary import DrillSummary, summarize_run
 from livedrill.evidence.export_verify_md import verify_md
-from livedrill.evidence.keys import Signer
+from livedrill.evidence.keys import Signer, key_id_of
 from livedrill.evidence.manifest import CHAIN_NAME, KEYS_DIR, MANIFEST_NAME, SIGNATURE_NAME, TIMESTAMP_NAME, Manifest, in_quarter, parse_quarter
-from livedrill.evidence.verify import TimestampPolicy, format_problems, verify_archive
+from livedrill.evidence.verify import INPUT_PROBLEMS, TimestampPolicy, format_problems, verify_archive
 from livedrill.outcomes import Record
 
 SUMS_NAME = "SHA256SUMS"
@@ -53,10 +53,6 @@ class ExportInputError(ExportError):
     """Nothing to export as asked: no archive there, no sealed drill in that quarter (CLI exit 2)."""
 
 
-# Problems of verify_archive that say the request is wrong, not that the evidence is.
-_INPUT_PROBLEMS = frozenset({"missing-archive", "no-runs-in-quarter"})
-
-
 class ExportResult(Record):
     bundle: str
     bundle_sha256: str
@@ -64,6 +60,8 @@ class ExportResult(Record):
     runs: list[str]
     unsealed_runs: list[str]
     chain_head_sha256: str
+    chain_head_sequence: int
+    trusted_key_ids: list[str] | None
     files: int
 
 
@@ -143,18 +141,20 @@ def build_bundle_dir(
     parse_quarter(quarter)
     root = Path(archive_root)
     generated_at = now or datetime.now(timezone.utc)
+    trusted_keys = list(trusted_keys) if trusted_keys is not None else None
+    trusted_ids = sorted({key_id_of(k) for k in trusted_keys}) if trusted_keys is not None else None
     problems = verify_archive(root, quarter=quarter, trusted_keys=trusted_keys, timestamps=timestamps)
     unsealed = sorted(p.run_id for p in problems if p.code == "unsealed-run" and p.run_id)
     blocking = [p for p in problems if p.code != "unsealed-run"]
     if blocking:
-        if all(p.code in _INPUT_PROBLEMS for p in blocking):
+        if all(p.code in INPUT_PROBLEMS for p in blocking):
             raise ExportInputError(f"{root}: nothing to export for {quarter}:\n{format_problems(blocking)}")
         raise ExportError(f"{root}: the archive does not verify for {quarter}, refusing to export it:\n{format_problems(blocking)}")
 
     chain = Archive(root).chain()
     chained = [e.run_id for e in chain]
     quarter_runs = [r for r in chained if in_quarter(r, quarter)]
-    head = chain[-1].manifest_sha256
+    head, head_sequence = chain[-1].manifest_sha256, chain[-1].sequence
     _copy_archive_slice(root, bundle_dir / "archive", chained, quarter_runs)
 
     summaries: list[DrillSummary] = []
@@ -179,17 +179,17 @@ def build_bundle_dir(
     key_ids = sorted(p.stem for p in (bundle_dir / "archive" / KEYS_DIR).glob("*.pub"))
     _write_json(bundle_dir / "oscal" / "assessment-results.json", oscal_assessment_results(summaries, quarter=quarter, generated_at=generated_at, chain_head_sha256=head))
     (bundle_dir / "report.html").write_text(
-        render_report(summaries, latency, quarter=quarter, generated_at=generated_at, chain_head_sha256=head, key_ids=key_ids, unsealed=unsealed),
+        render_report(summaries, latency, quarter=quarter, generated_at=generated_at, chain_head_sha256=head, key_ids=key_ids, trusted_key_ids=trusted_ids, unsealed=unsealed),
         encoding="utf-8",
     )
     stamped = [r for r in quarter_runs if (bundle_dir / "archive" / r / TIMESTAMP_NAME).exists()]
     (bundle_dir / "VERIFY.md").write_text(
-        verify_md(quarter=quarter, chained=chained, quarter_runs=quarter_runs, key_ids=key_ids, chain_head_sha256=head, signed_statements=signer is not None, timestamped_runs=stamped),
+        verify_md(quarter=quarter, chained=chained, quarter_runs=quarter_runs, key_ids=key_ids, trusted_key_ids=trusted_ids, chain_head_sha256=head, chain_head_sequence=head_sequence, signed_statements=signer is not None, timestamped_runs=stamped),
         encoding="utf-8",
     )
     (bundle_dir / SUMS_NAME).write_text(_sha256sums(bundle_dir), encoding="utf-8")
     files = sum(1 for p in bundle_dir.rglob("*") if p.is_file())
-    return ExportResult(bundle=str(bundle_dir), bundle_sha256="", quarter=quarter, runs=quarter_runs, unsealed_runs=unsealed, chain_head_sha256=head, files=files)
+    return ExportResult(bundle=str(bundle_dir), bundle_sha256="", quarter=quarter, runs=quarter_runs, unsealed_runs=unsealed, chain_head_sha256=head, chain_head_sequence=head_sequence, trusted_key_ids=trusted_ids, files=files)
 
 
 def export_quarter(

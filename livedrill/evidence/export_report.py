@@ -162,6 +162,14 @@ def _drill_section(summary: DrillSummary, latency: dict[str, LatencySeries]) -> 
     return "".join(parts)
 
 
+def _trusted_keys(trusted_key_ids: list[str] | None) -> str:
+    if not trusted_key_ids:
+        return ('<b class="FAILED">导出时未指定受信密钥：证据来源未确认 / No trusted key was pinned at export: '
+                "the origin of this evidence is not established</b>")
+    return (f'<span class="mono">{escape(", ".join(trusted_key_ids))}</span> '
+            "(导出时校验：每个运行均由这些密钥或其轮换后继签名 / checked at export: every run is signed by these keys or their rotated successors)")
+
+
 def render_report(
     summaries: list[DrillSummary],
     latency: dict[tuple[str, str], LatencySeries],
@@ -170,6 +178,7 @@ def render_report(
     generated_at: datetime,
     chain_head_sha256: str,
     key_ids: list[str],
+    trusted_key_ids: list[str] | None,
     unsealed: list[str],
 ) -> str:
     """The full report. `latency` maps (run id, series file) to the bucketed probe series."""
@@ -195,7 +204,7 @@ def render_report(
 <p id="plan">每次演练的计划即其执行时的规格 (archive/&lt;run&gt;/spec.yaml)，审批信息记录于 run.json。证据经 SHA-256 清单、Ed25519 签名并按封存顺序哈希链接；校验步骤见 VERIFY.md。<br>
 The plan of each drill is its spec as run (archive/&lt;run&gt;/spec.yaml), approval as recorded in run.json. The evidence is sealed by
 SHA-256 manifests, signed with Ed25519 and hash-chained in seal order; VERIFY.md tells how to check it without livedrill.</p>
-{_kv([("链头 Chain head SHA-256", f'<span class="mono">{escape(chain_head_sha256)}</span>'), ("签名密钥 Signing keys", f'<span class="mono">{escape(", ".join(key_ids))}</span>')])}
+{_kv([("链头 Chain head SHA-256", f'<span class="mono">{escape(chain_head_sha256)}</span>'), ("签名密钥 Signing keys", f'<span class="mono">{escape(", ".join(key_ids))}</span>'), ("受信密钥 Trusted keys", _trusted_keys(trusted_key_ids))])}
 {unsealed_note}
 <h2>汇总 Summary</h2>
 <table><tr><th>演练 Drill</th><th>开始 Started (UTC)</th><th>审批 Approval</th><th>结论 Verdict</th><th>停机 Downtime</th><th>最大 p99 Worst p99</th><th>回滚 Rollbacks</th></tr>{rows}</table>

@@ -20,6 +20,7 @@ ptype=application/vnd.in-toto+json
 for run in {runs}; do
   env_file="in-toto/$run.dsse.json"
   key=$(awk -F'"' '/"keyid":/{{print $4}}' "$env_file")
+  listed "$trusted" "$key" || {{ echo "UNTRUSTED STATEMENT KEY: $env_file is signed by $key"; fail=1; }}
   awk -F'"' '/"payload":/{{print $4}}' "$env_file" | openssl base64 -d -A > "$tmp/body"
   awk -F'"' '/"sig":/{{print $4}}' "$env_file" | openssl base64 -d -A > "$tmp/sig"
   {{ printf 'DSSEv1 %d %s %d ' ${{#ptype}} "$ptype" $(($(wc -c < "$tmp/body"))); cat "$tmp/body"; }} > "$tmp/pae"
@@ -29,8 +30,14 @@ done
 rm -rf "$tmp"
 """
     return f"""{SCRIPT_FENCE}
-# Run from the bundle's top directory (the one holding SHA256SUMS).
+# Run from the bundle's top directory (the one holding SHA256SUMS), with the signing key id(s) your bank
+# published through another channel as arguments:  sh verify.sh KEY_ID [KEY_ID ...]
 fail=0
+trusted=" $* "
+revoked=" "
+listed() {{ case "$1" in *" $2 "*) return 0;; esac; return 1; }}
+[ "$#" -gt 0 ] || {{ echo "NO KEY ID GIVEN: pass the signing key id(s) you received separately as arguments"; fail=1; }}
+tmp=$(mktemp -d)
 echo "1. bundle files against SHA256SUMS"
 sha256sum --quiet --strict -c SHA256SUMS || fail=1
 
@@ -40,7 +47,7 @@ for pub in archive/keys/*.pub; do
   [ "$pub" = "archive/keys/$id.pub" ] || {{ echo "KEY: $pub holds key $id"; fail=1; }}
 done
 
-echo "3. chain: every sealed run, in seal order: manifest hash, signature, link, sequence"
+echo "3. chain: every sealed run, in seal order: manifest hash, signature, trusted signer, link, sequence"
 cd archive
 prev=none
 position=0
@@ -54,12 +61,34 @@ for run in $(cut -d'"' -f8 chain.jsonl); do
   key=$(awk -F'"' '/^  "key_id":/{{print $4}}' "$manifest")
   openssl pkeyutl -verify -pubin -inkey "keys/$key.pub" -rawin -in "$manifest" -sigfile "$run/MANIFEST.sig" >/dev/null \\
     || {{ echo "SIGNATURE: $manifest does not verify with keys/$key.pub"; fail=1; }}
+  # A new key is trusted when the manifest carries a rotation record signed by a trusted, unrevoked key.
+  accepted=yes
+  if listed "$revoked" "$key"; then
+    echo "REVOKED KEY: $run is signed by $key, revoked before it was sealed"; fail=1; accepted=no
+  elif ! listed "$trusted" "$key"; then
+    from=$(awk -F'"' '/^    "previous_key_id":/{{print $4}}' "$manifest")
+    printf 'livedrill-key-rotation/1 %s %s' "$from" "$key" > "$tmp/rotation"
+    awk -F'"' '/^    "endorsement":/{{print $4}}' "$manifest" | openssl base64 -d -A > "$tmp/rotation.sig"
+    if [ -n "$from" ] && listed "$trusted" "$from" && [ -f "keys/$from.pub" ] \\
+      && openssl pkeyutl -verify -pubin -inkey "keys/$from.pub" -rawin -in "$tmp/rotation" -sigfile "$tmp/rotation.sig" >/dev/null 2>&1; then
+      trusted="$trusted$key "
+    else
+      echo "UNTRUSTED KEY: $run is signed by $key, expected one of:$trusted(or a key they rotated to)"; fail=1; accepted=no
+    fi
+  fi
+  if [ "$accepted" = yes ]; then
+    for gone in $(awk '/^  "revokes": \\[/{{f=1; next}} f && /^  \\]/{{f=0}} f{{gsub(/[ ",]/, ""); print}}' "$manifest"); do
+      revoked="$revoked$gone "
+      trusted=$(printf '%s' "$trusted" | sed "s/ $gone / /")
+    done
+  fi
   linked=$(awk -F'"' '/"manifest_sha256":/{{print $4}}' "$manifest")
   [ "${{linked:-none}}" = "$prev" ] || {{ echo "CHAIN: $run does not link to the run sealed before it"; fail=1; }}
   sequence=$(awk '/^  "sequence":/{{gsub(/[^0-9]/, ""); print}}' "$manifest")
   [ "$sequence" = "$position" ] || {{ echo "ORDER: $run was sealed as number $sequence, chain position $position"; fail=1; }}
   prev=$got
 done
+rm -rf "$tmp"
 
 echo "4. files of this quarter's runs against their signed manifests"
 for run in {runs}; do
@@ -98,9 +127,25 @@ existed at the TSA's time, whatever the clock of the host that sealed it. Get th
 
 
 def verify_md(
-    *, quarter: str, chained: list[str], quarter_runs: list[str], key_ids: list[str], chain_head_sha256: str, signed_statements: bool, timestamped_runs: list[str]
+    *,
+    quarter: str,
+    chained: list[str],
+    quarter_runs: list[str],
+    key_ids: list[str],
+    trusted_key_ids: list[str] | None,
+    chain_head_sha256: str,
+    chain_head_sequence: int,
+    signed_statements: bool,
+    timestamped_runs: list[str],
 ) -> str:
     keys = "\n".join(f"- `{k}` — `archive/keys/{k}.pub`" for k in key_ids)
+    anchor = f"{chain_head_sequence}:{chain_head_sha256}"
+    if trusted_key_ids:
+        pinned = (f"The export was checked against the trusted key(s) {', '.join(f'`{k}`' for k in trusted_key_ids)}: every run is "
+                  "signed by one of them or by a key they admitted through a rotation record. 导出时已用上述受信密钥校验。")
+    else:
+        pinned = ("**No trusted key was pinned at export: the origin of this evidence was not established.** "
+                  "导出时未指定受信密钥，证据来源未经确认。")
     runs = "\n".join(f"- `{r}`" for r in quarter_runs)
     statements = (
         "Each drill's in-toto statement is also signed (`in-toto/<run>.dsse.json`, DSSE, same key); step 5 checks it."
@@ -136,19 +181,24 @@ The signing keys of this archive 本存档的签名密钥:
 
 {keys}
 
-Compare each key id with the one your bank published through another channel (letter, intranet, the previous
-quarter's audit). A bundle signed with a key you did not receive separately proves nothing.
-请将密钥编号与银行通过其他渠道公布的编号核对；无法独立确认的密钥不能作为证明。
+{pinned}
+
+Take the key id from your bank through another channel (letter, intranet, the previous quarter's audit), never from
+this bundle: the script below takes it as its argument and fails for any run signed by another key, unless that key
+was admitted by a rotation record signed by a key you gave. A bundle signed with a key you did not receive separately
+proves nothing. 请从银行的其他渠道获取密钥编号（不要取自本包），并作为参数传给下面的脚本；任何其他密钥签名的运行都会校验失败。
 
 Record the chain head of this export for the next audit 请记录本次链头以便下次审计核对:
-`{chain_head_sha256}` — the next quarter's bundle must still contain a run whose `MANIFEST.json` has this SHA-256
-(with livedrill: `livedrill evidence verify --archive archive --anchor {chain_head_sha256}` where available).
+`{anchor}` (sequence number and SHA-256 of the last sealed run's `MANIFEST.json`). The next bundle must still hold
+that manifest at that place: `livedrill evidence verify --archive archive --trusted-key KEY.pub --anchor {anchor}`,
+or by hand, `sed -n {chain_head_sequence}p archive/chain.jsonl` must show `{chain_head_sha256}`.
 
 ## Steps 1–{5 if signed_statements else 4}: run these commands / 执行以下命令
 
-Unpack the bundle (`tar xzf livedrill-evidence-{quarter}.tar.gz`), change into its top directory, and run the
-block below with `sh`. It prints what is wrong, if anything, and ends with `ALL CHECKS PASSED` or `VERIFICATION FAILED`.
-解压后进入顶层目录，用 `sh` 执行下面的脚本；结尾输出 `ALL CHECKS PASSED` 或 `VERIFICATION FAILED`。
+Unpack the bundle (`tar xzf livedrill-evidence-{quarter}.tar.gz`), change into its top directory, save the block
+below as `verify.sh` and run `sh verify.sh KEY_ID` with the key id you received. It prints what is wrong, if anything,
+and ends with `ALL CHECKS PASSED` or `VERIFICATION FAILED`.
+解压后进入顶层目录，将下面的脚本保存为 `verify.sh`，执行 `sh verify.sh 密钥编号`；结尾输出 `ALL CHECKS PASSED` 或 `VERIFICATION FAILED`。
 
 {_script(quarter_runs, signed_statements)}
 
@@ -161,8 +211,9 @@ Drills of {quarter} checked in step 4 第 4 步校验的本季度演练:
 {_timestamps_section(timestamped_runs)}
 ## With livedrill / 使用 livedrill
 
-`livedrill evidence verify --archive archive --quarter {quarter}` performs the same checks and names the run, the file
-and the expected and actual values of anything that differs.
+`livedrill evidence verify --archive archive --quarter {quarter} --trusted-key KEY.pub --anchor PREVIOUS_HEAD` performs
+the same checks (and revocations, and the anchor) and names the run, the file and the expected and actual values of
+anything that differs. Without `--trusted-key` it answers "integrity verified, origin not established" and exits 3.
 
 ## What the other files are / 其他文件
 

@@ -43,6 +43,13 @@ class ChainLink(Record):
     manifest_sha256: str = Field(pattern=_SHA256_HEX)
 
 
+class KeyRotation(Record):
+    """Admits the manifest's signing key: the previous key's signature over trust.rotation_statement(previous, new)."""
+
+    previous_key_id: str
+    endorsement: str = Field(description="base64 of the previous key's raw Ed25519 signature")
+
+
 class Manifest(Record):
     format: Literal["livedrill-evidence-manifest/1"] = MANIFEST_FORMAT
     run_id: str
@@ -51,9 +58,17 @@ class Manifest(Record):
     previous: ChainLink | None = Field(description="The run sealed just before this one; null for the first")
     key_id: str
     files: list[FileEntry]
+    rotation: KeyRotation | None = Field(default=None, description="Set on the first run a new key signs")
+    revokes: list[str] = Field(default_factory=list, description="Key ids refused for every run sealed after this one")
 
     def to_bytes(self) -> bytes:
-        return (json.dumps(self.model_dump(mode="json"), indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
+        doc = self.model_dump(mode="json")
+        # Left out when unused, so a manifest without rotation or revocation keeps the format sealed before they existed.
+        if doc["rotation"] is None:
+            del doc["rotation"]
+        if not doc["revokes"]:
+            del doc["revokes"]
+        return (json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "Manifest":

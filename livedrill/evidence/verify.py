@@ -7,14 +7,16 @@ are pure; the walkers around them only read files.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import stat
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Literal
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -37,6 +39,19 @@ from livedrill.evidence.manifest import (
     sha256_bytes,
     sha256_file,
 )
+from livedrill.evidence.problems import Problem, format_problems
+from livedrill.evidence.trust import (
+    Rotation,
+    SignedRun,
+    StampedRun,
+    anchor_problems,
+    parse_anchor,
+    read_witness,
+    rotation_statement,
+    trust_problems,
+    tsa_time_problems,
+    unwitnessed_problems,
+)
 from livedrill.outcomes import Record
 
 # Hashing threads: hashlib releases the GIL on large buffers, so reads and hashes overlap.
@@ -51,37 +66,13 @@ class TimestampPolicy:
 
     roots: trusted TSA root certificates; without them only the imprint (token covers this manifest)
     is checked, not who signed the token. required: a sealed run without a timestamp is a problem.
+    tolerance: each TSA time at most that long after its seal, and TSA times never going backwards along the chain.
     """
 
     roots: list[x509.Certificate] = field(default_factory=list)
     required: bool = False
     clock_skew: timedelta = DEFAULT_CLOCK_SKEW
-
-
-class Problem(Record):
-    """One thing wrong with the archive. `code` is stable for programs; `message` is for people."""
-
-    code: str
-    message: str
-    run_id: str | None = None
-    file: str | None = None
-    expected: str | None = None
-    actual: str | None = None
-
-
-def format_problems(problems: Iterable[Problem]) -> str:
-    """One line per problem: `[code] run <id>: <file>: message (expected ..., actual ...)`."""
-    lines = []
-    for p in problems:
-        where = "".join(part for part in (f"run {p.run_id}: " if p.run_id else "", f"{p.file}: " if p.file else ""))
-        detail = []
-        if p.expected is not None:
-            detail.append(f"expected {p.expected}")
-        if p.actual is not None:
-            detail.append(f"actual {p.actual}")
-        suffix = f" ({', '.join(detail)})" if detail else ""
-        lines.append(f"[{p.code}] {where}{p.message}{suffix}")
-    return "\n".join(lines)
+    tolerance: timedelta | None = None  # how long after its seal a run may be timestamped; None: TSA times not compared
 
 
 # ---------------------------------------------------------------- pure judgements
@@ -195,10 +186,11 @@ class _RunCheck:
     problems: list[Problem]
     manifest: Manifest | None
     manifest_sha256: str | None
+    tsa_time: datetime | None = None  # set when the run's RFC 3161 token verified
 
 
 def _check_run(
-    run_dir: Path, keys: dict[str, Ed25519PublicKey], *, pinned: bool, check_files: bool, pool: ThreadPoolExecutor | None, timestamps: TimestampPolicy
+    run_dir: Path, keys: dict[str, Ed25519PublicKey], *, check_files: bool, pool: ThreadPoolExecutor | None, timestamps: TimestampPolicy
 ) -> _RunCheck:
     run_id = run_dir.name
     problems: list[Problem] = []
@@ -226,12 +218,12 @@ def _check_run(
             if not any(signature_valid(k, signature, manifest_bytes) for k in keys.values()):
                 problems.append(Problem(code="bad-signature", run_id=run_id, file=SIGNATURE_NAME, message=f"the manifest names no key and its signature verifies against none of the {len(keys)} known keys: the manifest was changed after signing"))
         elif key is None:
-            where = "among the trusted keys" if pinned else f"published in {KEYS_DIR}/"
-            problems.append(Problem(code="untrusted-key" if pinned else "unknown-key", run_id=run_id, file=SIGNATURE_NAME, message=f"signed by key {key_id}, which is not {where}"))
+            problems.append(Problem(code="unknown-key", run_id=run_id, file=SIGNATURE_NAME, message=f"signed by key {key_id}, which is neither published in {KEYS_DIR}/ nor given as trusted"))
         elif not signature_valid(key, signature, manifest_bytes):
             problems.append(Problem(code="bad-signature", run_id=run_id, file=SIGNATURE_NAME, message=f"signature does not verify against key {key_id}: the manifest was edited after signing, or signed with another key"))
 
-    problems.extend(_timestamp_problems(run_dir, manifest_bytes, manifest, timestamps))
+    timestamp_problems, tsa_time = _timestamp_problems(run_dir, manifest_bytes, manifest, timestamps)
+    problems.extend(timestamp_problems)
     if manifest is not None and check_files:
         listing, to_hash = listing_problems(run_id, manifest.files, _scan(run_dir))
         problems.extend(listing)
@@ -240,25 +232,26 @@ def _check_run(
             problem = hash_problem(run_id, entry, actual)
             if problem:
                 problems.append(problem)
-    return _RunCheck(problems, manifest, manifest_sha256)
+    return _RunCheck(problems, manifest, manifest_sha256, tsa_time)
 
 
-def _timestamp_problems(run_dir: Path, manifest_bytes: bytes, manifest: Manifest | None, policy: TimestampPolicy) -> list[Problem]:
+def _timestamp_problems(run_dir: Path, manifest_bytes: bytes, manifest: Manifest | None, policy: TimestampPolicy) -> tuple[list[Problem], datetime | None]:
+    """The token's problems, and its TSA time when it verified."""
     run_id = run_dir.name
     try:
         token = (run_dir / TIMESTAMP_NAME).read_bytes()
     except FileNotFoundError:
         if policy.required:
-            return [Problem(code="missing-timestamp", run_id=run_id, file=TIMESTAMP_NAME, message="no RFC 3161 timestamp of the manifest, and timestamps are required")]
-        return []
+            return [Problem(code="missing-timestamp", run_id=run_id, file=TIMESTAMP_NAME, message="no RFC 3161 timestamp of the manifest, and timestamps are required")], None
+        return [], None
     if manifest is None:
-        return []  # the manifest itself is already reported unreadable
+        return [], None  # the manifest itself is already reported unreadable
     from livedrill.evidence.timestamp import check_timestamp  # optional dependency: rfc3161-client
 
     check = check_timestamp(token, manifest_bytes, roots=policy.roots or None, sealed_at=manifest.sealed_at, clock_skew=policy.clock_skew)
     if check.problem is None:
-        return []
-    return [Problem(code="bad-timestamp", run_id=run_id, file=TIMESTAMP_NAME, message=check.problem, actual=check.gen_time.isoformat() if check.gen_time else None)]
+        return [], check.gen_time
+    return [Problem(code="bad-timestamp", run_id=run_id, file=TIMESTAMP_NAME, message=check.problem, actual=check.gen_time.isoformat() if check.gen_time else None)], None
 
 
 def _key_id_from_broken(manifest_bytes: bytes) -> str | None:
@@ -274,6 +267,97 @@ def _trusted(trusted_keys: Iterable[Ed25519PublicKey] | None) -> dict[str, Ed255
     return None if trusted_keys is None else {key_id_of(k): k for k in trusted_keys}
 
 
+def _signed_run(sequence: int, run_id: str, manifest: Manifest, keys: dict[str, Ed25519PublicKey]) -> SignedRun:
+    rotation = None
+    if manifest.rotation is not None:
+        previous = keys.get(manifest.rotation.previous_key_id)
+        try:
+            endorsement = base64.b64decode(manifest.rotation.endorsement, validate=True)
+        except ValueError:
+            endorsement = b""
+        valid = previous is not None and signature_valid(previous, endorsement, rotation_statement(manifest.rotation.previous_key_id, manifest.key_id))
+        rotation = Rotation(previous_key_id=manifest.rotation.previous_key_id, endorsement_valid=valid)
+    return SignedRun(sequence=sequence, run_id=run_id, key_id=manifest.key_id, rotation=rotation, revokes=tuple(manifest.revokes))
+
+
+def _chain_signers(root: Path, entries: list[ChainEntry], keys: dict[str, Ed25519PublicKey]) -> list[SignedRun]:
+    """Each chained run's signer as its manifest names it (manifests that do not parse are reported elsewhere)."""
+    signed = []
+    for entry in entries:
+        try:
+            manifest = Manifest.from_bytes((root / entry.run_id / MANIFEST_NAME).read_bytes())
+        except (OSError, ValidationError):
+            continue
+        signed.append(_signed_run(entry.sequence, entry.run_id, manifest, keys))
+    return signed
+
+
+Origin = Literal["established", "not-established", "refused"]
+# Problems that say the request points at nothing to verify, not that the evidence is wrong (CLI exit 2).
+INPUT_PROBLEMS = frozenset({"missing-archive", "empty-archive", "no-runs-in-quarter"})
+_TRUST_PROBLEMS = frozenset({"untrusted-key", "revoked-key", "bad-rotation", "unknown-key"})
+
+
+class VerifyReport(Record):
+    """What was verified, against which keys and anchors, and what is wrong (`--json` prints this)."""
+
+    target: str
+    quarter: str | None = None
+    runs_checked: int
+    signing_key_ids: list[str]
+    trusted_key_ids: list[str] | None
+    anchors: list[str]
+    witnessed_heads: int = 0
+    origin: Origin
+    problems: list[Problem]
+
+    @property
+    def integrity_intact(self) -> bool:
+        return not self.problems
+
+    @property
+    def bad_input(self) -> bool:
+        return bool(self.problems) and all(p.code in INPUT_PROBLEMS for p in self.problems)
+
+
+def _origin(trusted: dict[str, Ed25519PublicKey] | None, problems: list[Problem]) -> Origin:
+    if trusted is None:
+        return "not-established"
+    return "refused" if any(p.code in _TRUST_PROBLEMS for p in problems) else "established"
+
+
+def verify_run_report(
+    run_dir: Path,
+    *,
+    trusted_keys: Iterable[Ed25519PublicKey] | None = None,
+    timestamps: TimestampPolicy | None = None,
+    hash_workers: int = DEFAULT_HASH_WORKERS,
+) -> VerifyReport:
+    """Verify one run directory: manifest, signature, every file, and with trusted keys its signer through the chain before it."""
+    run_dir = Path(run_dir)
+    pinned = _trusted(trusted_keys)
+    published, problems = load_published_keys(run_dir.parent)
+    keys = {**published, **(pinned or {})}
+    with ThreadPoolExecutor(hash_workers) as pool:
+        check = _check_run(run_dir, keys, check_files=True, pool=pool, timestamps=timestamps or TimestampPolicy())
+    problems.extend(check.problems)
+    if check.manifest is not None and check.manifest.run_id != run_dir.name:
+        problems.append(Problem(code="run-id-mismatch", run_id=run_dir.name, file=MANIFEST_NAME, message="the manifest in this directory belongs to another run", expected=run_dir.name, actual=check.manifest.run_id))
+    if check.manifest is not None:
+        # A rotated key is trusted through the records before it: judge the chain up to this run.
+        entries, _ = read_chain(run_dir.parent)
+        upto = next((i for i, e in enumerate(entries) if e.run_id == run_dir.name), None)
+        if upto is not None:
+            signers = _chain_signers(run_dir.parent, entries[: upto + 1], keys)
+        else:  # a run copied out of its archive: only its own signer and rotation record can be judged
+            signers = [_signed_run(check.manifest.sequence, run_dir.name, check.manifest, keys)]
+        problems.extend(p for p in trust_problems(signers, frozenset(pinned) if pinned is not None else None) if p.run_id == run_dir.name)
+    return VerifyReport(
+        target=str(run_dir), runs_checked=1, signing_key_ids=[check.manifest.key_id] if check.manifest else [],
+        trusted_key_ids=sorted(pinned) if pinned is not None else None, anchors=[], origin=_origin(pinned, problems), problems=problems,
+    )
+
+
 def verify_run(
     run_dir: Path,
     *,
@@ -281,18 +365,8 @@ def verify_run(
     timestamps: TimestampPolicy | None = None,
     hash_workers: int = DEFAULT_HASH_WORKERS,
 ) -> list[Problem]:
-    """Verify one run directory: manifest, signature, every file. Keys: the trusted ones, else the archive's keys/."""
-    run_dir = Path(run_dir)
-    pinned = _trusted(trusted_keys)
-    if pinned is None:
-        keys, problems = load_published_keys(run_dir.parent)
-    else:
-        keys, problems = pinned, []
-    with ThreadPoolExecutor(hash_workers) as pool:
-        check = _check_run(run_dir, keys, pinned=pinned is not None, check_files=True, pool=pool, timestamps=timestamps or TimestampPolicy())
-    if check.manifest is not None and check.manifest.run_id != run_dir.name:
-        problems.append(Problem(code="run-id-mismatch", run_id=run_dir.name, file=MANIFEST_NAME, message="the manifest in this directory belongs to another run", expected=run_dir.name, actual=check.manifest.run_id))
-    return problems + check.problems
+    """The problems of `verify_run_report`."""
+    return verify_run_report(run_dir, trusted_keys=trusted_keys, timestamps=timestamps, hash_workers=hash_workers).problems
 
 
 def read_chain(root: Path) -> tuple[list[ChainEntry], list[Problem]]:
@@ -312,37 +386,55 @@ def read_chain(root: Path) -> tuple[list[ChainEntry], list[Problem]]:
     return entries, problems
 
 
-def verify_archive(
+def verify_archive_report(
     root: Path,
     *,
     quarter: str | None = None,
     trusted_keys: Iterable[Ed25519PublicKey] | None = None,
-    anchor: str | None = None,
+    anchors: Sequence[str] = (),
+    witness: Path | None = None,
     timestamps: TimestampPolicy | None = None,
     hash_workers: int = DEFAULT_HASH_WORKERS,
-) -> list[Problem]:
-    """Verify a whole archive offline: published keys, chain index, every sealed run, stray directories.
+) -> VerifyReport:
+    """Verify a whole archive offline: published keys, chain index, every sealed run, stray directories, trust, anchors.
 
     quarter ("2026Q4"): signatures and the chain are checked for every run (they are cheap and any
     break anywhere matters), file contents only for runs started in that quarter.
-    trusted_keys: pin the signing keys instead of trusting the archive's own keys/ directory; this
-    is what catches an archive re-signed throughout with another key.
-    anchor: a chain hash recorded at an earlier verification (see `chain_head`); it must still be
-    in the chain, which catches the removal of the latest runs.
+    trusted_keys: the keys the auditor received separately; every run must be signed by one of them
+    or by a successor admitted through a rotation record. Without them origin is "not-established":
+    an archive re-sealed throughout with another key is self-consistent.
+    anchors: chain heads recorded at earlier verifications (`SHA256` or `SEQUENCE:SHA256`, see
+    `chain_head`); each must still be in the chain at its place, which catches removed or re-sealed runs.
+    witness: a file every seal appended its chain head to (spec `evidence.witness`); each head is an anchor.
     timestamps: how MANIFEST.tsr files are judged (default: imprint checked when present, none required).
     """
     root = Path(root)
     if quarter is not None:
         parse_quarter(quarter)
-    if not root.is_dir():
-        return [Problem(code="missing-archive", file=str(root), message="archive directory does not exist")]
-    published, problems = load_published_keys(root)
+    parsed_anchors = [parse_anchor(a) for a in anchors]
+    witnessed_heads = read_witness(witness) if witness is not None else []
     pinned = _trusted(trusted_keys)
-    keys = pinned if pinned is not None else published
+
+    def report(runs_checked: int, signing: list[str], problems: list[Problem]) -> VerifyReport:
+        return VerifyReport(
+            target=str(root), quarter=quarter, runs_checked=runs_checked, signing_key_ids=signing,
+            trusted_key_ids=sorted(pinned) if pinned is not None else None, anchors=list(anchors), witnessed_heads=len(witnessed_heads),
+            origin=_origin(pinned, problems), problems=problems,
+        )
+
+    if not root.is_dir():
+        return report(0, [], [Problem(code="missing-archive", file=str(root), message="archive directory does not exist")])
+    published, problems = load_published_keys(root)
+    keys = {**published, **(pinned or {})}
     entries, chain_problems = read_chain(root)
     problems.extend(chain_problems)
+    run_dirs = [p for p in root.iterdir() if p.is_dir() and RUN_ID_RE.match(p.name)]
+    if not entries and not run_dirs and not chain_problems:
+        return report(0, [], [*problems, Problem(code="empty-archive", file=str(root), message=f"no sealed run in {root}: not an evidence archive, or the wrong folder")])
 
     chained = frozenset(e.run_id for e in entries)
+    policy = timestamps or TimestampPolicy()
+    stamped: list[StampedRun] = []
     sealed_in_quarter = 0
     with ThreadPoolExecutor(hash_workers) as pool:
         for position, entry in enumerate(entries, start=1):
@@ -353,16 +445,16 @@ def verify_archive(
                 continue
             selected = quarter is None or in_quarter(entry.run_id, quarter)
             sealed_in_quarter += selected
-            check = _check_run(run_dir, keys, pinned=pinned is not None, check_files=selected, pool=pool, timestamps=timestamps or TimestampPolicy())
+            check = _check_run(run_dir, keys, check_files=selected, pool=pool, timestamps=policy)
             problems.extend(check.problems)
             if check.manifest is not None and check.manifest_sha256 is not None:
                 problems.extend(link_problems(position, entry, previous, check.manifest, check.manifest_sha256, chained))
+            if check.manifest is not None and check.tsa_time is not None:
+                stamped.append(StampedRun(sequence=position, run_id=entry.run_id, sealed_at=check.manifest.sealed_at, tsa_time=check.tsa_time))
 
-    for path in sorted(root.iterdir()):
-        if path.name in chained or not path.is_dir() or path.name == KEYS_DIR:
+    for path in sorted(run_dirs):
+        if path.name in chained:
             continue
-        if not RUN_ID_RE.match(path.name):
-            continue  # not a run directory; unrelated files do not belong to the evidence
         if quarter is not None and not in_quarter(path.name, quarter):
             continue
         if (path / UNSEALED_NAME).exists():
@@ -372,14 +464,34 @@ def verify_archive(
         else:
             problems.append(Problem(code="missing-manifest", run_id=path.name, file=MANIFEST_NAME, message="run directory with neither a manifest nor an UNSEALED marker"))
 
-    if anchor is not None and anchor not in {e.manifest_sha256 for e in entries}:
-        problems.append(Problem(code="anchor-not-found", file=CHAIN_NAME, message="the chain hash recorded at an earlier verification is no longer in the chain: recent runs were removed or the archive was replaced", expected=anchor))
+    signers = _chain_signers(root, entries, keys)
+    problems.extend(trust_problems(signers, frozenset(pinned) if pinned is not None else None))
+    problems.extend(anchor_problems(entries, parsed_anchors))
+    if witness is not None:
+        problems.extend(anchor_problems(entries, witnessed_heads, recorded_by=f"witness {witness}"))
+        problems.extend(unwitnessed_problems(entries, witnessed_heads, str(witness)))
+    problems.extend(tsa_time_problems(stamped, policy.tolerance))
     if quarter is not None and sealed_in_quarter == 0:
         problems.append(Problem(code="no-runs-in-quarter", message=f"no sealed run started in {quarter}"))
-    return problems
+    return report(len(entries) if quarter is None else sealed_in_quarter, sorted({s.key_id for s in signers}), problems)
+
+
+def verify_archive(
+    root: Path,
+    *,
+    quarter: str | None = None,
+    trusted_keys: Iterable[Ed25519PublicKey] | None = None,
+    anchor: str | None = None,
+    timestamps: TimestampPolicy | None = None,
+    hash_workers: int = DEFAULT_HASH_WORKERS,
+) -> list[Problem]:
+    """The problems of `verify_archive_report` (one anchor, or none)."""
+    return verify_archive_report(
+        root, quarter=quarter, trusted_keys=trusted_keys, anchors=[anchor] if anchor else [], timestamps=timestamps, hash_workers=hash_workers
+    ).problems
 
 
 def chain_head(root: Path) -> ChainEntry | None:
-    """The last sealed run's chain entry: record its manifest_sha256 and pass it as `anchor` next time."""
+    """The last sealed run's chain entry: record `sequence:manifest_sha256` and pass it as an anchor next time."""
     entries, _ = read_chain(Path(root))
     return entries[-1] if entries else None

@@ -29,5 +29,5 @@ def finish(session: DrillSession, facts: DrillFacts, started_at: str) -> Verdict
         "outcome": verdict.outcome.value, "operator": operator(), "livedrill_version": __version__,
         "approval": approval,
     })
-    session.run.seal(session.signer())
+    session.run.seal(session.signer(), witness=session.spec.evidence.witness)
     return verdict

@@ -10,6 +10,7 @@ import pytest
 
 from flows.export import export
 from livedrill.cli import main
+from livedrill.outcomes import ExitCode
 from tests.lab_helpers import lab_spec
 from tests.e2e.safety import assert_safe
 
@@ -31,7 +32,7 @@ def test_run_verify_tamper_and_export(lab, tmp_path, capsys):
     assert "VERDICT: PASSED" in out and "observed downtime" in out
     run_dir = next((tmp_path / "evidence").glob("*-lab-targeted-*"))
 
-    assert main(["evidence", "verify", str(run_dir)]) == 0
+    assert main(["evidence", "verify", str(run_dir)]) == ExitCode.INTEGRITY_ONLY  # intact; no key pinned, so origin not established
     verdict = run_dir / "verdict.json"
     original = verdict.read_bytes()
     flipped = bytearray(original)

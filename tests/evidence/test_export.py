@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from livedrill.evidence.archive import Archive, EvidenceRun
-from livedrill.evidence.export import ExportError, build_bundle_dir, bundle_name, export_quarter
+from livedrill.evidence.export import SUMS_NAME, ExportError, _sha256sums, build_bundle_dir, bundle_name, export_quarter
 from livedrill.evidence.export_formats import DSSE_PAYLOAD_TYPE, TEST_RESULT_PREDICATE, pae
 from livedrill.evidence.keys import Signer, load_public_key_pem, signature_valid
 from livedrill.evidence.manifest import sha256_file
@@ -104,14 +104,15 @@ def _verify_script(bundle_dir: Path) -> str:
     return script
 
 
-def _run_verify_md(bundle_dir: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(["sh", "-c", _verify_script(bundle_dir)], cwd=bundle_dir, capture_output=True, text=True, timeout=120)
+def _run_verify_md(bundle_dir: Path, *key_ids: str) -> subprocess.CompletedProcess:
+    """VERIFY.md's block as the auditor runs it: `sh verify.sh KEY_ID ...`."""
+    return subprocess.run(["sh", "-c", _verify_script(bundle_dir), "verify.sh", *key_ids], cwd=bundle_dir, capture_output=True, text=True, timeout=120)
 
 
 @pytest.fixture
 def bundle(lab_archive, signer: Signer, tmp_path: Path) -> tuple[Path, list[str], object]:
     root, ids = lab_archive
-    result = export_quarter(root, QUARTER, tmp_path / "out" / f"{bundle_name(QUARTER)}.tar.gz", signer=signer)
+    result = export_quarter(root, QUARTER, tmp_path / "out" / f"{bundle_name(QUARTER)}.tar.gz", signer=signer, trusted_keys=[signer.public_key])
     return _unpack(Path(result.bundle), tmp_path / "unpacked"), ids, result
 
 
@@ -131,9 +132,9 @@ def test_bundle_holds_the_quarter_and_verifies_with_livedrill(bundle) -> None:
 
 
 @pytest.mark.skipif(not (shutil.which("openssl") and shutil.which("sha256sum")), reason="VERIFY.md needs openssl and sha256sum")
-def test_verify_md_steps_pass_on_the_bundle_and_catch_tampering(bundle) -> None:
+def test_verify_md_steps_pass_on_the_bundle_and_catch_tampering(bundle, signer: Signer) -> None:
     bundle_dir, ids, _ = bundle
-    ok = _run_verify_md(bundle_dir)
+    ok = _run_verify_md(bundle_dir, signer.key_id)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert ok.stdout.strip().endswith("ALL CHECKS PASSED")
 
@@ -143,7 +144,7 @@ def test_verify_md_steps_pass_on_the_bundle_and_catch_tampering(bundle) -> None:
     sums = bundle_dir / "SHA256SUMS"
     rel = f"archive/{ids[2]}/verdict.json"
     sums.write_text("".join(f"{sha256_file(verdict)}  {rel}\n" if line.endswith(f"  {rel}") else line + "\n" for line in sums.read_text().splitlines()))
-    bad = _run_verify_md(bundle_dir)
+    bad = _run_verify_md(bundle_dir, signer.key_id)
     assert bad.returncode != 0
     assert f"FILES: {ids[2]} has files that differ from its manifest" in bad.stdout
     assert "VERIFICATION FAILED" in bad.stdout
@@ -156,7 +157,7 @@ def test_verify_md_steps_pass_on_the_bundle_and_catch_tampering(bundle) -> None:
     ("resign", "SIGNATURE:"),
     ("statement", "STATEMENT SIGNATURE:"),
 ])
-def test_verify_md_catches_each_kind_of_change(bundle, tamper: str, message: str) -> None:
+def test_verify_md_catches_each_kind_of_change(bundle, signer: Signer, tamper: str, message: str) -> None:
     bundle_dir, ids, _ = bundle
     archive = bundle_dir / "archive"
     if tamper == "reorder":
@@ -173,7 +174,7 @@ def test_verify_md_catches_each_kind_of_change(bundle, tamper: str, message: str
         statement["predicate"]["result"] = "PASSED"
         envelope["payload"] = base64.b64encode(json.dumps(statement).encode()).decode()
         envelope_path.write_text(json.dumps(envelope, indent=2))
-    result = _run_verify_md(bundle_dir)
+    result = _run_verify_md(bundle_dir, signer.key_id)
     assert result.returncode != 0
     assert message in result.stdout, result.stdout
 
@@ -288,3 +289,68 @@ def test_bundle_dir_can_be_built_without_packing(lab_archive, tmp_path: Path) ->
     result = build_bundle_dir(root, QUARTER, tmp_path / "dir")
     assert result.runs == ids[1:3]
     assert not list((tmp_path / "dir" / "in-toto").glob("*.dsse.json"))  # no signer: statements only
+
+
+@pytest.mark.skipif(not (shutil.which("openssl") and shutil.which("sha256sum")), reason="VERIFY.md needs openssl and sha256sum")
+def test_verify_md_takes_the_expected_key_id_and_fails_for_another(bundle, signer: Signer) -> None:
+    bundle_dir, _, _ = bundle
+    assert _run_verify_md(bundle_dir, signer.key_id).returncode == 0
+    wrong = _run_verify_md(bundle_dir, Signer.generate().key_id)
+    assert wrong.returncode != 0 and "UNTRUSTED KEY:" in wrong.stdout and signer.key_id in wrong.stdout
+    assert "UNTRUSTED STATEMENT KEY:" in wrong.stdout
+    missing = _run_verify_md(bundle_dir)
+    assert missing.returncode != 0 and "NO KEY ID GIVEN" in missing.stdout
+
+
+def test_verify_md_and_the_report_name_the_trusted_keys_and_the_anchor(bundle, signer: Signer) -> None:
+    bundle_dir, _, result = bundle
+    text = (bundle_dir / "VERIFY.md").read_text()
+    assert f"trusted key(s) `{signer.key_id}`" in text and "where available" not in text
+    anchor = f"{result.chain_head_sequence}:{result.chain_head_sha256}"
+    assert f"--anchor {anchor}" in text
+    first_page = (bundle_dir / "report.html").read_text().split("<h2>")[0]
+    assert "Trusted keys" in first_page and signer.key_id in first_page.split("Trusted keys")[1]
+    assert verify_archive(bundle_dir / "archive", trusted_keys=[signer.public_key], anchor=anchor, quarter=QUARTER) == []
+
+
+def test_an_export_without_trust_says_origin_not_established(lab_archive, tmp_path: Path) -> None:
+    root, _ = lab_archive
+    bundle_dir = tmp_path / "b"
+    assert build_bundle_dir(root, QUARTER, bundle_dir).trusted_key_ids is None
+    assert "origin of this evidence was not established" in (bundle_dir / "VERIFY.md").read_text()
+    assert "origin of this evidence is not established" in (bundle_dir / "report.html").read_text()
+
+
+def test_an_export_pinned_to_another_key_is_refused(lab_archive, tmp_path: Path) -> None:
+    root, _ = lab_archive
+    with pytest.raises(ExportError, match="untrusted-key"):
+        build_bundle_dir(root, QUARTER, tmp_path / "b", trusted_keys=[Signer.generate().public_key])
+
+
+@pytest.mark.skipif(not (shutil.which("openssl") and shutil.which("sha256sum")), reason="VERIFY.md needs openssl and sha256sum")
+def test_verify_md_follows_a_key_rotation_and_refuses_a_revoked_key(tmp_path: Path) -> None:
+    first, second = Signer.generate(), Signer.generate()
+    archive = Archive(tmp_path / "evidence")
+    drill(archive, first, datetime(2026, 10, 5, tzinfo=timezone.utc))
+    run = archive.new_run("lab-targeted", now=datetime(2026, 10, 6, tzinfo=timezone.utc))
+    write_drill_evidence(run, series_bytes=16)
+    run.seal(second, rotate_from=first, revokes=[first.key_id])
+    drill(archive, second, datetime(2026, 10, 7, tzinfo=timezone.utc))
+    bundle_dir = tmp_path / "b"
+    build_bundle_dir(archive.root, QUARTER, bundle_dir, trusted_keys=[first.public_key])
+    ok = _run_verify_md(bundle_dir, first.key_id)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    only_second = _run_verify_md(bundle_dir, second.key_id)
+    assert only_second.returncode != 0 and "UNTRUSTED KEY:" in only_second.stdout
+
+    late = drill(archive, first, datetime(2026, 10, 8, tzinfo=timezone.utc))  # the revoked key, stolen, seals again
+    with pytest.raises(ExportError, match="revoked-key"):
+        build_bundle_dir(archive.root, QUARTER, tmp_path / "c", trusted_keys=[first.public_key])
+    with pytest.raises(ExportError, match="revoked-key"):  # revocation holds even with no key pinned
+        build_bundle_dir(archive.root, QUARTER, tmp_path / "d")
+    # The bundle's archive swapped for the one holding the late run, SHA256SUMS redone: the script refuses it too.
+    shutil.rmtree(bundle_dir / "archive")
+    shutil.copytree(archive.root, bundle_dir / "archive", ignore=shutil.ignore_patterns(".lock"))
+    (bundle_dir / SUMS_NAME).write_text(_sha256sums(bundle_dir))
+    revoked = _run_verify_md(bundle_dir, first.key_id)
+    assert revoked.returncode != 0 and f"REVOKED KEY: {late} is signed by {first.key_id}" in revoked.stdout, revoked.stdout

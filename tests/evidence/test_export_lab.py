@@ -37,16 +37,16 @@ def test_bundle_of_lab_drills_verifies_everywhere(lab, tmp_path: Path) -> None:
     started = run_started_at(Path(passed.evidence_dir).name)
     quarter = f"{started.year}Q{(started.month - 1) // 3 + 1}"
     signer = load_signer(tmp_path / "keys" / "signing.pem")
-    result = export_quarter(archive, quarter, tmp_path / "out.tar.gz", signer=signer)
+    result = export_quarter(archive, quarter, tmp_path / "out.tar.gz", signer=signer, trusted_keys=[signer.public_key])
     assert result.runs == [Path(passed.evidence_dir).name, Path(failed.evidence_dir).name]
 
     with tarfile.open(result.bundle) as tar:
         tar.extractall(tmp_path / "unpacked", filter="data")
     bundle = tmp_path / "unpacked" / bundle_name(quarter)
-    assert verify_archive(bundle / "archive", quarter=quarter) == []
+    assert verify_archive(bundle / "archive", quarter=quarter, trusted_keys=[signer.public_key]) == []
     if shutil.which("openssl") and shutil.which("sha256sum"):
         [script] = re.findall(r"^```sh\n(.*?)^```$", (bundle / "VERIFY.md").read_text(), flags=re.S | re.M)
-        steps = subprocess.run(["sh", "-c", script], cwd=bundle, capture_output=True, text=True, timeout=120)
+        steps = subprocess.run(["sh", "-c", script, "verify.sh", signer.key_id], cwd=bundle, capture_output=True, text=True, timeout=120)
         assert steps.returncode == 0 and "ALL CHECKS PASSED" in steps.stdout, steps.stdout + steps.stderr
 
     html = (bundle / "report.html").read_text()

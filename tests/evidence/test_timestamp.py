@@ -238,7 +238,7 @@ def test_exported_bundle_carries_timestamps_an_auditor_checks_with_openssl(local
 
     assert (bundle / "archive" / first / "MANIFEST.tsr").is_file()  # the previous quarter's token travels with its manifest
     assert verify_archive(bundle / "archive", quarter=QUARTER, timestamps=policy) == []
-    assert _run_verify_md(bundle).returncode == 0
+    assert _run_verify_md(bundle, signer.key_id).returncode == 0
     shutil.copy(local_tsa.directory / "root.pem", bundle / "TSA-ROOT.pem")
     verify_md = (bundle / "VERIFY.md").read_text()
     [command] = re.findall(r"^openssl ts -verify .*$", verify_md, flags=re.M)
@@ -246,3 +246,40 @@ def test_exported_bundle_carries_timestamps_an_auditor_checks_with_openssl(local
     assert proc.returncode == 0 and "Verification: OK" in proc.stdout, proc.stdout + proc.stderr
     html = (bundle / "report.html").read_text()
     assert "RFC 3161 timestamp" in html and "(MANIFEST.tsr)" in html
+
+
+def test_a_backdated_reseal_is_caught_by_the_tsa_time(local_tsa: LocalTSA, tmp_path: Path, signer: Signer, monkeypatch, capsys) -> None:
+    """An insider holding the signing key edits the last run and re-seals it with the host clock set back a day:
+    key, chain and hashes all check out; only the TSA's own time shows the seal was made later."""
+    from livedrill.cli import main
+    from livedrill.outcomes import ExitCode
+
+    root = tmp_path / "a"
+    runs = _sealed_runs(root, signer, 2)
+    for run in runs:
+        run.timestamp(_authority(local_tsa.url))
+    verify = ["evidence", "verify", "--archive", str(root), "--trusted-key", str(root / "keys" / f"{signer.key_id}.pub"),
+              "--tsa-root", str(local_tsa.directory / "root.pem"), "--require-timestamps", "--tsa-tolerance", "300"]
+    assert main(verify) == ExitCode.OK
+
+    last = runs[1]
+    (last.path / "verdict.json").write_text('{"outcome": "PASSED"}\n')
+    for name in ("MANIFEST.json", "MANIFEST.sig", "MANIFEST.tsr"):
+        (last.path / name).unlink()
+    (last.path / "UNSEALED").write_text("re-opened\n")
+    chain = root / "chain.jsonl"
+    chain.write_text("".join(line + "\n" for line in chain.read_text().splitlines()[:-1]))
+
+    class BackdatedClock(datetime):
+        @classmethod
+        def now(cls, tz=None):  # the sealing host's clock, set back a day
+            return datetime.now(tz) - timedelta(days=1)
+
+    monkeypatch.setattr("livedrill.evidence.archive.datetime", BackdatedClock)
+    Archive(root).find(last.run_id).seal(signer)
+    Archive(root).find(last.run_id).timestamp(_authority(local_tsa.url))
+    capsys.readouterr()
+    assert main(verify[:-2]) == ExitCode.OK  # without a tolerance the re-seal passes: same key, intact chain
+    assert main(verify) == ExitCode.FAILED
+    err = capsys.readouterr().err
+    assert f"[timestamp-late] run {last.run_id}" in err

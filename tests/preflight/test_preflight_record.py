@@ -10,7 +10,7 @@ import pytest
 from livedrill.cli import main
 from livedrill.evidence.export_summary import summarize_run
 from livedrill.evidence.verify import verify_run
-from livedrill.outcomes import PreflightResult
+from livedrill.outcomes import ExitCode, PreflightResult
 from livedrill.spec import DrillSpec
 from livedrill.stages.preflight import read_preflight
 from tasks.dryrun import open_dry_run
@@ -41,7 +41,7 @@ def test_a_dry_run_and_the_gate_write_the_same_schema_and_the_evidence_tools_rea
     assert real.before == dry.before
 
     assert verify_run(run_dir) == []
-    assert main(["evidence", "verify", str(run_dir)]) == 0
+    assert main(["evidence", "verify", str(run_dir)]) == ExitCode.INTEGRITY_ONLY  # intact; no key pinned, so origin not established
     assert {row.name for row in summarize_run(run_dir).preflight} == {c.name for c in real.checks}
     assert read_preflight(run_dir).model_dump() == real.model_dump()
 
