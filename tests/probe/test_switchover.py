@@ -31,6 +31,9 @@ pytestmark = [pytest.mark.e2e, pytest.mark.skipif(
 RATE = 200.0
 PERIOD_MS = 1000.0 / RATE
 SLACK_MS = 15.0  # CI's scheduling stalls; TCP's retransmission timer (200 ms) is far beyond it
+# An answer already on its way when the path went is still a success: it can be stamped a little after the
+# outage began (one-way latency plus the probe's own scheduling on a loaded machine: 1.2 ms seen in CI).
+LATE_ANSWER_MS = 5.0
 RTO_MIN_MS = 200.0  # Linux's minimum retransmission timeout
 BANK_SLO = SLO(max_downtime_ms=100, p99_latency_ms=50, max_failed_requests=0, max_failure_streak=None)
 SPACING_S = 1.2
@@ -76,7 +79,7 @@ def assert_outage_measured(probe_report, outage):
     end_offset_ms = (gap.end_monotonic - ended) * 1000.0
     where = f"{outage.kind} {outage.truth_ms:.1f} ms: gap {gap.duration_ms:.1f} ms, start {start_offset_ms:+.1f}, end {end_offset_ms:+.1f}"
     # the last success before it lies within a period before it began ...
-    assert -(PERIOD_MS + SLACK_MS) <= start_offset_ms <= 1.0, where
+    assert -(PERIOD_MS + SLACK_MS) <= start_offset_ms <= LATE_ANSWER_MS, where
     # ... and the first after it within a period (the next send) plus the first answer of the moment it ended
     assert -1.0 <= end_offset_ms <= PERIOD_MS + SLACK_MS, where
 
