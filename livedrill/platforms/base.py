@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable, ContextManager, Protocol
 
 
 from livedrill.errors import InputError
+from livedrill.forecast import MigrationLimits
 from livedrill.outcomes import CheckResult, TimelineEvent, VMState
 from livedrill.spec import Budgets, DrillSpec, VMRef
 
@@ -53,6 +54,7 @@ class VMPreflight:
 
     checks: list[CheckResult]
     before: VMState | None  # None: the VM is missing or not running, so there is nothing to migrate
+    limits: MigrationLimits | None = None  # what the platform will migrate it with (the convergence forecast's input)
 
 
 @dataclass(frozen=True)
