@@ -25,7 +25,7 @@ from __future__ import annotations
 import enum
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from livedrill.outcomes import CheckResult, CheckStatus, Record
 from livedrill.quantity import parse_quantity
@@ -45,13 +45,14 @@ MEASURE = "measure"
 # ---------------------------------------------------------------- the spec's `forecast:` section
 
 
-def _byte_figure(value: object) -> object:
+def _byte_figure(value: object, measurable: bool) -> object:
     """A number or a Kubernetes quantity ("8Mi") as bytes; anything else is left to the field's type."""
-    if isinstance(value, str) and value != MEASURE:
+    if isinstance(value, str) and not (measurable and value == MEASURE):
         try:
             return parse_quantity(value)
         except ValueError:
-            raise ValueError(f"{value!r} is not a byte figure: give bytes as a number or a quantity such as 8Mi") from None
+            raise ValueError(f"{value!r} is not a byte figure: give bytes as a number or a quantity such as 8Mi"
+                             + (' or "measure"' if measurable else "")) from None
     return value
 
 
@@ -78,8 +79,8 @@ class ForecastConfig(SpecModel):
     @field_validator("dirty_rate_bytes_per_s", "working_set_bytes", "bandwidth_bytes_per_s",
                      "disk_write_rate_bytes_per_s", mode="before")
     @classmethod
-    def _bytes(cls, value: object) -> object:
-        return _byte_figure(value)
+    def _bytes(cls, value: object, info: ValidationInfo) -> object:
+        return _byte_figure(value, measurable=info.field_name == "dirty_rate_bytes_per_s")
 
     @field_validator("dirty_rate_bytes_per_s")
     @classmethod
