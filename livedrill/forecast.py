@@ -306,7 +306,7 @@ def convergence_check(config: ForecastConfig | None, limits: MigrationLimits | N
         tight = expected.margin_fraction < WARN_MARGIN
         return CheckResult(
             name=CHECK, status=CheckStatus.WARN if tight else CheckStatus.PASS, subject=subject, evidence=evidence,
-            message=f"{mode} {expected.reason}; {expected.margin_fraction:.0%} of the {budget_s:.0f} s budget left ({figures})",
+            message=f"{mode} {expected.reason}; {expected.margin_fraction:.0%} of the {budget_s:g} s budget left ({figures})",
             remedy="raise budgets.migration_timeout_per_gib_s or lower the guest's load during the drill" if tight else None)
     hint = _what_would_help(result)
     if result.postcopy.enabled and result.postcopy.refused is None and result.postcopy.migration_s is not None \

@@ -155,6 +155,14 @@ class DirtyRate(Protocol):
     def dirty_rate_bytes_per_s(self, handle: MigrationHandle) -> float | None: ...
 
 
+class DirtyRateMeter(Protocol):
+    """Measures how fast a running guest dirties its memory, without migrating it (the forecast's input)."""
+
+    def measure_dirty_rate(self, vm: VMRef, window_s: int) -> float | None:
+        """Bytes per second over a window of `window_s` seconds; None when it could not be measured."""
+        ...
+
+
 class CapabilityMissing(InputError):
     """The spec asks for something its platform cannot do (bad input: nothing was changed)."""
 
@@ -170,6 +178,7 @@ class Capabilities:
     watch: Callable[[MigrationHandle], ChangeWatch] | None = None
     drain: OpenDrain | None = None
     dirty_rate: DirtyRate | None = None
+    dirty_rate_meter: DirtyRateMeter | None = None
 
     def need_drain(self) -> OpenDrain:
         if self.drain is None:

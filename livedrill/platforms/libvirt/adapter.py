@@ -24,6 +24,7 @@ from typing import Any, Callable, TypeVar
 import libvirt
 
 from livedrill.errors import InputError, PlatformError, PlatformUnreachable, UndoNotObserved
+from livedrill.forecast import MigrationLimits
 from livedrill.migration_monitor import (
     Decision,
     GIB,
@@ -48,6 +49,7 @@ from livedrill.platforms.libvirt.checks import (
     domain_active_check,
     domain_disks,
     local_disks,
+    migration_limits,
     no_job_check,
     persistent_check,
     pick_target,
@@ -283,7 +285,16 @@ class LibvirtAdapter:
     # ------------------------------------------------------------ pre-flight
 
     def preflight(self, spec: DrillSpec, vm: VMRef) -> VMPreflight:
-        return VMPreflight(checks=self._preflight_checks(spec, vm), before=self.describe_vm(vm))
+        checks = self._preflight_checks(spec, vm)
+        before = self.describe_vm(vm)
+        return VMPreflight(checks=checks, before=before, limits=self._limits(before))
+
+    def _limits(self, state: VMState) -> MigrationLimits | None:
+        dom = self._lookup(state.node, state.ref.name) if state.node else None
+        if dom is None:
+            return None
+        disk_bytes = self._data_bytes(dom, state.raw.get("xml", "")) - state.raw["info"]["max_memory_kib"] * 1024
+        return migration_limits(self.platform, disk_bytes)
 
     def _preflight_checks(self, spec: DrillSpec, vm: VMRef) -> list[CheckResult]:
         """Gather the facts each judgment in checks.py needs, in the order a failure makes the next meaningless."""
