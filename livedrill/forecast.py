@@ -10,10 +10,15 @@ same 64 MiB dirties at most 64 MiB however long the round). With copy-storage (l
 VIR_MIGRATE_NON_SHARED_DISK, an NBD drive-mirror) the disks are copied first at the same bandwidth, and the
 mirror keeps carrying the guest's disk writes for the rest of the migration, so memory gets what is left.
 
-Auto-converge is QEMU's CPU throttle with its defaults (migration/options.c in QEMU:
-throttle-trigger-threshold 50, cpu-throttle-initial 20, cpu-throttle-increment 10, max-cpu-throttle 99): a
+Auto-converge is QEMU's CPU throttle with its defaults (MigrationParameters in
+https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html: throttle-trigger-threshold 50,
+cpu-throttle-initial 20, cpu-throttle-increment 10, max-cpu-throttle 99; downtime-limit 300 ms): a
 round whose dirtied bytes exceed 50 % of the bytes it sent is unproductive; every second unproductive round
-raises the throttle (20 %, then +10 %), and a throttle of p % leaves the guest (1 - p) of its dirty rate.
+raises the throttle (20 %, then +10 %), and a throttle of p % leaves the guest (100 - p) % of its dirty rate.
+
+Not modelled: QEMU sends a zero page as a few bytes, so a guest with much untouched memory finishes its first
+round sooner than memory / bandwidth (the forecast errs long, on the safe side); device state, compression and
+multifd are ignored, and the bandwidth is taken as reached from the first byte.
 
 Post-copy switches the guest to the destination after the first round and pulls the rest on demand, so it
 always finishes, but a failure after the switch leaves no complete copy of the guest on either host; on
@@ -157,6 +162,9 @@ def precopy(inputs: ForecastInputs, auto_converge: bool = False) -> Precopy:
                         f"the guest writes {_rate(disk_write)} to its disks, the link carries {_rate(p.bandwidth_bytes_per_s)}: "
                         "the disk mirror never catches up")
     disk_s = p.disk_bytes / memory_bw
+    if disk_s > budget:
+        return _gave_up(p, Ending.OVER_BUDGET, 0, budget * p.bandwidth_bytes_per_s, 0,
+                        f"copying the disks alone takes {disk_s:.0f} s, the drill's budget is {budget:.0f} s", disk_s)
     elapsed, sent = disk_s, disk_s * p.bandwidth_bytes_per_s
     cap = min(p.memory_bytes, p.working_set_bytes or p.memory_bytes)
     threshold = memory_bw * p.allowed_downtime_ms / 1000.0  # what fits in the allowed pause

@@ -60,6 +60,8 @@ R = 127 / 128
     ({"disk_bytes": 4 * GI}, Ending.CONVERGED, 1, 40.0, 0.0, 5 * 1024),
     # Disk writes of 64 MiB/s take half the link: 4 GiB + its writes in 64 s, memory at 64 MiB/s in 16 s.
     ({"disk_bytes": 4 * GI, "disk_write_rate_bytes_per_s": 64 * MI}, Ending.CONVERGED, 1, 80.0, 0.0, 80 * 128),
+    # 64 GiB of disk take 512 s, longer than the whole budget.
+    ({"disk_bytes": 64 * GI}, Ending.OVER_BUDGET, 0, None, None, 300 * 128),
     # Disk writes at the link's rate: the mirror never catches up.
     ({"disk_bytes": 4 * GI, "disk_write_rate_bytes_per_s": 128 * MI}, Ending.DISK_WRITES, 0, None, None, 0),
     # Without copy-storage a disk write rate changes nothing.
