@@ -288,9 +288,11 @@ CHECK = "convergence-forecast"
 
 
 def convergence_check(config: ForecastConfig | None, limits: MigrationLimits | None, memory_bytes: float,
-                      budget_s: float, measured_dirty_rate: float | None, subject: str) -> CheckResult:
+                      budget_s: float, measured_dirty_rate: float | None, slo_downtime_ms: float,
+                      subject: str) -> CheckResult:
     """FAIL when the migration cannot converge within the drill's budget, WARN within 20 % of it (or when only
-    post-copy would finish it, or an input is unknown), PASS otherwise; the figures go into the evidence."""
+    post-copy would finish it, the predicted pause alone breaks the SLO's downtime, or an input is unknown),
+    PASS otherwise; the figures go into the evidence."""
     if config is None:
         return CheckResult(name=CHECK, status=CheckStatus.NOT_APPLICABLE, subject=subject,
                            message="no forecast section in the spec")
@@ -310,12 +312,20 @@ def convergence_check(config: ForecastConfig | None, limits: MigrationLimits | N
     mode = "auto-converge" if limits.auto_converge else "pre-copy"
     expected = result.expected
     if expected.converges:
-        assert expected.margin_fraction is not None
-        tight = expected.margin_fraction < WARN_MARGIN
+        assert expected.margin_fraction is not None and expected.switchover_pause_ms is not None
+        concerns, remedies = [], []
+        if expected.margin_fraction < WARN_MARGIN:
+            concerns.append(f"less than {WARN_MARGIN:.0%} of the budget to spare")
+            remedies.append("raise budgets.migration_timeout_per_gib_s or lower the guest's load during the drill")
+        if expected.switchover_pause_ms > slo_downtime_ms:
+            # The hypervisor's pause is the least outage the probes can see (the network and the guest add to it).
+            concerns.append(f"the pause alone exceeds slo.max_downtime_ms {slo_downtime_ms:g}")
+            remedies.append("lower the platform's allowed downtime or the guest's load")
         return CheckResult(
-            name=CHECK, status=CheckStatus.WARN if tight else CheckStatus.PASS, subject=subject, evidence=evidence,
-            message=f"{mode} {expected.reason}; {expected.margin_fraction:.0%} of the {budget_s:g} s budget left ({figures})",
-            remedy="raise budgets.migration_timeout_per_gib_s or lower the guest's load during the drill" if tight else None)
+            name=CHECK, status=CheckStatus.WARN if concerns else CheckStatus.PASS, subject=subject, evidence=evidence,
+            message=f"{mode} {expected.reason}; {expected.margin_fraction:.0%} of the {budget_s:g} s budget left ({figures})"
+                    + "".join(f"; {c}" for c in concerns),
+            remedy="; ".join(remedies) or None)
     hint = _what_would_help(result)
     if result.postcopy.enabled and result.postcopy.refused is None and result.postcopy.migration_s is not None \
             and result.postcopy.migration_s <= budget_s:

@@ -59,7 +59,8 @@ def _forecast_check(session: DrillSession, adapter: PlatformAdapter, reading: VM
         measured = meter.measure_dirty_rate(state.ref, spec.forecast.measure_window_s) if meter else None
     disk_bytes = reading.limits.disk_bytes if reading.limits else 0
     budget_s = migration_deadline_s(spec.budgets, state.memory_gib + disk_bytes / GIB)
-    return convergence_check(spec.forecast, reading.limits, state.memory_gib * GIB, budget_s, measured, f"vm {state.ref}")
+    return convergence_check(spec.forecast, reading.limits, state.memory_gib * GIB, budget_s, measured,
+                             spec.slo.max_downtime_ms, f"vm {state.ref}")
 
 
 def _recover_crashed(session: DrillSession) -> CheckResult:

@@ -17,9 +17,9 @@ PLATFORM = MigrationLimits(source="test")
 
 
 def run(config: dict | None, limits: MigrationLimits | None = PLATFORM, budget_s: float = 300.0,
-        measured: float | None = None):
+        measured: float | None = None, slo_downtime_ms: float = 500.0):
     return convergence_check(None if config is None else ForecastConfig(**config), limits, 1 * GI, budget_s,
-                             measured, "vm banking/core")
+                             measured, slo_downtime_ms, "vm banking/core")
 
 
 @pytest.mark.parametrize("config, limits, budget_s, measured, status, words", [
@@ -84,3 +84,11 @@ def test_a_pass_records_the_predicted_time_pause_and_data():
     assert (expected["rounds"], expected["migration_s"], expected["switchover_pause_ms"]) == (2, 9.125, 125.0)
     assert expected["sent_bytes"] == (1024 + 128 + 16) * MI
     assert expected["margin_s"] == pytest.approx(300 - 9.125)
+
+
+@pytest.mark.parametrize("slo_downtime_ms, status", [(125.0, CheckStatus.PASS), (100.0, CheckStatus.WARN)])
+def test_a_predicted_pause_beyond_the_slo_warns(slo_downtime_ms, status):
+    """16 MiB/s: the switchover sends 16 MiB in 125 ms, the least outage the probes can observe."""
+    check = run({"dirty_rate_bytes_per_s": 16 * MI, **LINK}, slo_downtime_ms=slo_downtime_ms)
+    assert check.status is status
+    assert ("the pause alone exceeds slo.max_downtime_ms 100" in check.message) is (status is CheckStatus.WARN)
