@@ -333,15 +333,16 @@ class LibvirtAdapter:
     def measure_dirty_rate(self, vm: VMRef, window_s: int) -> float | None:
         """The running guest's dirty rate in bytes/s over `window_s` s; None (with the reason in the timeline)
         when the domain does not run on exactly one host or its hypervisor cannot measure."""
-        active = self._active_on(self._placement(vm.name))
-        if len(active) != 1:
-            return None
-        host = active[0]
-        dom = self._lookup(host, vm.name)
-        if dom is None:
-            return None
-        conn = self._conn(host)
+        host = None
         try:
+            active = self._active_on(self._placement(vm.name))
+            if len(active) != 1:
+                return None  # the domain-active check says why
+            host = active[0]
+            dom = self._lookup(host, vm.name)
+            if dom is None:
+                return None
+            conn = self._conn(host)
             previous = self._dirty_rate_stats(host, conn, dom).get("dirtyrate.calc_start_time")
             self._call(f"{host}: startDirtyRateCalc", dom.startDirtyRateCalc, window_s, 0)
             deadline = time.monotonic() + window_s + self.timeouts.call_s

@@ -12,7 +12,7 @@ from typing import Any
 
 import libvirt
 
-MIB = 1024**2
+from livedrill.forecast import MIB
 
 
 def dirty_rate_reading(stats: dict[str, Any], previous_start: int | None) -> float | None:
