@@ -14,6 +14,7 @@ from cronsim import CronSim, CronSimError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
 
+from livedrill.forecast import ForecastConfig
 from livedrill.metrics.config import MetricsConfig
 from livedrill.platforms import registry as platform_registry
 from livedrill.specbase import PlatformConfig, SpecModel, VMName, VMRef
@@ -364,6 +365,8 @@ class DrillSpec(SpecModel):
     metrics: MetricsConfig = Field(default_factory=MetricsConfig, description="Where drill metrics go; KubeVirt's to read")
     window: DrillWindow | None = Field(None, description="Allowed start hours and weekdays; default: any time")
     preflight: PreflightPolicy = Field(default_factory=PreflightPolicy)
+    forecast: ForecastConfig | None = Field(
+        None, description="Inputs of the pre-flight's convergence forecast; default: no forecast (check not_applicable)")
 
     @model_validator(mode="after")
     def _consistent(self) -> "DrillSpec":

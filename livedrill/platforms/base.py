@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable, ContextManager, Protocol
 
 
 from livedrill.errors import InputError
+from livedrill.forecast import MigrationLimits
 from livedrill.outcomes import CheckResult, TimelineEvent, VMState
 from livedrill.spec import Budgets, DrillSpec, VMRef
 
@@ -53,6 +54,7 @@ class VMPreflight:
 
     checks: list[CheckResult]
     before: VMState | None  # None: the VM is missing or not running, so there is nothing to migrate
+    limits: MigrationLimits | None = None  # what the platform will migrate it with (the convergence forecast's input)
 
 
 @dataclass(frozen=True)
@@ -153,6 +155,14 @@ class DirtyRate(Protocol):
     def dirty_rate_bytes_per_s(self, handle: MigrationHandle) -> float | None: ...
 
 
+class DirtyRateMeter(Protocol):
+    """Measures how fast a running guest dirties its memory, without migrating it (the forecast's input)."""
+
+    def measure_dirty_rate(self, vm: VMRef, window_s: int) -> float | None:
+        """Bytes per second over a window of `window_s` seconds; None when it could not be measured."""
+        ...
+
+
 class CapabilityMissing(InputError):
     """The spec asks for something its platform cannot do (bad input: nothing was changed)."""
 
@@ -168,6 +178,7 @@ class Capabilities:
     watch: Callable[[MigrationHandle], ChangeWatch] | None = None
     drain: OpenDrain | None = None
     dirty_rate: DirtyRate | None = None
+    dirty_rate_meter: DirtyRateMeter | None = None
 
     def need_drain(self) -> OpenDrain:
         if self.drain is None:

@@ -7,8 +7,10 @@ import shutil
 from pathlib import Path
 
 from livedrill.errors import InputError, PlatformError
+from livedrill.forecast import GIB, MEASURE, convergence_check
 from livedrill.gates import operational_gates
 from livedrill.outcomes import CheckResult, CheckStatus, PreflightResult, utcnow
+from livedrill.platforms.base import PlatformAdapter, VMPreflight
 from livedrill.spec import migration_deadline_s
 from livedrill.stages.drain import drain_preflight
 from livedrill.stages.session import DrillSession
@@ -45,6 +47,20 @@ def _evidence_check(session: DrillSession, longest_migration_s: float) -> CheckR
     needed = int(sum(p.rate_per_s for p in spec.probes) * seconds * SERIES_BYTES_PER_REQUEST)
     free = shutil.disk_usage(session.run.path).free
     return evidence_check(signer_error, free, needed, str(spec.evidence.dir))
+
+
+def _forecast_check(session: DrillSession, adapter: PlatformAdapter, reading: VMPreflight) -> CheckResult:
+    """The convergence forecast of one VM that runs, against the deadline the migration stage will enforce."""
+    spec, state = session.spec, reading.before
+    assert state is not None
+    measured = None
+    if spec.forecast is not None and spec.forecast.dirty_rate_bytes_per_s == MEASURE:
+        meter = adapter.capabilities().dirty_rate_meter
+        measured = meter.measure_dirty_rate(state.ref, spec.forecast.measure_window_s) if meter else None
+    disk_bytes = reading.limits.disk_bytes if reading.limits else 0
+    budget_s = migration_deadline_s(spec.budgets, state.memory_gib + disk_bytes / GIB)
+    return convergence_check(spec.forecast, reading.limits, state.memory_gib * GIB, budget_s, measured,
+                             spec.slo.max_downtime_ms, f"vm {state.ref}")
 
 
 def _recover_crashed(session: DrillSession) -> CheckResult:
@@ -102,6 +118,7 @@ def run_preflight(session: DrillSession) -> PreflightResult:
             if state is not None:
                 result.before.append(state)
                 session.run.write_json(f"objects/{vm.namespace}-{vm.name}-before.json", state.raw)
+                result.checks.append(_forecast_check(session, adapter, reading))
         if session.spec.mode.kind == "drain":
             result.checks.extend(drain_preflight(session, adapter))
     except (InputError, PlatformError) as exc:

@@ -23,7 +23,7 @@ from livedrill.outcomes import CheckResult, CheckStatus, utcnow
 from livedrill.platforms.base import (Capabilities, MigrationHandle, MigrationObservation, MigrationPhase,
                                       RegisterCompensation, UndoAction, VMPreflight, VMState)
 from livedrill.platforms.kubevirt.api import KV_GROUP, KV_VERSION, MIGRATIONS_GROUP, MIGRATIONS_VERSION, translate_error
-from livedrill.platforms.kubevirt.checks import (CheckPolicy, ClusterObjects, missing_vmi_check, vm_checks,
+from livedrill.platforms.kubevirt.checks import (CheckPolicy, ClusterObjects, migration_limits, missing_vmi_check, vm_checks,
                                                  vmi_memory_gib, vmi_running_check)
 from livedrill.platforms.kubevirt.config import KubeVirtPlatform
 from livedrill.platforms.kubevirt.drain import KubeVirtDrain
@@ -182,9 +182,11 @@ class KubeVirtAdapter:
         if vmi is None:
             return VMPreflight(checks=[missing_vmi_check(vm, self.get_vm(vm))], before=None)
         target = spec.mode.target_node if isinstance(spec.mode, TargetedMode) else None
-        checks = vm_checks(CheckPolicy.from_spec(spec), vm, vmi, self.cluster_objects(vm.namespace), target)
+        objects = self.cluster_objects(vm.namespace)
+        checks = vm_checks(CheckPolicy.from_spec(spec), vm, vmi, objects, target)
         running = vmi_running_check(vm, vmi).status is not CheckStatus.FAIL
-        return VMPreflight(checks=checks, before=self._state(vm, vmi) if running else None)
+        return VMPreflight(checks=checks, before=self._state(vm, vmi) if running else None,
+                           limits=migration_limits(vmi, objects, spec.preflight.core_tier_selector))
 
     def cluster_objects(self, namespace: str | None = None) -> ClusterObjects:
         """One read of everything the checks judge (GETs and LISTs only). PVCs: `namespace`'s, or all."""

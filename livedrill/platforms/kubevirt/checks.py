@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from livedrill.drain import FINISHED_POD_PHASES
+from livedrill.forecast import MigrationLimits
 from livedrill.outcomes import CheckResult, CheckStatus
 from livedrill.platforms.base import MigrationPhase
 from livedrill.quantity import bytes_to_gib, parse_quantity
@@ -307,6 +308,23 @@ def effective_migration_settings(kubevirt_cr: dict, policy: dict | None) -> dict
     configured = (kubevirt_cr.get("spec", {}).get("configuration", {}) or {}).get("migrations") or {}
     overrides = {k: v for k, v in (policy or {}).get("spec", {}).items() if k != "selectors"}
     return {**DEFAULT_MIGRATIONS, **configured, **overrides}
+
+
+def migration_limits(vmi: dict, objects: "ClusterObjects", core_tier_selector: dict[str, str]) -> MigrationLimits:
+    """What KubeVirt will migrate this VMI with (the convergence forecast's platform inputs).
+
+    bandwidthPerMigration 0 means unlimited (no cap); a VMI matching the core-tier selector must not rely on
+    post-copy, whose failure fails the VMI since KubeVirt v1.6."""
+    namespace = objects.namespaces.get(vmi.get("metadata", {}).get("namespace", "")) or {}
+    policy = matching_policy(objects.policies, _labels(vmi), _labels(namespace))
+    settings = effective_migration_settings(objects.kubevirt_cr, policy)
+    bandwidth = parse_quantity(str(settings["bandwidthPerMigration"]))
+    downtime = settings.get("maxDowntimeMs")
+    return MigrationLimits(
+        bandwidth_bytes_per_s=bandwidth or None, max_downtime_ms=float(downtime) if downtime else None,
+        auto_converge=bool(settings["allowAutoConverge"]), post_copy=bool(settings["allowPostCopy"]),
+        post_copy_fails_vm=selector_matches(core_tier_selector, _labels(vmi)),
+        source=f"MigrationPolicy {policy['metadata']['name']}" if policy else "cluster config")
 
 
 def migration_budget_check(vm: VMRef, vmi: dict, settings: dict, policy: dict | None, budgets: Budgets) -> CheckResult:

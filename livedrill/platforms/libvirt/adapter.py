@@ -24,6 +24,7 @@ from typing import Any, Callable, TypeVar
 import libvirt
 
 from livedrill.errors import InputError, PlatformError, PlatformUnreachable, UndoNotObserved
+from livedrill.forecast import MigrationLimits
 from livedrill.migration_monitor import (
     Decision,
     GIB,
@@ -48,6 +49,7 @@ from livedrill.platforms.libvirt.checks import (
     domain_active_check,
     domain_disks,
     local_disks,
+    migration_limits,
     no_job_check,
     persistent_check,
     pick_target,
@@ -71,6 +73,7 @@ from livedrill.platforms.libvirt.connection import (
     open_connection,
 )
 from livedrill.platforms.libvirt.config import LibvirtHost, LibvirtPlatform
+from livedrill.platforms.libvirt.dirtyrate import dirty_rate_reading
 from livedrill.spec import Budgets, DrillSpec, TargetedMode, VMRef, migration_deadline_s
 
 T = TypeVar("T")
@@ -235,7 +238,8 @@ class LibvirtAdapter:
         return [h for h, p in placement.items() if p["active"]]
 
     def capabilities(self) -> Capabilities:
-        return Capabilities(kind="libvirt")  # polled job stats, no change watch; hosts have no node drain
+        # polled job stats, no change watch; hosts have no node drain; QEMU measures the guest's dirty rate
+        return Capabilities(kind="libvirt", dirty_rate_meter=self)
 
     def close(self) -> None:
         with self._lock:
@@ -283,7 +287,16 @@ class LibvirtAdapter:
     # ------------------------------------------------------------ pre-flight
 
     def preflight(self, spec: DrillSpec, vm: VMRef) -> VMPreflight:
-        return VMPreflight(checks=self._preflight_checks(spec, vm), before=self.describe_vm(vm))
+        checks = self._preflight_checks(spec, vm)
+        before = self.describe_vm(vm)
+        return VMPreflight(checks=checks, before=before, limits=self._limits(before))
+
+    def _limits(self, state: VMState) -> MigrationLimits | None:
+        dom = self._lookup(state.node, state.ref.name) if state.node else None
+        if dom is None:
+            return None
+        disk_bytes = self._data_bytes(dom, state.raw.get("xml", "")) - state.raw["info"]["max_memory_kib"] * 1024
+        return migration_limits(self.platform, disk_bytes)
 
     def _preflight_checks(self, spec: DrillSpec, vm: VMRef) -> list[CheckResult]:
         """Gather the facts each judgment in checks.py needs, in the order a failure makes the next meaningless."""
@@ -316,6 +329,39 @@ class LibvirtAdapter:
         checks.append(judge_hardware_isolation(facts, self.platform.hardware_isolation, subject))
         checks.append(judge_pinning(facts, subject))
         return checks
+
+    def measure_dirty_rate(self, vm: VMRef, window_s: int) -> float | None:
+        """The running guest's dirty rate in bytes/s over `window_s` s; None (with the reason in the timeline)
+        when the domain does not run on exactly one host or its hypervisor cannot measure."""
+        host = None
+        try:
+            active = self._active_on(self._placement(vm.name))
+            if len(active) != 1:
+                return None  # the domain-active check says why
+            host = active[0]
+            dom = self._lookup(host, vm.name)
+            if dom is None:
+                return None
+            conn = self._conn(host)
+            previous = self._dirty_rate_stats(host, conn, dom).get("dirtyrate.calc_start_time")
+            self._call(f"{host}: startDirtyRateCalc", dom.startDirtyRateCalc, window_s, 0)
+            deadline = time.monotonic() + window_s + self.timeouts.call_s
+            while time.monotonic() < deadline:
+                time.sleep(self.poll_interval_s)
+                rate = dirty_rate_reading(self._dirty_rate_stats(host, conn, dom), previous)
+                if rate is not None:
+                    self._event("dirty-rate", host=host, vm=str(vm), bytes_per_s=rate, window_s=window_s)
+                    return rate
+            reason = f"no result within the {window_s} s window and {self.timeouts.call_s:g} s"
+        except PlatformError as exc:
+            reason = str(exc)
+        self._event("dirty-rate-unmeasured", host=host, vm=str(vm), reason=reason)
+        return None
+
+    def _dirty_rate_stats(self, host: str, conn: libvirt.virConnect, dom: libvirt.virDomain) -> dict[str, Any]:
+        [(_, stats)] = self._call(f"{host}: domainListGetStats(dirtyrate)", conn.domainListGetStats, [dom],
+                                  libvirt.VIR_DOMAIN_STATS_DIRTYRATE, 0)
+        return dict(stats)
 
     def _target_capacity(self, target: str) -> TargetCapacity:
         try:

@@ -11,7 +11,9 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from typing import Any
 
+from livedrill.forecast import MIB, MigrationLimits
 from livedrill.outcomes import CheckResult, CheckStatus
+from livedrill.platforms.libvirt.config import LibvirtPlatform
 
 # What libvirt's CPU comparison answers (virCPUCompareResult), by name: the adapter maps the number.
 CPU_RUNS_GUEST = ("identical", "superset")
@@ -139,3 +141,13 @@ def no_job_check(job_running: bool, stats: dict[str, Any], subject: str) -> Chec
     return check("no-job-running", not job_running, subject, "no job runs on the domain" if not job_running else
                  f"a job is already running on the domain (operation {stats.get('operation')})",
                  "wait for the running job to end or abort it (virsh domjobabort)", {"job_stats": stats})
+
+
+def migration_limits(platform: LibvirtPlatform, disk_bytes: int) -> MigrationLimits:
+    """What the adapter migrates a domain with (the convergence forecast's platform inputs): libvirt's bandwidth
+    parameter is in MiB/s; the disks count only when copy-storage copies them."""
+    flags = platform.flags
+    return MigrationLimits(
+        bandwidth_bytes_per_s=platform.bandwidth_mib_s * MIB if platform.bandwidth_mib_s else None,
+        max_downtime_ms=platform.max_downtime_ms, auto_converge=flags.auto_converge, post_copy=flags.allow_post_copy,
+        disk_bytes=disk_bytes if flags.copy_storage_all else 0, source="platform (libvirt flags and limits)")

@@ -1,0 +1,45 @@
+"""`livedrill run` of a drill whose forecast says it will not converge: refused before anything moves,
+with the forecast's figures in the sealed evidence."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from livedrill.cli import main
+from tests.e2e.safety import assert_safe
+from tests.lab_helpers import lab_spec
+
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("prefect_harness")]
+VMIMS = "/apis/kubevirt.io/v1/namespaces/banking/virtualmachineinstancemigrations"
+
+
+def test_a_drill_that_cannot_converge_is_refused_before_anything_moves(lab, tmp_path, capsys):
+    # The lab's cluster caps a migration at 64 MiB/s; a guest dirtying 64 MiB/s never converges.
+    _, text = lab_spec(lab, tmp_path, forecast={"dirty_rate_bytes_per_s": "64Mi"})
+    spec = tmp_path / "drill.yaml"
+    spec.write_text(text)
+    assert main(["run", str(spec)]) == 1
+    out = capsys.readouterr().out
+    assert "VERDICT: FAILED" in out and "convergence-forecast" in out
+    assert lab.api("GET", VMIMS)["items"] == []
+    assert assert_safe(lab) == "node-1"
+    run_dir = next((tmp_path / "evidence").glob("*-lab-targeted-*"))
+    checks = {c["name"]: c for c in json.loads((run_dir / "preflight.json").read_text())["checks"]}
+    forecast = checks["convergence-forecast"]
+    assert forecast["status"] == "fail" and "will not converge" in forecast["message"]
+    assert forecast["evidence"]["expected"]["ending"] == "no-progress"
+    assert any("convergence-forecast" in r for r in json.loads((run_dir / "verdict.json").read_text())["reasons"])
+    assert main(["evidence", "verify", str(run_dir)]) == 0
+
+
+def test_the_shipped_lab_drill_has_no_forecast_so_the_check_is_not_applicable(lab, tmp_path, capsys):
+    _, text = lab_spec(lab, tmp_path)
+    spec = tmp_path / "drill.yaml"
+    spec.write_text(text)
+    assert main(["preflight", str(spec)]) == 0
+    run_dir = next(p for p in (tmp_path / "evidence").iterdir() if (p / "preflight.json").exists())
+    checks = {c["name"]: c for c in json.loads(Path(run_dir, "preflight.json").read_text())["checks"]}
+    assert checks["convergence-forecast"]["status"] == "not_applicable"

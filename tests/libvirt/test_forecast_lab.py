@@ -1,0 +1,47 @@
+"""On the real libvirt lab: `forecast: {dirty_rate_bytes_per_s: measure}` makes the pre-flight measure the running
+guest's dirty rate with QEMU (nothing migrates) and forecast its migration from that figure."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from livedrill.spec import load_spec
+from tests.libvirt.test_lab_e2e import make_adapter, other_host
+
+pytestmark = [pytest.mark.e2e, pytest.mark.libvirt]
+MI = 1024**2
+
+
+def test_preflight_measures_the_dirty_rate_and_forecasts_from_it(libvirt_lab, tmp_path):
+    spec = load_spec(libvirt_lab.drill_spec)
+    adapter = make_adapter(spec)
+    try:
+        before = adapter.describe_vm(spec.vms[0])
+    finally:
+        adapter.close()
+    text = Path(libvirt_lab.drill_spec).read_text().replace("target_node: host-b",
+                                                            f"target_node: {other_host(spec, before.node)}")
+    drill_file = tmp_path / "drill.yaml"
+    drill_file.write_text(text + "forecast:\n  dirty_rate_bytes_per_s: measure\n  bandwidth_bytes_per_s: 128Mi\n"
+                                 "  measure_window_s: 1\n")
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect")}
+    done = subprocess.run([str(Path(sys.executable).with_name("livedrill")), "preflight", str(drill_file)], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    [run] = [p for p in (tmp_path / "evidence").iterdir() if (p / "preflight.json").exists()]
+    checks = {c["name"]: c for c in json.loads((run / "preflight.json").read_text())["checks"]}
+    forecast = checks["convergence-forecast"]
+    assert forecast["status"] == "pass", forecast["message"]  # a warning would mean the rate was not measured
+    inputs = forecast["evidence"]["inputs"]
+    # QEMU's figure, in whole MiB/s: an idle ledger guest dirties far less than its 256 MiB per second.
+    assert inputs["dirty_rate_bytes_per_s"] % MI == 0 and 0 <= inputs["dirty_rate_bytes_per_s"] < 256 * MI
+    assert inputs["memory_bytes"] == before.memory_gib * 1024**3
+    assert forecast["evidence"]["expected"]["migration_s"] >= 256 * MI / (128 * MI)  # at least one full round
+    print(f"measured dirty rate {inputs['dirty_rate_bytes_per_s'] / MI:.0f} MiB/s (1 s window, TCG guest); "
+          f"forecast: {forecast['message']}")
