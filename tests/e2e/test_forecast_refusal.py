@@ -32,7 +32,8 @@ def test_a_drill_that_cannot_converge_is_refused_before_anything_moves(lab, tmp_
     assert forecast["status"] == "fail" and "will not converge" in forecast["message"]
     assert forecast["evidence"]["expected"]["ending"] == "no-progress"
     assert any("convergence-forecast" in r for r in json.loads((run_dir / "verdict.json").read_text())["reasons"])
-    assert main(["evidence", "verify", str(run_dir)]) == 0
+    [lab_key] = (tmp_path / "evidence" / "keys").glob("*.pub")  # the lab's key, as the archive publishes it
+    assert main(["evidence", "verify", str(run_dir), "--trusted-key", str(lab_key)]) == 0
 
 
 def test_the_shipped_lab_drill_has_no_forecast_so_the_check_is_not_applicable(lab, tmp_path, capsys):
