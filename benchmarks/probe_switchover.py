@@ -10,8 +10,10 @@ Per outage it prints the truth, the outage the probe measured (the longest gap b
 its error, where the gap began and ended against the outage (start and end offsets), the first answer after
 it (the write's round trip of the probe that ended the gap), and the longest stall of the run (a request in
 flight waiting, TCP retransmissions included). The bound, per edge: the gap starts no more than
-max(2 ms, one period) before the outage began, and ends no later than max(2 ms, one period) plus the first
-answer after it ended, each give or take the truth's own uncertainty (printed as ±).
+max(2 ms, one period) plus a round trip before the outage began (the probe sent after the last success needs
+its round trip to be answered; sent less than that before the outage, it is caught in it), and ends no later
+than max(2 ms, one period) plus the first answer after it ended, each give or take the truth's own
+uncertainty (printed as ±).
 
 `--gateway` adds the port cut seen through a real haproxy (HTTP mode, keep-alive to the client and to the
 ledger, `http-reuse always`), the way a bank's API gateway sits between the probe and the VM. The gateway
@@ -116,12 +118,14 @@ def measure(work: Path, kind: str, rate: float, gateway: bool) -> list[dict]:
                "uncertainty": outage.uncertainty_ms, "gap": gap}
         if gap is not None:
             closer = by_ack.get(round(gap.end_monotonic, 6))
+            opener = by_ack.get(round(gap.start_monotonic, 6))
+            round_trip = (opener.t_ack - opener.t_start) * 1000.0 if opener else 0.0
             # from when it could first be answered (sent, or the outage over if it was sent into it) to its answer
             first_answer = (closer.t_ack - max(closer.t_start, ended)) * 1000.0 if closer else float("nan")
             start_off, end_off = (gap.start_monotonic - began) * 1000.0, (gap.end_monotonic - ended) * 1000.0
             slack = outage.uncertainty_ms  # the truth itself is known to within its brackets
             row |= {"outage": gap.duration_ms, "start": start_off, "end": end_off, "first": first_answer,
-                    "within": start_off >= -allowed_ms - slack
+                    "within": start_off >= -allowed_ms - slack - round_trip
                     and end_off <= allowed_ms + slack + (first_answer if closer else 0.0)}
         rows.append(row)
     stall = probe.longest_stall.duration_ms if probe.longest_stall else float("nan")
@@ -137,7 +141,7 @@ def switchover_part(rates: list[float] = RATES, gateway: bool = True) -> bool:
         return True
     print(f"\nPart 4: switchover: outages of a real network path (bridge port cut, one-way drops, resets, freeze, MAC move), "
           f"lengths {LENGTHS_MS} ms, {SPACING_S:g} s apart, transaction probes against the lab ledger in a namespace")
-    print("  bound per edge: gap start >= outage start - max(2 ms, period); gap end <= outage end + max(2 ms, period)"
+    print("  bound per edge: gap start >= outage start - max(2 ms, period) - a round trip; gap end <= outage end + max(2 ms, period)"
           " + first answer; stall = the run's longest wait of a request in flight (TCP retransmissions included)")
     print(f"  {'rate':>5} {'kind':<22} {'truth ms':>9} {'±':>5} {'outage ms':>9} {'error':>7} {'start':>7} {'end':>7}"
           f" {'1st ans':>7} {'within':>6} {'stall ms':>8} {'abandoned':>9} {'failed':>6}")

@@ -60,6 +60,7 @@ from livedrill.probe.selector import new_probe_loop
 from livedrill.probe.runners import Attempt, Reconciler, Runner, RunnerContext, build_runner
 from livedrill.probe.series import WINDOWS, Outcome, SeriesWriter, iter_series, ProbeRecord, safe_file_stem
 from livedrill.probe.summary import summarise_series
+from livedrill.probe.window import hunt_interval_s
 from livedrill.spec import SLO, Probe
 
 log = logging.getLogger(__name__)
@@ -110,7 +111,7 @@ class SessionConfig:
     scouts_at_most: int = 4  # ... for 0.2 s; a target frozen longer meets at most this many extra requests
     hunt_after_periods: float = 2.0  # nothing answered for this many probe periods (and the floor): probes hunt
     hunt_after_floor_s: float = 0.002  # (see http1.Http1Pool: fresh connections find the end of a lossy outage)
-    hunt_every_floor_s: float = 0.001  # hunters go out at the probe's period, at most one per millisecond
+    hunt_every_floor_s: float = 0.0005  # hunters go out at the probe's period, at most two per millisecond
     # A hunter needs only half a period since the last: probes are launched at the period with jitter, and asking
     # for a whole one skipped every probe that came a hair early, so hunters went out every other period (at
     # 200/s the end of 700-2,000 ms outages was found 7-11 ms late). The probe rate still bounds them to one per
@@ -319,7 +320,7 @@ class ThreadProbeSession(SessionBase):
         for index, probe in enumerate(self.probes):
             period = 1.0 / probe.rate_per_s
             timing = dataclasses.replace(timing, hunt_after_s=max(cfg.hunt_after_floor_s, cfg.hunt_after_periods * period),
-                                         hunt_every_s=max(cfg.hunt_every_floor_s, cfg.hunt_every_periods * period))
+                                         hunt_every_s=hunt_interval_s(period, cfg.hunt_every_floor_s, cfg.hunt_every_periods))
             pools = {}  # per probe: probes of one origin may differ in TLS identity
             all_pools.append(pools)
             uses_https = any(url.startswith("https://") for url in probe.urls)

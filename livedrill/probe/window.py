@@ -36,6 +36,12 @@ def may_send(occupied: int, window: int, scouts_at_most: int, quiet_s: float, sc
     return occupied < window + scouts_at_most and quiet_s >= scout_after_s
 
 
+def hunt_interval_s(period_s: float, floor_s: float, periods: float) -> float:
+    """The least time between two hunters: a fraction of the probe's period (see SessionConfig.hunt_every_periods),
+    never below the floor."""
+    return max(floor_s, periods * period_s)
+
+
 def may_hunt(quiet_s: float, hunt_after_s: float, peer_reached: bool, since_hunt_s: float, hunt_every_s: float) -> bool:
     """May a probe that finds the window full go out on a fresh connection of its own (a hunter)?
 

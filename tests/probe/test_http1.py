@@ -8,7 +8,9 @@ import pytest
 
 from livedrill.probe.http1 import (Http1Pool, Origin, PoolTiming, ProbeFailure, ResponseReader, parse_response,
                                    split_url)
-from livedrill.probe.window import hunt_give_up_s, may_hunt, may_send, window_after_answer, window_after_period
+from livedrill.probe.threaded import SessionConfig
+from livedrill.probe.window import (hunt_give_up_s, hunt_interval_s, may_hunt, may_send, window_after_answer,
+                                   window_after_period)
 from livedrill.probe.series import Outcome
 
 OK_HEAD = b"HTTP/1.1 200 OK\r\n"
@@ -313,6 +315,24 @@ def test_may_send(occupied, window, scouts_at_most, quiet_s, expected):
 )
 def test_may_hunt(quiet_s, peer_reached, since_hunt_s, expected):
     assert may_hunt(quiet_s, 0.002, peer_reached, since_hunt_s, hunt_every_s=0.001) is expected
+
+
+@pytest.mark.parametrize("rate_per_s", [200, 1000])
+def test_every_probe_of_a_jittered_schedule_hunts_while_the_path_loses_packets(rate_per_s):
+    """Probes leave at the period give or take the event loop's jitter: each one that finds the window full
+    during a lossy outage must hunt, or the outage's end is found a period late."""
+    cfg = SessionConfig()
+    period = 1.0 / rate_per_s
+    every = hunt_interval_s(period, cfg.hunt_every_floor_s, cfg.hunt_every_periods)
+    jitter = [0.1, -0.1, 0.05, -0.05, 0.0, 0.1, -0.1] * 20  # in periods
+    last_hunt, hunters = -1.0, 0
+    for k, j in enumerate(jitter, start=1):
+        t = (k + j) * period
+        if may_hunt(1.0, cfg.hunt_after_floor_s, False, t - last_hunt, every):
+            last_hunt, hunters = t, hunters + 1
+    assert hunters == len(jitter)
+    # ... and probes launched together (after a stall of the prober) still send one hunter
+    assert not may_hunt(1.0, cfg.hunt_after_floor_s, False, 0.0001, every)
 
 
 @pytest.mark.parametrize(
