@@ -497,14 +497,17 @@ def parse_spec(text: str, source: str = "<spec>") -> DrillSpec:
     return parse_yaml_model(DrillSpec, text, source, "drill spec")
 
 
-def load_spec(path: str | Path) -> DrillSpec:
-    path = Path(path)
+def read_spec_text(path: Path) -> str:
+    """A spec file's text; an unreadable file raises SpecError naming it."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except OSError as exc:
         raise SpecError(str(path), [SpecProblem(path="", line=None, message=f"cannot read the file: {exc.strerror}")])
-    spec = parse_spec(text, source=str(path))
-    return spec
+
+
+def load_spec(path: str | Path) -> DrillSpec:
+    path = Path(path)
+    return parse_spec(read_spec_text(path), source=str(path))
 
 
 def completion_budget_s(per_gib_s: float, gib: float) -> float:

@@ -15,7 +15,7 @@ from pydantic import Field, field_validator, model_validator
 from livedrill.errors import InputError
 from livedrill.outcomes import Record
 from livedrill.programme.spec import ClusterScope, ProgrammeSpec
-from livedrill.spec import SpecError, SpecProblem, VMRef, parse_yaml_model
+from livedrill.spec import VMRef, parse_yaml_model, read_spec_text
 
 
 class Target(Record):
@@ -100,10 +100,7 @@ class InventoryFile(Record):
 def load_inventory(path: str | Path) -> StaticInventory:
     """An inventory file (YAML or JSON: `targets: [...]`); any problem raises SpecError naming field and line."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SpecError(str(path), [SpecProblem(path="", line=None, message=f"cannot read the file: {exc.strerror}")])
+    text = read_spec_text(path)
     return StaticInventory(parse_yaml_model(InventoryFile, text, str(path), "inventory").targets)
 
 

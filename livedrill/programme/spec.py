@@ -16,7 +16,7 @@ from pydantic import Field, field_validator, model_validator
 
 from livedrill.spec import (
     ChangeFreeze, DrillSpec, Platform, SpecError, SpecModel, SpecProblem, TargetedMode, VMRef, line_of, load_spec,
-    parse_yaml_model, yaml_lines)
+    parse_yaml_model, read_spec_text, yaml_lines)
 
 PROGRAMME_KIND = "programme"
 _QUARTER = re.compile(r"^(\d{4})Q([1-4])$")
@@ -197,10 +197,7 @@ def parse_programme(text: str, source: str = "<programme>") -> ProgrammeSpec:
 def load_programme(path: str | Path) -> Programme:
     """The programme at `path` with its drill template loaded; any problem raises SpecError naming field and line."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SpecError(str(path), [SpecProblem(path="", line=None, message=f"cannot read the file: {exc.strerror}")])
+    text = read_spec_text(path)
     spec = parse_programme(text, source=str(path))
     template_path = spec.drill.spec if spec.drill.spec.is_absolute() else path.parent / spec.drill.spec
     line = line_of(yaml_lines(text), ("drill", "spec"))
