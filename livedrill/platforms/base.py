@@ -43,9 +43,12 @@ class MigrationPhase:
     SETTLING = "Settling"  # libvirt: the job ended, where the domain runs is not judged yet
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
+    # livedrill's own, for KubeVirt: the VirtualMachineInstanceMigration vanished before it reached an end
+    # (deleted by someone else, or garbage-collected with its VMI); nothing more can be observed of it.
+    DELETED = "Deleted"
     BEFORE_TRANSFER = (PENDING, SCHEDULING, SCHEDULED, PREPARING_TARGET, TARGET_READY)
     ORDER = (*BEFORE_TRANSFER, RUNNING, POSTCOPY, SETTLING, SUCCEEDED)  # as a migration passes them
-    TERMINAL = frozenset({SUCCEEDED, FAILED})
+    TERMINAL = frozenset({SUCCEEDED, FAILED, DELETED})
 
 
 @dataclass(frozen=True)

@@ -230,7 +230,7 @@ class KubeVirtAdapter:
         vmi = self.get_vmi(handle.vm) or {}
         state = vmi.get("status", {}).get("migrationState") or {}
         if vmim is None:
-            return MigrationObservation(phase="Deleted", terminal=True, succeeded=False, source=handle.source,
+            return MigrationObservation(phase=MigrationPhase.DELETED, terminal=True, succeeded=False, source=handle.source,
                                         target=state.get("targetNode"), failure_reason="the migration object is gone",
                                         raw={"vmi": vmi})
         phase = vmim.get("status", {}).get("phase") or MigrationPhase.PENDING
