@@ -20,6 +20,7 @@ from livedrill.errors import is_transient_status
 from livedrill.outcomes import CheckResult, CheckStatus
 from livedrill.platforms.base import MigrationPhase
 from livedrill.platforms.kubevirt.postchecks import kubevirt_postchecks
+from livedrill.specbase import VMName, VMRef
 
 Obj = dict[str, Any]
 
@@ -60,13 +61,37 @@ class PodAction(str, enum.Enum):
 
 
 @dataclass(frozen=True)
+class PodRef:
+    """One pod, as the API names it. A type of its own rather than a VMRef: a virt-launcher pod and its VMI are
+    both namespace/name, and a pod must not pass where a VMI is meant. Built only from an API object's metadata,
+    whose names the API server has already validated."""
+
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        """For messages and evidence, as kubectl names a pod; code compares and keys by the PodRef itself."""
+        return f"{self.namespace}/{self.name}"
+
+
+def _texts(refs: Any) -> list[str]:
+    """Pods or VMs as the evidence and messages name them: "namespace/name"."""
+    return [str(ref) for ref in refs]
+
+
+@dataclass(frozen=True)
 class PodDecision:
-    pod: str  # "ns/name"
+    pod: PodRef
     action: PodAction
     reason: str
-    vmi: str | None = None  # "ns/name" of the VMI this virt-launcher pod runs
+    vmi: VMRef | None = None  # the VMI this virt-launcher pod runs
     warning: str | None = None  # kubectl prints these and proceeds (e.g. emptyDir data deleted)
     finished: bool = False  # Succeeded/Failed: evicting it only deletes it (e.g. a migrated VM's source pod)
+
+    def evidence(self) -> dict[str, Any]:
+        """The decision as drain/plan.json records it, pod and VMI as "namespace/name"."""
+        return {"pod": str(self.pod), "action": self.action, "reason": self.reason,
+                "vmi": str(self.vmi) if self.vmi is not None else None, "warning": self.warning, "finished": self.finished}
 
 
 def _controller_ref(pod: Obj) -> Obj | None:
@@ -76,12 +101,16 @@ def _controller_ref(pod: Obj) -> Obj | None:
     return None
 
 
-def pod_key(pod: Obj) -> str:
-    return f"{pod['metadata'].get('namespace', '')}/{pod['metadata']['name']}"
+def pod_ref(pod: Obj) -> PodRef:
+    return PodRef(namespace=pod["metadata"]["namespace"], name=pod["metadata"]["name"])
 
 
-def launcher_vmi(pod: Obj) -> str | None:
-    """The VMI ("ns/name") a virt-launcher pod runs, or None for any other pod."""
+def vmi_ref(vmi: Obj) -> VMRef:
+    return VMRef(namespace=vmi["metadata"]["namespace"], name=vmi["metadata"]["name"])
+
+
+def launcher_vmi(pod: Obj) -> VMRef | None:
+    """The VMI a virt-launcher pod runs, or None for any other pod."""
     labels = pod.get("metadata", {}).get("labels") or {}
     if labels.get(LAUNCHER_LABEL) != LAUNCHER_VALUE:
         return None
@@ -89,12 +118,12 @@ def launcher_vmi(pod: Obj) -> str | None:
     if not name:
         ref = _controller_ref(pod) or {}
         name = ref.get("name") if ref.get("kind") == "VirtualMachineInstance" else None
-    return f"{pod['metadata'].get('namespace', '')}/{name}" if name else None
+    return VMRef(namespace=pod["metadata"]["namespace"], name=name) if name else None
 
 
 def decide_pod(pod: Obj, *, ignore_daemonsets: bool, delete_emptydir_data: bool) -> PodDecision:
     """kubectl drain's filters, in its order: DaemonSet, mirror, local storage, unreplicated."""
-    key = pod_key(pod)
+    key = pod_ref(pod)
     vmi = launcher_vmi(pod)
     finished = pod.get("status", {}).get("phase") in FINISHED_POD_PHASES
     ref = _controller_ref(pod)
@@ -122,10 +151,10 @@ def decide_pod(pod: Obj, *, ignore_daemonsets: bool, delete_emptydir_data: bool)
 
 def pods_to_drain(pods: list[Obj], node: str, *, ignore_daemonsets: bool,
                   delete_emptydir_data: bool) -> list[PodDecision]:
-    """Decisions for the pods bound to `node` (others are ignored), in a stable order."""
+    """Decisions for the pods bound to `node` (others are ignored), in the order of their "namespace/name"."""
     on_node = [p for p in pods if p.get("spec", {}).get("nodeName") == node]
     return [decide_pod(p, ignore_daemonsets=ignore_daemonsets, delete_emptydir_data=delete_emptydir_data)
-            for p in sorted(on_node, key=pod_key)]
+            for p in sorted(on_node, key=lambda p: str(pod_ref(p)))]
 
 
 # ---------------------------------------------------------------- PodDisruptionBudgets
@@ -209,9 +238,9 @@ def vmi_fate(vmi: Obj, kubevirt_cr: Obj | None) -> tuple[VMIFate, str]:
     return VMIFate.SHUTS_DOWN, f"evictionStrategy {strategy}: the guest is shut down with its pod"
 
 
-def fate_check(vmi_ref: str, fate: VMIFate, why: str, allow_non_migratable: bool) -> CheckResult:
+def fate_check(vm: VMRef, fate: VMIFate, why: str, allow_non_migratable: bool) -> CheckResult:
     """Pre-flight verdict on one VMI of the node."""
-    subject = f"vmi {vmi_ref}"
+    subject = f"vmi {vm}"
     if fate is VMIFate.MIGRATES:
         return CheckResult(name="drain.vmi-migratable", status=CheckStatus.PASS, subject=subject,
                            message=f"will live-migrate off the node ({why})", evidence={"fate": fate.value})
@@ -391,7 +420,7 @@ class VMVerdict(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    vm: str
+    vm: VMName  # written as "namespace/name" in drain/verdicts.json
     core: bool  # listed in the drill's vms (probed)
     fate: VMIFate
     source_node: str
@@ -428,7 +457,7 @@ def worst_status(checks: list[CheckResult]) -> CheckStatus:
     return CheckStatus.NOT_APPLICABLE
 
 
-def vm_verdict(vm: str, *, core: bool, fate: VMIFate, node: str, vmi: Obj | None, evacuations: list[Obj],
+def vm_verdict(vm: VMRef, *, core: bool, fate: VMIFate, node: str, vmi: Obj | None, evacuations: list[Obj],
                launcher_pods_left: int, probe_checks: list[CheckResult], observed_downtime_ms: float | None,
                stop_reason: str | None) -> VMVerdict:
     """Judge one VM after the drain, from observed objects (and copies of its evacuation migrations)."""
@@ -470,7 +499,7 @@ def vm_verdict(vm: str, *, core: bool, fate: VMIFate, node: str, vmi: Obj | None
                      status=worst_status(checks), checks=checks, observed_downtime_ms=observed_downtime_ms)
 
 
-def drain_summary_check(node: str, verdicts: list[VMVerdict], pods_left: list[str], wall_s: float, budget_s: float,
+def drain_summary_check(node: str, verdicts: list[VMVerdict], pods_left: list[PodRef], wall_s: float, budget_s: float,
                         stop_reason: str | None) -> CheckResult:
     """The drill-level outcome of the drain itself: every VM judged, nothing the drain evicts left on the node."""
     by_status: dict[str, int] = {}
@@ -479,9 +508,9 @@ def drain_summary_check(node: str, verdicts: list[VMVerdict], pods_left: list[st
     ok = not pods_left and stop_reason is None
     message = (f"{node} drained in {wall_s:.1f} s (budget {budget_s:.0f} s): {len(verdicts)} VM(s) {by_status}" if ok
                else f"{node} not drained after {wall_s:.1f} s (budget {budget_s:.0f} s): "
-                    f"{stop_reason or 'pods left'}; {len(pods_left)} pod(s) left: {pods_left[:5]}")
+                    f"{stop_reason or 'pods left'}; {len(pods_left)} pod(s) left: {_texts(pods_left[:5])}")
     return CheckResult(name="drain.completed", status=CheckStatus.PASS if ok else CheckStatus.FAIL, subject=f"node {node}",
-                       message=message, evidence={"wall_s": wall_s, "budget_s": budget_s, "pods_left": pods_left,
+                       message=message, evidence={"wall_s": wall_s, "budget_s": budget_s, "pods_left": _texts(pods_left),
                                                   "verdicts": by_status, "stop_reason": stop_reason},
                        remedy=None if ok else "see drain/verdicts.json for each VM; rollback cancelled the evacuations")
 
@@ -511,10 +540,10 @@ class DrainObservation:
     vmis: list[Obj]  # VMIs running on the node
     kubevirt_cr: Obj | None
     pdbs: list[Obj]
-    deadlines_s: dict[str, float]  # "ns/name" -> the drill's migration deadline for that VMI
+    deadlines_s: dict[VMRef, float]  # the drill's migration deadline for each VMI
 
 
-def drain_preflight_checks(obs: DrainObservation, core_vms: list[str], *, ignore_daemonsets: bool,
+def drain_preflight_checks(obs: DrainObservation, core_vms: list[VMRef], *, ignore_daemonsets: bool,
                            delete_emptydir_data: bool, allow_non_migratable: bool,
                            settings: DrainSettings) -> list[CheckResult]:
     checks: list[CheckResult] = []
@@ -552,13 +581,14 @@ def drain_preflight_checks(obs: DrainObservation, core_vms: list[str], *, ignore
     checks.append(CheckResult(
         name="drain.pods", status=CheckStatus.FAIL if refused else CheckStatus.PASS, subject=f"node {obs.node}",
         message=("the drain cannot evict: " + "; ".join(f"{d.pod}: {d.reason}" for d in refused)) if refused else
-        f"{len(evicted)} pod(s) to evict ({sum(1 for d in evicted if d.vmi)} virt-launcher), {len(skipped)} left in place"
+        f"{len(evicted)} pod(s) to evict ({sum(1 for d in evicted if d.vmi is not None)} virt-launcher), {len(skipped)} left in place"
         + (f"; {len(warned)} with emptyDir data that is deleted" if warned else ""),
         remedy="set the flag the reason names, or move the pod first" if refused else None,
-        evidence={"evict": [d.pod for d in evicted], "skip": {d.pod: d.reason for d in skipped},
-                  "refuse": {d.pod: d.reason for d in refused}, "warnings": {d.pod: d.warning for d in warned}}))
+        evidence={"evict": _texts(d.pod for d in evicted), "skip": {str(d.pod): d.reason for d in skipped},
+                  "refuse": {str(d.pod): d.reason for d in refused},
+                  "warnings": {str(d.pod): d.warning for d in warned}}))
 
-    blocked = {pod_key(p): names for p in obs.pods if (names := blocking_budgets(p, obs.pdbs))}
+    blocked = {str(pod_ref(p)): names for p in obs.pods if (names := blocking_budgets(p, obs.pdbs))}
     if blocked:
         checks.append(CheckResult(
             name="drain.disruption-budgets", status=CheckStatus.WARN, subject=f"node {obs.node}",
@@ -566,17 +596,18 @@ def drain_preflight_checks(obs: DrainObservation, core_vms: list[str], *, ignore
                     "API refuses them until it does; the drain waits within its budget",
             evidence={"blocked": blocked}))
 
-    on_node = {f"{v['metadata']['namespace']}/{v['metadata']['name']}": v for v in obs.vmis}
-    for ref, vmi in sorted(on_node.items()):
+    on_node = {vmi_ref(v): v for v in obs.vmis}
+    for ref, vmi in sorted(on_node.items(), key=lambda item: str(item[0])):
         fate, why = vmi_fate(vmi, obs.kubevirt_cr)
         checks.append(fate_check(ref, fate, why, allow_non_migratable))
     missing = [vm for vm in core_vms if vm not in on_node]
     checks.append(CheckResult(
         name="drain.core-vms-on-node", status=CheckStatus.FAIL if missing else CheckStatus.PASS,
         subject=f"node {obs.node}",
-        message=f"not running on {obs.node}: {missing}" if missing else f"the drill's VMs {core_vms} run on {obs.node}",
+        message=f"not running on {obs.node}: {_texts(missing)}" if missing
+        else f"the drill's VMs {_texts(core_vms)} run on {obs.node}",
         remedy="list under vms only VMs on the drained node (they are the ones probed)" if missing else None,
-        evidence={"core_vms": core_vms, "on_node": sorted(on_node)}))
+        evidence={"core_vms": _texts(core_vms), "on_node": sorted(_texts(on_node))}))
 
     budget, lanes, (per_cluster, per_node) = observed_budget(obs, settings)
     migrating = [ref for ref, vmi in on_node.items() if vmi_fate(vmi, obs.kubevirt_cr)[0] is not VMIFate.SHUTS_DOWN]
@@ -585,7 +616,8 @@ def drain_preflight_checks(obs: DrainObservation, core_vms: list[str], *, ignore
         message=f"{len(migrating)} migration(s) on {lanes} lane(s) (parallelMigrationsPerCluster {per_cluster}, "
                 f"parallelOutboundMigrationsPerNode {per_node}): drain deadline {budget:.0f} s",
         evidence={"budget_s": budget, "lanes": lanes, "parallel_per_cluster": per_cluster,
-                  "parallel_outbound_per_node": per_node, "deadlines_s": obs.deadlines_s}))
+                  "parallel_outbound_per_node": per_node,
+                  "deadlines_s": {str(ref): s for ref, s in obs.deadlines_s.items()}}))
     return checks
 
 
@@ -593,9 +625,9 @@ def observed_budget(obs: DrainObservation, settings: DrainSettings) -> tuple[flo
     """(drain deadline in s, lanes, (parallelMigrationsPerCluster, parallelOutboundMigrationsPerNode))."""
     per_cluster, per_node = migration_parallelism(obs.kubevirt_cr)
     lanes = drain_lanes(per_cluster, per_node)
-    migrating = [obs.deadlines_s.get(f"{v['metadata']['namespace']}/{v['metadata']['name']}", 0.0) for v in obs.vmis
+    migrating = [obs.deadlines_s.get(vmi_ref(v), 0.0) for v in obs.vmis
                  if vmi_fate(v, obs.kubevirt_cr)[0] is not VMIFate.SHUTS_DOWN]
-    by_key = {pod_key(p): p for p in obs.pods}
+    by_key = {pod_ref(p): p for p in obs.pods}
     # Grace periods of the plain pods the drain evicts (flags do not matter: refused pods stop it anyway).
     plain = [grace_period_s(by_key[d.pod]) for d in pods_to_drain(obs.pods, obs.node, ignore_daemonsets=True,
                                                                   delete_emptydir_data=True)

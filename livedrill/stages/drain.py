@@ -17,9 +17,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from livedrill.decisions import LoopAction, migration_loop_action
-from livedrill.drain import (EVACUATION_ANNOTATION, FINISHED_POD_PHASES, DrainSettings, EvictionAnswer, PodAction, PodDecision, VMIFate, VMVerdict,
-                            drain_summary_check, evacuations_of, needs_eviction, next_eviction_at, observed_budget,
-                            pod_key, pods_to_drain, vm_verdict, vmi_done, vmi_fate)
+from livedrill.drain import (EVACUATION_ANNOTATION, DrainSettings, EvictionAnswer, PodAction, PodDecision, PodRef, VMIFate,
+                            VMVerdict, drain_summary_check, evacuations_of, needs_eviction, next_eviction_at,
+                            observed_budget, pods_to_drain, vm_verdict, vmi_done, vmi_fate, vmi_ref)
 from livedrill.outcomes import CheckResult, CheckStatus, CompensationState
 from livedrill.platforms.base import CapabilityMissing, MigrationPhase, NodeDrain, PlatformAdapter
 from livedrill.probe.engine import ProbeSession
@@ -48,19 +48,6 @@ class DrainResult(BaseModel):
     checks: list[CheckResult] = Field(default_factory=list)  # drain.completed and one drain.vm per VM
     probe_checks: list[CheckResult] = Field(default_factory=list)  # session-wide: baseline, abort signal
     observed_downtime_ms: float | None = None
-
-
-def _ref(obj: Obj) -> str:
-    return f"{obj['metadata']['namespace']}/{obj['metadata']['name']}"
-
-
-def _vmi_ref(obj: Obj) -> VMRef:
-    return VMRef(namespace=obj["metadata"]["namespace"], name=obj["metadata"]["name"])
-
-
-def _owner(decision: PodDecision) -> VMRef | None:
-    """The VMI a virt-launcher pod runs (the pure drain judgement names it as text, as its plan file does)."""
-    return VMRef.parse(decision.vmi, field=f"pod {decision.pod} owner") if decision.vmi else None
 
 
 def drain_preflight(session: DrillSession, adapter: PlatformAdapter) -> list[CheckResult]:
@@ -106,13 +93,13 @@ def run_drain(session: DrillSession, adapter: PlatformAdapter, progress: Progres
     session.event("livedrill", "stage", stage="drain", node=node)
     result = DrainResult(started=False, node=node)
     obs = drain.observe(spec, node)
-    fates = {_vmi_ref(v): vmi_fate(v, obs.kubevirt_cr) for v in obs.vmis}
+    fates = {vmi_ref(v): vmi_fate(v, obs.kubevirt_cr) for v in obs.vmis}
     budget_s, lanes, _ = observed_budget(obs, settings)
     result.budget_s = budget_s
     session.run.write_json(PLAN_FILE, {
         "node": node, "budget_s": budget_s, "lanes": lanes,
         "vmis": {str(ref): {"fate": fate.value, "why": why} for ref, (fate, why) in fates.items()},
-        "pods": [d.__dict__ for d in pods_to_drain(obs.pods, node, ignore_daemonsets=mode.ignore_daemonsets,
+        "pods": [d.evidence() for d in pods_to_drain(obs.pods, node, ignore_daemonsets=mode.ignore_daemonsets,
                                                     delete_emptydir_data=mode.delete_emptydir_data)]})
     session.run.write_json("objects/drain-before.json", {"vmis": obs.vmis, "pods": obs.pods})
 
@@ -172,7 +159,7 @@ def _drain_loop(session: DrillSession, drain: NodeDrain, mode: DrainMode, fates:
                 settings: DrainSettings) -> str | None:
     """Evict what needs evicting, observe, repeat until drained; returns why it stopped early, or None."""
     node = mode.node
-    due: dict[str, float] = {}  # pod -> monotonic time its next eviction may be sent
+    due: dict[PodRef, float] = {}  # pod -> monotonic time its next eviction may be sent
     registered: set[VMRef] = set()
     moved: set[VMRef] = set()  # VMIs seen off the node with their migration completed: no need to read them again
     next_copy = 0.0
@@ -180,8 +167,7 @@ def _drain_loop(session: DrillSession, drain: NodeDrain, mode: DrainMode, fates:
         # Reads kept small (the API server also runs the migrations): pods and VMIs still on the node; a VMI
         # that dropped off that list is read alone until it shows its migration completed.
         pods = drain.pods_on(node)
-        pod_names = {pod_key(p): p["metadata"] for p in pods}  # the decisions name each pod by this key
-        vmis = {_vmi_ref(v): v for v in drain.vmis_on(node)}
+        vmis = {vmi_ref(v): v for v in drain.vmis_on(node)}
         for ref in fates.keys() - vmis.keys() - moved:
             vmis[ref] = drain.vmi(ref)
             if vmi_done(fates[ref][0], vmis[ref], node, 0):
@@ -200,25 +186,24 @@ def _drain_loop(session: DrillSession, drain: NodeDrain, mode: DrainMode, fates:
             return f"the drain cannot evict {refused}"
         now = time.monotonic()
         for decision in decisions:
-            owner = _owner(decision)
-            vmi = vmis.get(owner) if owner else None
+            owner = decision.vmi
+            vmi = vmis.get(owner) if owner is not None else None
             if not needs_eviction(decision, True, vmi, node) or now < due.get(decision.pod, 0.0):
                 continue
             if owner in fates and owner not in registered:
                 # Before the call: an eviction whose answer is lost (or a kill right after it) may have
                 # triggered the evacuation. The undo reads the VMI first, so an unneeded one does nothing.
                 _register_evacuation(session, registered, owner, node)
-            pod = pod_names[decision.pod]
-            answer = drain.evict(pod["namespace"], pod["name"])
+            answer = drain.evict(decision.pod.namespace, decision.pod.name)
             result.evictions[answer.answer.value] = result.evictions.get(answer.answer.value, 0) + 1
             if answer.answer is not EvictionAnswer.EVACUATION_IN_PROGRESS:  # a repeat says nothing new
-                session.event("livedrill", "eviction", pod=decision.pod, answer=answer.answer.value,
+                session.event("livedrill", "eviction", pod=str(decision.pod), answer=answer.answer.value,
                               message=answer.message[-200:])
             next_at = next_eviction_at(answer.answer, time.monotonic(), settings, answer.retry_after_s)
             if next_at is None:
                 return f"eviction of {decision.pod} refused for good: {answer.message}"
             due[decision.pod] = next_at
-        counts = _running_launchers(pods, decisions)
+        counts = _running_launchers(decisions)
         left = sum(ref in moved or vmi_done(fate, vmis.get(ref), node, counts.get(ref, 0))
                    for ref, (fate, _) in fates.items())
         remaining = [d.pod for d in decisions if d.action is PodAction.EVICT]
@@ -237,14 +222,12 @@ def _drain_loop(session: DrillSession, drain: NodeDrain, mode: DrainMode, fates:
         time.sleep(settings.poll_interval_s)
 
 
-def _running_launchers(pods: list[Obj], decisions: list[PodDecision]) -> dict[VMRef, int]:
-    """VMI -> its virt-launcher pods still running on the node."""
-    owners = {d.pod: _owner(d) for d in decisions if d.vmi}
+def _running_launchers(decisions: list[PodDecision]) -> dict[VMRef, int]:
+    """VMI -> its virt-launcher pods still running on the node (one decision per pod; `finished` is Succeeded/Failed)."""
     counts: dict[VMRef, int] = {}
-    for pod in pods:
-        owner = owners.get(_ref(pod))
-        if owner and pod.get("status", {}).get("phase") not in FINISHED_POD_PHASES:
-            counts[owner] = counts.get(owner, 0) + 1
+    for decision in decisions:
+        if decision.vmi is not None and not decision.finished:
+            counts[decision.vmi] = counts.get(decision.vmi, 0) + 1
     return counts
 
 
@@ -277,17 +260,17 @@ def _judge(session: DrillSession, drain: NodeDrain, mode: DrainMode, fates: dict
     node = mode.node
     spec = session.spec
     core = set(spec.vms)
-    vmis = {_vmi_ref(v): v for v in drain.vmis()}
+    vmis = {vmi_ref(v): v for v in drain.vmis()}
     watch.see(drain.vmims())
     pods = drain.pods_on(node)
     decisions = pods_to_drain(pods, node, ignore_daemonsets=mode.ignore_daemonsets,
                               delete_emptydir_data=mode.delete_emptydir_data)
-    launchers = _running_launchers(pods, decisions)
+    launchers = _running_launchers(decisions)
     for ref, (fate, _) in sorted(fates.items(), key=lambda item: str(item[0])):
         reports = probes_by_vm.get(ref, [])
         gaps = [r.longest_gap.duration_ms for r in reports if r.longest_gap is not None]
         result.verdicts.append(vm_verdict(
-            str(ref), core=ref in core, fate=fate, node=node, vmi=vmis.get(ref),
+            ref, core=ref in core, fate=fate, node=node, vmi=vmis.get(ref),
             evacuations=evacuations_of(watch.all(), ref.namespace, ref.name, node), launcher_pods_left=launchers.get(ref, 0),
             probe_checks=[c for r in reports for c in r.checks(spec.slo)],
             observed_downtime_ms=max(gaps) if gaps else None, stop_reason=result.stop_reason))
@@ -307,7 +290,7 @@ def _settle(session: DrillSession, drain: NodeDrain, mode: DrainMode, fates: dic
         if entry.action != "cancel-evacuation":
             continue
         ref = VMRef(namespace=entry.params["namespace"], name=entry.params["vmi"])
-        if str(ref) in done:
+        if ref in done:
             where = vmis.get(ref, {}).get("status", {}).get("nodeName")
             session.journal.settle(entry, CompensationState.NOT_NEEDED, f"evacuation completed: VM on {where}")
     clean = result.started and result.stop_reason is None and \

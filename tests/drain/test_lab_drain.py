@@ -203,8 +203,8 @@ def test_real_kubectl_drain_completes_the_same_evacuation(drain_lab, tmp_path):
     _assert_valid_kubevirt_objects(list(vmis(lab).values()), "v1.VirtualMachineInstance")
     adapter = KubeVirtAdapter(_platform(lab))
     try:
-        planned = {d.pod for d in pods_to_drain(KubeVirtDrain(adapter, cancel_timeout_s=20).pods_on("node-1"), "node-1",
-                                                ignore_daemonsets=True, delete_emptydir_data=True)}
+        on_node = KubeVirtDrain(adapter, cancel_timeout_s=20).pods_on("node-1")
+        planned = {str(d.pod) for d in pods_to_drain(on_node, "node-1", ignore_daemonsets=True, delete_emptydir_data=True)}
     finally:
         adapter.close()
     refused = kubectl(lab, tmp_path, "drain", "node-1", "--ignore-daemonsets", "--timeout=20s", check=False)

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from livedrill.drain import (DrainObservation, DrainSettings, EvictionAnswer, PodAction, VMIFate, blocking_budgets,
+from livedrill.drain import (DrainObservation, DrainSettings, EvictionAnswer, PodAction, PodRef, VMIFate, blocking_budgets,
                              classify_eviction, decide_pod, drain_budget_s, drain_summary_check, drain_lanes, drain_preflight_checks,
                              evacuations_of, fate_check, list_schedule_makespan_s, migration_parallelism,
                              needs_eviction, next_eviction_at, observed_budget, pods_to_drain, vm_verdict,
-                             vmi_done, vmi_fate, vmi_left_node, vmi_moved_off)
+                             vmi_done, vmi_fate, vmi_left_node, vmi_moved_off, vmi_ref)
 from livedrill.outcomes import CheckResult, CheckStatus
+from livedrill.spec import VMRef
 
 SETTINGS = DrainSettings()
 NODE = "node-1"
+VM_A = VMRef(namespace="apps", name="vm-a")
 
 
 def pod(name, *, ns="apps", owner="ReplicaSet", phase="Running", node=NODE, emptydir=False, mirror=False,
@@ -53,13 +55,16 @@ def test_emptydir_eviction_carries_a_warning_and_launcher_pods_name_their_vmi():
     launcher = decide_pod(pod("virt-launcher-vm-a-x", ns="banking", launcher_of="vm-a"), ignore_daemonsets=True,
                           delete_emptydir_data=False)
     assert scratch.warning and "emptyDir" in scratch.warning and scratch.vmi is None
-    assert launcher.vmi == "banking/vm-a" and launcher.warning is None
+    assert launcher.vmi == VMRef(namespace="banking", name="vm-a") and launcher.warning is None
+    assert launcher.pod == PodRef(namespace="banking", name="virt-launcher-vm-a-x")
+    # drain/plan.json names both as text
+    assert (launcher.evidence()["pod"], launcher.evidence()["vmi"]) == ("banking/virt-launcher-vm-a-x", "banking/vm-a")
 
 
 def test_only_pods_on_the_node_are_planned_in_a_stable_order():
     pods = [pod("b"), pod("a"), pod("elsewhere", node="node-2")]
     assert [d.pod for d in pods_to_drain(pods, NODE, ignore_daemonsets=True, delete_emptydir_data=False)] == \
-        ["apps/a", "apps/b"]
+        [PodRef(namespace="apps", name="a"), PodRef(namespace="apps", name="b")]
 
 
 def pdb(name, *, ns="apps", allowed=0, match_labels=None, expressions=None):
@@ -124,8 +129,8 @@ def test_what_an_eviction_does_to_a_vmi(strategy, cluster, migratable, fate):
     (VMIFate.EXTERNAL, True, CheckStatus.WARN),
 ])
 def test_non_migratable_vmis_refuse_the_drill_unless_allowed(fate, allowed, status):
-    check = fate_check("apps/vm-a", fate, "why", allowed)
-    assert check.status is status
+    check = fate_check(VM_A, fate, "why", allowed)
+    assert check.status is status and check.subject == "vmi apps/vm-a"
     if status is CheckStatus.WARN:
         assert "shut down" in check.message or "controller" in check.message
 
@@ -271,11 +276,12 @@ def test_vm_verdict_passes_a_clean_evacuation_and_keeps_the_probe_failures():
     moved = vmi(node="node-2", migration_uid="uid-m2")
     attempts = [vmim("m1", "Failed", created="t1"), vmim("m2", "Succeeded", created="t2")]
     slo_fail = CheckResult(name="slo.max-downtime", status=CheckStatus.FAIL, subject="probe p", message="gap 900 ms")
-    clean = vm_verdict("apps/vm-a", core=False, fate=VMIFate.MIGRATES, node=NODE, vmi=moved, evacuations=attempts[1:],
+    clean = vm_verdict(VM_A, core=False, fate=VMIFate.MIGRATES, node=NODE, vmi=moved, evacuations=attempts[1:],
                        launcher_pods_left=0, probe_checks=[], observed_downtime_ms=None, stop_reason=None)
-    retried = vm_verdict("apps/vm-a", core=True, fate=VMIFate.MIGRATES, node=NODE, vmi=moved, evacuations=attempts,
+    retried = vm_verdict(VM_A, core=True, fate=VMIFate.MIGRATES, node=NODE, vmi=moved, evacuations=attempts,
                          launcher_pods_left=0, probe_checks=[slo_fail], observed_downtime_ms=900.0, stop_reason=None)
     assert clean.status is CheckStatus.PASS and clean.migration == "m2" and clean.final_node == "node-2"
+    assert clean.model_dump(mode="json")["vm"] == "apps/vm-a"  # as drain/verdicts.json names it
     assert {c.name for c in clean.checks} >= {"drain.vm-off-node", "migration-succeeded", "vm-on-target"}
     assert retried.status is CheckStatus.FAIL and retried.attempts == 2
     assert {c.name: c.status for c in retried.checks}["drain.evacuation-retries"] is CheckStatus.WARN
@@ -283,7 +289,7 @@ def test_vm_verdict_passes_a_clean_evacuation_and_keeps_the_probe_failures():
 
 
 def test_vm_verdict_fails_a_vm_left_behind_with_the_stop_reason():
-    stuck = vm_verdict("apps/vm-a", core=False, fate=VMIFate.MIGRATES, node=NODE, vmi=vmi(evacuation=NODE),
+    stuck = vm_verdict(VM_A, core=False, fate=VMIFate.MIGRATES, node=NODE, vmi=vmi(evacuation=NODE),
                        evacuations=[vmim("m1", "Running")], launcher_pods_left=1, probe_checks=[],
                        observed_downtime_ms=None, stop_reason="deadline: 4/5 VMIs off the node")
     assert stuck.status is CheckStatus.FAIL
@@ -292,7 +298,7 @@ def test_vm_verdict_fails_a_vm_left_behind_with_the_stop_reason():
 
 @pytest.mark.parametrize("pods_left, status", [(0, CheckStatus.WARN), (1, CheckStatus.FAIL)])
 def test_vm_verdict_for_a_shutdown_allowed_by_the_spec(pods_left, status):
-    verdict = vm_verdict("apps/vm-a", core=False, fate=VMIFate.SHUTS_DOWN, node=NODE, vmi=vmi(strategy="None"),
+    verdict = vm_verdict(VM_A, core=False, fate=VMIFate.SHUTS_DOWN, node=NODE, vmi=vmi(strategy="None"),
                          evacuations=[], launcher_pods_left=pods_left, probe_checks=[], observed_downtime_ms=None,
                          stop_reason=None)
     assert verdict.status is status
@@ -311,12 +317,12 @@ def observation(*, nodes=None, pods=None, vmis=None, pdbs=None, cr=None):
         pods=pods if pods is not None else [pod(f"virt-launcher-{v['metadata']['name']}", ns=v["metadata"]["namespace"],
                                                 launcher_of=v["metadata"]["name"]) for v in vmis],
         vmis=vmis, kubevirt_cr=cr, pdbs=pdbs or [],
-        deadlines_s={f"{v['metadata']['namespace']}/{v['metadata']['name']}": 300.0 for v in vmis})
+        deadlines_s={vmi_ref(v): 300.0 for v in vmis})
 
 
 def judge(obs, core=("banking/core",), allow=False, emptydir=False):
     return {(c.name, c.subject): c for c in drain_preflight_checks(
-        obs, list(core), ignore_daemonsets=True, delete_emptydir_data=emptydir, allow_non_migratable=allow,
+        obs, [VMRef.parse(vm) for vm in core], ignore_daemonsets=True, delete_emptydir_data=emptydir, allow_non_migratable=allow,
         settings=SETTINGS)}
 
 
@@ -329,6 +335,9 @@ def test_preflight_of_a_healthy_node_passes_with_its_budget():
     assert failed(checks) == []
     budget = checks[("drain.budget", "node node-1")]
     assert budget.evidence["lanes"] == 2 and budget.evidence["budget_s"] == pytest.approx(600 / 2 + 300 + 10)
+    assert budget.evidence["deadlines_s"] == {"banking/core": 300.0, "apps/vm-a": 300.0}
+    assert checks[("drain.core-vms-on-node", "node node-1")].evidence == {"core_vms": ["banking/core"],
+                                                                         "on_node": ["apps/vm-a", "banking/core"]}
 
 
 @pytest.mark.parametrize("obs_kwargs, judge_kwargs, failing", [
@@ -358,7 +367,7 @@ def test_preflight_warns_of_disruption_budgets_and_drops_shutdowns_from_the_budg
 
 
 def _verdict(status):
-    return vm_verdict("apps/vm-a", core=False, fate=VMIFate.MIGRATES, node=NODE,
+    return vm_verdict(VM_A, core=False, fate=VMIFate.MIGRATES, node=NODE,
                       vmi=vmi(node="node-2", migration_uid="uid-m1") if status == "pass" else vmi(evacuation=NODE),
                       evacuations=[vmim("m1", "Succeeded" if status == "pass" else "Running")], launcher_pods_left=0,
                       probe_checks=[], observed_downtime_ms=None, stop_reason=None)
@@ -366,7 +375,8 @@ def _verdict(status):
 
 @pytest.mark.parametrize("pods_left, stop_reason, verdicts, status, words", [
     ([], None, ["pass", "pass"], CheckStatus.PASS, ["drained in 12.0 s", "'pass': 2"]),
-    (["apps/virt-launcher-vm-a-x"], None, ["pass", "fail"], CheckStatus.FAIL, ["not drained", "pods left"]),
+    ([PodRef(namespace="apps", name="virt-launcher-vm-a-x")], None, ["pass", "fail"], CheckStatus.FAIL,
+     ["not drained", "pods left", "['apps/virt-launcher-vm-a-x']"]),
     ([], "probe breach: gap 900 ms", ["pass"], CheckStatus.FAIL, ["probe breach"]),
 ])
 def test_the_drain_as_a_whole(pods_left, stop_reason, verdicts, status, words):

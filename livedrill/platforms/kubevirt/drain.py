@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from kubernetes import client as k8s
 
 from livedrill.drain import (EVACUATION_ANNOTATION, DrainObservation, DrainSettings,
-                            EvictionAnswer, classify_eviction, drain_preflight_checks)
+                            EvictionAnswer, classify_eviction, drain_preflight_checks, vmi_ref)
 from livedrill.errors import PlatformError, UndoNotObserved, call_with_retry
 from livedrill.outcomes import CheckResult
 from livedrill.platforms.base import MigrationPhase, UndoAction
@@ -100,8 +100,7 @@ class KubeVirtDrain:
 
     def observe(self, spec: DrillSpec, node: str) -> DrainObservation:
         vmis = [v for v in self.vmis() if v.get("status", {}).get("nodeName") == node]
-        deadlines = {f"{v['metadata']['namespace']}/{v['metadata']['name']}": migration_deadline_s(spec.budgets, vmi_memory_gib(v))
-                     for v in vmis}
+        deadlines = {vmi_ref(v): migration_deadline_s(spec.budgets, vmi_memory_gib(v)) for v in vmis}
         return DrainObservation(node=node, nodes=self.nodes(), pods=self.pods_on(node), vmis=vmis,
                                 kubevirt_cr=self.adapter.kubevirt_cr(), pdbs=self.pdbs(), deadlines_s=deadlines)
 
@@ -109,7 +108,7 @@ class KubeVirtDrain:
         mode = spec.mode
         assert isinstance(mode, DrainMode)
         obs = self.observe(spec, mode.node)
-        return drain_preflight_checks(obs, [str(vm) for vm in spec.vms], ignore_daemonsets=mode.ignore_daemonsets,
+        return drain_preflight_checks(obs, spec.vms, ignore_daemonsets=mode.ignore_daemonsets,
                                       delete_emptydir_data=mode.delete_emptydir_data,
                                       allow_non_migratable=mode.allow_non_migratable, settings=self.settings)
 
