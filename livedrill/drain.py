@@ -11,6 +11,7 @@ VMI has left the node; and the verdict per VM.
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,7 +75,7 @@ class PodRef:
         return f"{self.namespace}/{self.name}"
 
 
-def _texts(refs: Any) -> list[str]:
+def _texts(refs: Iterable[PodRef | VMRef]) -> list[str]:
     """Pods or VMs as the evidence and messages name them: "namespace/name"."""
     return [str(ref) for ref in refs]
 
@@ -581,7 +582,8 @@ def drain_preflight_checks(obs: DrainObservation, core_vms: list[VMRef], *, igno
     checks.append(CheckResult(
         name="drain.pods", status=CheckStatus.FAIL if refused else CheckStatus.PASS, subject=f"node {obs.node}",
         message=("the drain cannot evict: " + "; ".join(f"{d.pod}: {d.reason}" for d in refused)) if refused else
-        f"{len(evicted)} pod(s) to evict ({sum(1 for d in evicted if d.vmi is not None)} virt-launcher), {len(skipped)} left in place"
+        f"{len(evicted)} pod(s) to evict ({sum(1 for d in evicted if d.vmi is not None)} virt-launcher), "
+        f"{len(skipped)} left in place"
         + (f"; {len(warned)} with emptyDir data that is deleted" if warned else ""),
         remedy="set the flag the reason names, or move the pod first" if refused else None,
         evidence={"evict": _texts(d.pod for d in evicted), "skip": {str(d.pod): d.reason for d in skipped},

@@ -100,7 +100,7 @@ def run_drain(session: DrillSession, adapter: PlatformAdapter, progress: Progres
         "node": node, "budget_s": budget_s, "lanes": lanes,
         "vmis": {str(ref): {"fate": fate.value, "why": why} for ref, (fate, why) in fates.items()},
         "pods": [d.evidence() for d in pods_to_drain(obs.pods, node, ignore_daemonsets=mode.ignore_daemonsets,
-                                                    delete_emptydir_data=mode.delete_emptydir_data)]})
+                                                      delete_emptydir_data=mode.delete_emptydir_data)]})
     session.run.write_json("objects/drain-before.json", {"vmis": obs.vmis, "pods": obs.pods})
 
     probes = [p for p in spec.probes if p.vm in fates]

@@ -322,8 +322,8 @@ def observation(*, nodes=None, pods=None, vmis=None, pdbs=None, cr=None):
 
 def judge(obs, core=("banking/core",), allow=False, emptydir=False):
     return {(c.name, c.subject): c for c in drain_preflight_checks(
-        obs, [VMRef.parse(vm) for vm in core], ignore_daemonsets=True, delete_emptydir_data=emptydir, allow_non_migratable=allow,
-        settings=SETTINGS)}
+        obs, [VMRef.parse(vm) for vm in core], ignore_daemonsets=True, delete_emptydir_data=emptydir,
+        allow_non_migratable=allow, settings=SETTINGS)}
 
 
 def failed(checks):
