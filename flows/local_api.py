@@ -18,3 +18,12 @@ def adopt(api: LocalPrefectAPI) -> bool:
     # Prefect built its settings from the environment when it was imported.
     refresh_global_settings_context()
     return True
+
+
+def adopt_environment(url: str) -> None:
+    """In a process forked after Prefect was imported (livedrill.drill_runner): Prefect's settings re-read from
+    this process's environment, and `url` as the API unless they name one."""
+    refresh_global_settings_context()
+    if not get_current_settings().api.url:
+        os.environ[API_URL_ENV] = url
+        refresh_global_settings_context()

@@ -124,6 +124,42 @@ class _ExitWithoutTeardown:
             os._exit(self.code)
 
 
+def warm_imports() -> None:
+    """What a drill imports, once, in the server's drill runner (livedrill.drill_runner): Prefect, the flows (and
+    through them their tasks), every module of the product (stages import theirs lazily) and every installed
+    platform library."""
+    _prefect_defaults()
+    import importlib
+    import pkgutil
+
+    import flows
+    import livedrill
+    from livedrill.platforms.registry import kinds
+
+    for package in (flows, livedrill):
+        for module in pkgutil.walk_packages(package.__path__, f"{package.__name__}."):
+            if not module.name.endswith("__main__"):  # running it is its import
+                try:
+                    importlib.import_module(module.name)
+                except ImportError:
+                    pass  # a platform library not installed here: a drill of it fails as it would cold
+    for kind in kinds():
+        try:
+            preload(kind)
+        except ImportError:
+            pass
+
+
+def run_forked(argv: list[str], api_url: str) -> int:
+    """main(ARGV) in a drill process the runner forked, pointed at the runner's Prefect server unless the asking
+    command's environment names another API. main() never hands a drill to a runner (livedrill.launch does)."""
+    from flows.local_api import adopt_environment
+
+    _prefect_defaults()
+    adopt_environment(api_url)
+    return main(argv)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     api = start_prefect_api()  # first: it boots while the spec loads and Prefect is imported
     loaded = _load(args.file)
@@ -370,6 +406,35 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+def cmd_server(args: argparse.Namespace) -> int:
+    """The long-lived local Prefect server (livedrill.prefect_server): 0 running (or stopped, for stop), 1 not running."""
+    from livedrill import prefect_server
+
+    folder = prefect_server.server_dir(args.dir)
+    if args.action == "start":
+        _prefect_defaults()  # the server inherits them
+        try:
+            server, started = prefect_server.start_server(folder, float(os.environ[STARTUP_TIMEOUT_ENV]))
+        except RuntimeError as exc:
+            print(f"server: {exc}", file=sys.stderr)
+            return ExitCode.BAD_INPUT
+        runner = f"drill runner pid {server.runner_pid}" if server.runner_pid else \
+            f"no drill runner (see {folder / prefect_server.RUNNER_LOG_FILE}): drills run cold"
+        print(f"{'started' if started else 'already running'}: Prefect server pid {server.pid}, UI {server.ui_url}, "
+              f"{runner}; state in {folder}")
+        print("`livedrill run` now runs drills in the warm runner, against this server unless PREFECT_API_URL names "
+              "another; `livedrill server stop` ends both")
+        return ExitCode.OK
+    if args.action == "status":
+        server = prefect_server.find_running(folder)
+        print(f"running: pid {server.pid}, UI {server.ui_url}, drill runner pid {server.runner_pid}" if server
+              else f"not running (state folder {folder})")
+        return ExitCode.OK if server else ExitCode.FAILED
+    server = prefect_server.stop_server(folder)
+    print(f"stopped: pid {server.pid}" if server else f"not running (state folder {folder})")
+    return ExitCode.OK
+
+
 def _version() -> str:
     """The installed distribution's version (pyproject.toml's [project] version)."""
     try:
@@ -473,6 +538,12 @@ def build_parser() -> argparse.ArgumentParser:
     _trust_arguments(x)
     _timestamp_arguments(x)
     x.set_defaults(func=cmd_evidence_export)
+
+    p = sub.add_parser("server", help="a local Prefect server (API and UI) that later drills use: start | status | stop")
+    p.add_argument("action", choices=["start", "status", "stop"], help="start it (if not running), show it, or end it")
+    p.add_argument("--dir", help="its state folder: database, log, PID (default: $LIVEDRILL_SERVER_DIR, else "
+                                 "~/.livedrill/prefect-server)")
+    p.set_defaults(func=cmd_server)
 
     p = sub.add_parser("demo", help="start the lab and run the targeted-migration drill on it")
     p.add_argument("--state-dir", default=str(DEFAULT_LAB_DIR),

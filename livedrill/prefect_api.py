@@ -23,6 +23,8 @@ import subprocess
 import sys
 import time
 
+from livedrill.prefect_server import find_running, server_dir
+
 API_URL_ENV = "PREFECT_API_URL"
 STARTUP_TIMEOUT_ENV = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
 # What Prefect's own temporary server runs with (prefect.server.api.server.SubprocessASGIServer).
@@ -34,13 +36,16 @@ STOP_GRACE_S = 5.0
 
 
 class LocalPrefectAPI:
-    """The child Prefect server and the API URL this process's Prefect client is pointed at."""
+    """The API this process's Prefect client is pointed at: a child server of this process, or (process None)
+    the long-lived one `livedrill server start` left running, which this process neither waits for nor ends."""
 
-    def __init__(self, process: subprocess.Popen, url: str):
+    def __init__(self, process: subprocess.Popen | None, url: str):
         self.process, self.url = process, url
 
     def wait_ready(self, timeout_s: float) -> None:
         """Block until the API answers its health check; RuntimeError if the child died or timed out."""
+        if self.process is None:
+            return  # found answering its health check
         import httpx  # here, not at the top: every other command of the command line imports this module
 
         deadline = time.monotonic() + timeout_s
@@ -59,7 +64,7 @@ class LocalPrefectAPI:
                 time.sleep(HEALTH_POLL_S)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
+        if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             try:
                 self.process.wait(timeout=STOP_GRACE_S)
@@ -75,14 +80,18 @@ def _free_port() -> int:
 
 
 def start_local_api() -> LocalPrefectAPI | None:
-    """Launch the server; None when the environment names an API or Prefect is already imported (its own
-    settings then decide, and Prefect starts its temporary server itself if it needs one).
+    """The server `livedrill server start` left running (livedrill.prefect_server), else a child launched now;
+    None when the environment names an API or Prefect is already imported (its own settings then decide, and
+    Prefect starts its temporary server itself if it needs one).
 
     Call before Prefect is imported; flows.local_api.adopt then points Prefect at it, unless the user's
     Prefect profile names an API (only visible once Prefect is imported), and then the child is ended.
     """
     if os.environ.get(API_URL_ENV) or "prefect" in sys.modules:
         return None
+    running = find_running(server_dir())
+    if running is not None:
+        return LocalPrefectAPI(None, running.url)
     port = _free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "--factory", "prefect.server.api.server:create_app",

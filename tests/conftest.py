@@ -10,6 +10,8 @@ os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="livedrill-prefect
 os.environ["DO_NOT_TRACK"] = "1"
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+# A `livedrill server` a developer left running is not the suite's: commands under test find none (own folder).
+os.environ["LIVEDRILL_SERVER_DIR"] = tempfile.mkdtemp(prefix="livedrill-server-")
 # The suite's Prefect servers run on SQLite, whose concurrent writers can get an immediate "database is locked"
 # (HTTP 500, rolled back): Prefect's client retries it like any other transient error.
 os.environ.setdefault("PREFECT_CLIENT_RETRY_EXTRA_CODES", "500")

@@ -1,0 +1,5 @@
+"""`python -m livedrill`: the `livedrill` command (livedrill.launch)."""
+
+from livedrill.launch import entry
+
+entry()
