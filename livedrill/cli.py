@@ -407,7 +407,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_server(args: argparse.Namespace) -> int:
-    """The long-lived local Prefect server (livedrill.prefect_server): 0 running (or stopped, for stop), 1 not running."""
+    """The long-lived local Prefect server (livedrill.prefect_server): 0 running (or stopped, for stop), 1 not running
+    (or, for stop, drills still running in its runner)."""
     from livedrill import prefect_server
 
     folder = prefect_server.server_dir(args.dir)
@@ -430,7 +431,11 @@ def cmd_server(args: argparse.Namespace) -> int:
         print(f"running: pid {server.pid}, UI {server.ui_url}, drill runner pid {server.runner_pid}" if server
               else f"not running (state folder {folder})")
         return ExitCode.OK if server else ExitCode.FAILED
-    server = prefect_server.stop_server(folder)
+    try:
+        server = prefect_server.stop_server(folder, force=args.force)
+    except prefect_server.DrillsInFlight as exc:
+        print(f"server: not stopped: {exc}", file=sys.stderr)
+        return ExitCode.FAILED
     print(f"stopped: pid {server.pid}" if server else f"not running (state folder {folder})")
     return ExitCode.OK
 
@@ -543,6 +548,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["start", "status", "stop"], help="start it (if not running), show it, or end it")
     p.add_argument("--dir", help="its state folder: database, log, PID (default: $LIVEDRILL_SERVER_DIR, else "
                                  "~/.livedrill/prefect-server)")
+    p.add_argument("--force", action="store_true", help="stop: even while drills run in its runner")
     p.set_defaults(func=cmd_server)
 
     p = sub.add_parser("demo", help="start the lab and run the targeted-migration drill on it")

@@ -165,12 +165,41 @@ def _start_runner(folder: Path, url: str, env: dict[str, str] | None, deadline: 
     return process.pid
 
 
-def stop_server(folder: Path) -> RunningServer | None:
-    """End the server recorded in `folder` (SIGTERM, then SIGKILL after STOP_GRACE_S); None if none was running."""
+class DrillsInFlight(Exception):
+    """The runner has drills running: ending the server under them would cut their Prefect API mid-drill."""
+
+
+def drills_in_flight(server: RunningServer) -> list[int]:
+    """PIDs of the drill processes the runner forked that are still running (each under a child of the runner)."""
+    import psutil
+
+    if not _is_our_runner(server.runner_pid):
+        return []
+    try:
+        waiters = psutil.Process(server.runner_pid).children()
+    except psutil.NoSuchProcess:
+        return []
+    drills = []
+    for waiter in waiters:
+        try:
+            drills += [p.pid for p in waiter.children() if p.status() != psutil.STATUS_ZOMBIE]
+        except psutil.NoSuchProcess:
+            continue
+    return sorted(drills)
+
+
+def stop_server(folder: Path, force: bool = False) -> RunningServer | None:
+    """End the server recorded in `folder` (SIGTERM, then SIGKILL after STOP_GRACE_S); None if none was running.
+    DrillsInFlight, and nothing ended, while drills the runner forked still run, unless `force`."""
     server = _recorded(folder)
-    (folder / STATE_FILE).unlink(missing_ok=True)
     if server is None:
+        (folder / STATE_FILE).unlink(missing_ok=True)
         return None
+    running = drills_in_flight(server)
+    if running and not force:
+        raise DrillsInFlight(f"{len(running)} drill(s) still running in the runner (pids {running}): stop after "
+                             "they end, or force it (each drill then loses its Prefect API mid-drill)")
+    (folder / STATE_FILE).unlink(missing_ok=True)
     # The runner first: drills it forked are processes of their own and run on to their seal.
     ended = [_end(server.runner_pid, _is_our_runner), _end(server.pid, _is_our_process)]
     return server if any(ended) else None

@@ -93,7 +93,7 @@ def test_a_drill_runs_in_the_warm_runner_against_the_server_and_answers_in_the_t
     assert [r["state_type"] for r in runs] == ["COMPLETED"]  # recorded on the server, which keeps it
 
 
-def test_sigterm_to_the_asking_command_cancels_the_drill_in_the_runner_rolls_back_and_seals(server, lab, tmp_path):
+def test_sigterm_to_the_asking_command_cancels_the_drill_in_the_runner_which_server_stop_would_not_cut(server, lab, tmp_path):
     folder, env, state, _ = server
     annotate_vmi(lab, "lab.livedrill.io/memory", "1Gi")  # seconds of pre-copy to interrupt
     proc = subprocess.Popen([sys.executable, "-m", "livedrill", "run", str(_spec_file(lab, tmp_path))], cwd=tmp_path,
@@ -102,6 +102,9 @@ def test_sigterm_to_the_asking_command_cancels_the_drill_in_the_runner_rolls_bac
     while not any(m.get("status", {}).get("phase") == "Running" for m in lab.api("GET", VMIMS)["items"]):
         assert proc.poll() is None and time.monotonic() < deadline, proc.stdout and proc.stdout.read()
         time.sleep(0.05)
+    refused = _livedrill(env, "server", "stop")  # it would cut the drill's Prefect API mid-migration
+    assert refused.returncode == 1 and "1 drill(s) still running in the runner" in refused.stderr, refused.stderr
+    assert httpx.get(state["url"] + "/health", timeout=10).json() is True
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signal.SIGTERM, out
