@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import atexit
 import os
-import socket
 import subprocess
 import sys
 import time
 
-from livedrill.prefect_server import find_running, server_dir
+from livedrill.prefect_server import find_running, free_port, server_dir
 
 API_URL_ENV = "PREFECT_API_URL"
 STARTUP_TIMEOUT_ENV = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
@@ -73,12 +72,6 @@ class LocalPrefectAPI:
                 self.process.wait()
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def start_local_api() -> LocalPrefectAPI | None:
     """The server `livedrill server start` left running (livedrill.prefect_server), else a child launched now;
     None when the environment names an API or Prefect is already imported (its own settings then decide, and
@@ -92,7 +85,7 @@ def start_local_api() -> LocalPrefectAPI | None:
     running = find_running(server_dir())
     if running is not None:
         return LocalPrefectAPI(None, running.url)
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "--factory", "prefect.server.api.server:create_app",
          "--host", "127.0.0.1", "--port", str(port), "--log-level", "error", "--lifespan", "on"],

@@ -97,7 +97,8 @@ def find_running(folder: Path) -> RunningServer | None:
     return server
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A loopback port free now (several servers and labs may run on one machine: never a fixed one)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -112,7 +113,7 @@ def start_server(folder: Path, startup_timeout_s: float, env: dict[str, str] | N
     if running is not None:
         return running, False
     folder.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}/api"
     child_env = {**(env if env is not None else os.environ), "PREFECT_HOME": str(folder.resolve()),
                  "PREFECT_API_URL": url}
