@@ -349,3 +349,64 @@ def _what_would_help(result: Forecast) -> str:
         ideas.append(f"post-copy would finish in {result.postcopy.migration_s:.1f} s")
     ideas.append("more bandwidth, a quieter guest during the drill, or a longer budget")
     return "; ".join(ideas)
+
+
+# ---------------------------------------------------------------- the forecast beside what happened
+
+
+class MigrationFigures(Record):
+    """What the platform measured of one finished migration, to set beside its forecast (None: not reported)."""
+
+    migration_s: float  # start of the migration to the guest running on the destination
+    switchover_pause_ms: float | None = None
+    data_bytes: float | None = None
+    memory_rounds: int | None = None  # memory passes, the last one included where the platform counts it
+    source: str  # where the figures were read, for the auditor
+
+
+# The accuracy the forecast is built for: migration time within 25 % of the prediction (the convergence
+# benchmark's target). A forecast further off is a warning, never a failed drill: the planner's estimate for
+# this VM needs a fresh dirty rate or bandwidth.
+ACCURACY_TOLERANCE = 0.25
+ACCURACY_CHECK = "forecast-accuracy"
+
+
+def relative_error(predicted: float | None, actual: float | None) -> float | None:
+    """(actual - predicted) / predicted; None when either is unknown or the prediction is zero."""
+    if predicted is None or actual is None or predicted == 0:
+        return None
+    return (actual - predicted) / predicted
+
+
+def accuracy_check(result: Forecast, figures: MigrationFigures, subject: str) -> CheckResult:
+    """The pre-flight's forecast beside the migration as the platform measured it, with the error of each figure."""
+    expected = result.expected
+    pairs = {"migration_s": (expected.migration_s, figures.migration_s),
+             "switchover_pause_ms": (expected.switchover_pause_ms, figures.switchover_pause_ms),
+             "data_bytes": (expected.sent_bytes if expected.converges else None, figures.data_bytes),
+             "memory_rounds": (expected.rounds if expected.converges else None, figures.memory_rounds)}
+    evidence = {"forecast": {k: p for k, (p, _) in pairs.items()}, "actual": figures.model_dump(mode="json"),
+                "error": {k: relative_error(p, a) for k, (p, a) in pairs.items()}, "tolerance": ACCURACY_TOLERANCE}
+    actual = f"finished in {figures.migration_s:.1f} s"
+    if figures.switchover_pause_ms is not None:
+        actual += f", {figures.switchover_pause_ms:g} ms pause"
+    if figures.data_bytes is not None:
+        actual += f", {figures.data_bytes / MIB:.0f} MiB sent"
+    if figures.memory_rounds is not None:
+        actual += f", {figures.memory_rounds} memory pass(es)"
+    if expected.migration_s is None:
+        return CheckResult(name=ACCURACY_CHECK, status=CheckStatus.WARN, subject=subject, evidence=evidence,
+                           message=f"forecast said it would not converge ({expected.reason}); it {actual} ({figures.source})",
+                           remedy="measure the dirty rate and bandwidth again: the forecast's inputs overstate the load")
+    error = relative_error(expected.migration_s, figures.migration_s)
+    assert error is not None
+    predicted = f"forecast {expected.migration_s:.1f} s"
+    if expected.switchover_pause_ms is not None:
+        predicted += f", {expected.switchover_pause_ms:.0f} ms pause"
+    predicted += f", {expected.sent_bytes / MIB:.0f} MiB, {expected.rounds} live round(s)"
+    within = abs(error) <= ACCURACY_TOLERANCE
+    return CheckResult(
+        name=ACCURACY_CHECK, status=CheckStatus.PASS if within else CheckStatus.WARN, subject=subject, evidence=evidence,
+        message=f"{actual}; {predicted}: time {error:+.0%} ({'within' if within else 'outside'} "
+                f"±{ACCURACY_TOLERANCE:.0%}; {figures.source})",
+        remedy=None if within else "refresh this VM's forecast inputs (dirty rate, bandwidth) before the next window")

@@ -16,7 +16,9 @@ class TerminalStatus:
     """One status line rendered from each progress event, rewritten in place on a terminal, printed every few
     updates elsewhere."""
 
-    def __init__(self, stream=sys.stderr, every: int = 10):
+    def __init__(self, stream=None, every: int = 10):
+        # sys.stderr as it is now, not as it was at import: a caller (a test's capture, a host program) may replace it.
+        stream = stream if stream is not None else sys.stderr
         self.stream, self.every, self.count = stream, every, 0
         self.tty = stream.isatty()
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable, ContextManager, Protocol
 
 
 from livedrill.errors import InputError
-from livedrill.forecast import MigrationLimits
+from livedrill.forecast import MigrationFigures, MigrationLimits
 from livedrill.outcomes import CheckResult, TimelineEvent, VMState
 from livedrill.spec import Budgets, DrillSpec, VMRef
 
@@ -152,17 +152,19 @@ class NodeDrain(Protocol):
     def cancel_evacuation(self, params: dict[str, Any]) -> str: ...
 
 
-class DirtyRate(Protocol):
-    """How fast the guest dirties its memory during a migration (bytes/s), when the platform reports it."""
-
-    def dirty_rate_bytes_per_s(self, handle: MigrationHandle) -> float | None: ...
-
-
 class DirtyRateMeter(Protocol):
     """Measures how fast a running guest dirties its memory, without migrating it (the forecast's input)."""
 
     def measure_dirty_rate(self, vm: VMRef, window_s: int) -> float | None:
         """Bytes per second over a window of `window_s` seconds; None when it could not be measured."""
+        ...
+
+
+class MigrationFiguresReader(Protocol):
+    """What the platform measured of a finished migration (its time, pause, data, rounds), beside the forecast."""
+
+    def migration_figures(self, handle: MigrationHandle) -> MigrationFigures | None:
+        """None when the platform keeps no figures for it (e.g. libvirt after post-copy)."""
         ...
 
 
@@ -180,8 +182,8 @@ class Capabilities:
     kind: str
     watch: Callable[[MigrationHandle], ChangeWatch] | None = None
     drain: OpenDrain | None = None
-    dirty_rate: DirtyRate | None = None
     dirty_rate_meter: DirtyRateMeter | None = None
+    migration_figures: MigrationFiguresReader | None = None
 
     def need_drain(self) -> OpenDrain:
         if self.drain is None:

@@ -1,12 +1,17 @@
-"""Post-checks: the platform's own criteria for a correct migration, judged from what it shows now."""
+"""Post-checks: the platform's own criteria for a correct migration, judged from what it shows now, and the
+pre-flight's convergence forecast beside what the platform measured of the migration."""
 
 from __future__ import annotations
 
 import json
 
-from livedrill.outcomes import CheckResult
-from livedrill.platforms.base import VMState
+from livedrill.forecast import CHECK as FORECAST_CHECK
+from livedrill.forecast import Forecast, accuracy_check
+from livedrill.outcomes import CheckResult, PreflightResult
+from livedrill.platforms.base import PlatformAdapter, VMState
+from livedrill.spec import VMRef
 from livedrill.stages.migrate import MigrationResult
+from livedrill.stages.preflight import read_preflight
 from livedrill.stages.session import DrillSession
 
 POSTCHECK_FILE = "postcheck.json"
@@ -21,6 +26,8 @@ def run_postcheck(session: DrillSession, result: MigrationResult, before: VMStat
     adapter = session.adapter()
     try:
         checks = adapter.postcheck(result.handle(), before)
+        if result.succeeded:
+            checks += _forecast_beside_outcome(adapter, result, read_preflight(session.run.path))
     finally:
         adapter.close()
     checks = result.labelled(checks)
@@ -33,3 +40,21 @@ def record_postchecks(session: DrillSession, checks: list[CheckResult]) -> None:
     path = session.run.path / POSTCHECK_FILE
     earlier = [CheckResult.model_validate(c) for c in json.loads(path.read_text())] if path.exists() else []
     session.run.write_json(POSTCHECK_FILE, earlier + checks)
+
+
+def recorded_forecast(preflight: PreflightResult | None, vm: VMRef) -> Forecast | None:
+    """The forecast the pre-flight made for `vm`; None when it made none (no forecast section, unknown inputs)."""
+    for check in preflight.checks if preflight else []:
+        if check.name == FORECAST_CHECK and check.subject == f"vm {vm}" and "expected" in check.evidence:
+            return Forecast.model_validate(check.evidence)
+    return None
+
+
+def _forecast_beside_outcome(adapter: PlatformAdapter, result: MigrationResult,
+                             preflight: PreflightResult | None) -> list[CheckResult]:
+    reader = adapter.capabilities().migration_figures
+    forecast = recorded_forecast(preflight, result.vm)
+    if reader is None or forecast is None:
+        return []
+    figures = reader.migration_figures(result.handle())
+    return [accuracy_check(forecast, figures, f"vm {result.vm}")] if figures is not None else []

@@ -19,6 +19,7 @@ from kubernetes.config.config_exception import ConfigException
 
 from livedrill.drain import DrainSettings
 from livedrill.errors import InputError, PlatformError, RetryPolicy, UndoNotObserved, call_with_retry
+from livedrill.forecast import MigrationFigures
 from livedrill.outcomes import CheckResult, CheckStatus, utcnow
 from livedrill.platforms.base import (Capabilities, MigrationHandle, MigrationObservation, MigrationPhase,
                                       RegisterCompensation, UndoAction, VMPreflight, VMState)
@@ -27,7 +28,7 @@ from livedrill.platforms.kubevirt.checks import (CheckPolicy, ClusterObjects, mi
                                                  vmi_memory_gib, vmi_running_check)
 from livedrill.platforms.kubevirt.config import KubeVirtPlatform
 from livedrill.platforms.kubevirt.drain import KubeVirtDrain
-from livedrill.platforms.kubevirt.postchecks import kubevirt_postchecks
+from livedrill.platforms.kubevirt.postchecks import kubevirt_migration_figures, kubevirt_postchecks
 from livedrill.spec import DrillSpec, TargetedMode, VMRef
 
 T = TypeVar("T")
@@ -87,7 +88,7 @@ class KubeVirtAdapter:
         self.api_client.close()
 
     def capabilities(self) -> Capabilities:
-        return Capabilities(kind="kubevirt", watch=self.watch_migration, drain=self.drain)
+        return Capabilities(kind="kubevirt", watch=self.watch_migration, drain=self.drain, migration_figures=self)
 
     def drain(self, settings: DrainSettings, cancel_timeout_s: float) -> KubeVirtDrain:
         return KubeVirtDrain(self, settings, cancel_timeout_s=cancel_timeout_s)
@@ -295,6 +296,9 @@ class KubeVirtAdapter:
         phases = phases_seen if phases_seen is not None else [
             p.get("phase") for p in vmim.get("status", {}).get("phaseTransitionTimestamps", [])]
         return kubevirt_postchecks(vmim, vmi, before.node or "", phases)
+
+    def migration_figures(self, handle: MigrationHandle) -> MigrationFigures | None:
+        return kubevirt_migration_figures(self.get_vmi(handle.vm) or {})
 
 
 class MigrationWatch:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
+from livedrill.forecast import MigrationFigures
 from livedrill.outcomes import CheckResult, CheckStatus
 from livedrill.platforms.base import MigrationPhase
 
@@ -45,3 +47,16 @@ def kubevirt_postchecks(vmim: dict[str, Any], vmi: dict[str, Any], source_node: 
     check("vm-running", vmi_phase == "Running", "the VMI is Running", f"the VMI is {vmi_phase!r}, not Running",
           subject_vmi, {"phase": vmi_phase})
     return checks
+
+
+def kubevirt_migration_figures(vmi: dict[str, Any]) -> MigrationFigures | None:
+    """The migration time KubeVirt records on the VMI (migrationState start to end); it reports no pause, data
+    or rounds there. None unless the VMI shows a completed migration with both timestamps."""
+    state = vmi.get("status", {}).get("migrationState") or {}
+    start, end = state.get("startTimestamp"), state.get("endTimestamp")
+    if not (state.get("completed") and start and end):
+        return None
+    seconds = (datetime.fromisoformat(end.replace("Z", "+00:00"))
+               - datetime.fromisoformat(start.replace("Z", "+00:00"))).total_seconds()
+    return MigrationFigures(migration_s=seconds,
+                            source="VMI status.migrationState startTimestamp to endTimestamp, whole seconds")

@@ -24,7 +24,7 @@ from typing import Any, Callable, TypeVar
 import libvirt
 
 from livedrill.errors import InputError, PlatformError, PlatformUnreachable, UndoNotObserved
-from livedrill.forecast import MigrationLimits
+from livedrill.forecast import MigrationFigures, MigrationLimits
 from livedrill.migration_monitor import (
     Decision,
     GIB,
@@ -48,6 +48,7 @@ from livedrill.platforms.libvirt.checks import (
     cpu_check,
     domain_active_check,
     domain_disks,
+    libvirt_migration_figures,
     local_disks,
     migration_limits,
     no_job_check,
@@ -239,7 +240,7 @@ class LibvirtAdapter:
 
     def capabilities(self) -> Capabilities:
         # polled job stats, no change watch; hosts have no node drain; QEMU measures the guest's dirty rate
-        return Capabilities(kind="libvirt", dirty_rate_meter=self)
+        return Capabilities(kind="libvirt", dirty_rate_meter=self, migration_figures=self)
 
     def close(self) -> None:
         with self._lock:
@@ -641,6 +642,11 @@ class LibvirtAdapter:
         return {"cancel-migration": cancel_migration}
 
     # ------------------------------------------------------------ post-checks
+
+    def migration_figures(self, handle: MigrationHandle) -> MigrationFigures | None:
+        if not handle.target:
+            return None
+        return libvirt_migration_figures(self.job_stats(handle.target, handle.vm.name, completed=True))
 
     def postcheck(self, handle: MigrationHandle, before: VMState, phases_seen: list[str] | None = None) -> list[CheckResult]:
         name, target, source = handle.vm.name, handle.target or "", handle.source

@@ -11,7 +11,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from typing import Any
 
-from livedrill.forecast import MIB, MigrationLimits
+from livedrill.forecast import MIB, MigrationFigures, MigrationLimits
 from livedrill.outcomes import CheckResult, CheckStatus
 from livedrill.platforms.libvirt.config import LibvirtPlatform
 
@@ -151,3 +151,15 @@ def migration_limits(platform: LibvirtPlatform, disk_bytes: int) -> MigrationLim
         bandwidth_bytes_per_s=platform.bandwidth_mib_s * MIB if platform.bandwidth_mib_s else None,
         max_downtime_ms=platform.max_downtime_ms, auto_converge=flags.auto_converge, post_copy=flags.allow_post_copy,
         disk_bytes=disk_bytes if flags.copy_storage_all else 0, source="platform (libvirt flags and limits)")
+
+
+def libvirt_migration_figures(completed: dict[str, Any]) -> MigrationFigures | None:
+    """libvirt's completed-job statistics (virDomainGetJobStats with COMPLETED, read on the destination) as the
+    figures set beside the forecast: time_elapsed and downtime in ms, data_processed in bytes (memory and disk),
+    memory_iteration passes. None when the destination keeps none (after post-copy, or no migration finished)."""
+    elapsed_ms = completed.get("time_elapsed")
+    if elapsed_ms is None:
+        return None
+    return MigrationFigures(migration_s=elapsed_ms / 1000.0, switchover_pause_ms=completed.get("downtime"),
+                            data_bytes=completed.get("data_processed"), memory_rounds=completed.get("memory_iteration"),
+                            source="libvirt completed job statistics on the destination")
