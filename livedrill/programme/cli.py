@@ -9,7 +9,8 @@ from pathlib import Path
 
 from livedrill.errors import InputError, PlatformError
 from livedrill.outcomes import ExitCode
-from livedrill.programme.inventory import InventorySource, ScopedSources, gather, load_inventory
+from livedrill.programme.coverage import coverage, format_coverage
+from livedrill.programme.inventory import Inventory, InventorySource, ScopedSources, gather, load_inventory
 from livedrill.programme.plan import DrillRecord, History, make_plan
 from livedrill.programme.report import format_plan
 from livedrill.programme.spec import Programme, is_programme, load_programme
@@ -46,9 +47,19 @@ def is_programme_file(path: str) -> bool:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """`livedrill programme` and its actions, on the top-level parser's subcommands."""
-    p = sub.add_parser("programme", help="drill programmes: every core VM drilled each quarter (plan)")
+    p = sub.add_parser("programme", help="drill programmes: every core VM drilled each quarter (plan, status)")
     psub = p.add_subparsers(dest="programme_command", required=True, metavar="ACTION", help="one of:")
     x = psub.add_parser("plan", help="assign every in-scope VM to a change window; print what cannot fit")
+    _input_arguments(x, "plan as of this ISO date-time with offset (default: now); windows begun before it are skipped",
+                     "print the plan as JSON")
+    x.set_defaults(func=cmd_plan)
+    x = psub.add_parser("status", help="the quarter's coverage: every in-scope VM passed, failed, open or not drilled, "
+                                       "and the exceptions with their approval")
+    _input_arguments(x, "the coverage as of this ISO date-time with offset (default: now)", "print the coverage as JSON")
+    x.set_defaults(func=cmd_status)
+
+
+def _input_arguments(x: argparse.ArgumentParser, at_help: str, json_help: str) -> None:
     x.add_argument("file", metavar="PROGRAMME", help="the programme spec (YAML)")
     x.add_argument("--discover", action="store_true",
                    help="read the KubeVirt clusters' VMs live, as `livedrill readiness` does (reads only); other "
@@ -61,10 +72,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "this quarter's decide what is covered or retested, earlier passes the order")
     x.add_argument("--archive", metavar="DIR",
                    help="the evidence archive: its sealed targeted drills are drills already run (with --history too)")
-    x.add_argument("--at", metavar="DATETIME",
-                   help="plan as of this ISO date-time with offset (default: now); windows begun before it are skipped")
-    x.add_argument("--json", action="store_true", help="print the plan as JSON")
-    x.set_defaults(func=cmd_plan)
+    x.add_argument("--at", metavar="DATETIME", help=at_help)
+    x.add_argument("--json", action="store_true", help=json_help)
 
 
 def _load_history(path: str | None) -> list[DrillRecord]:
@@ -106,13 +115,15 @@ def _open_live_sources(programme: Programme, adapters: list) -> dict[str, Invent
     return {name: source for name in readers}
 
 
-def cmd_plan(args: argparse.Namespace) -> int:
-    """0: every VM still to drill has a window; 1: some cannot fit (listed); 2: bad input or unreachable."""
+def _inputs(args: argparse.Namespace) -> tuple[Programme, Inventory, list[DrillRecord], datetime] | int:
+    """The programme, its inventory, the drills already run and the moment asked about; an exit code (bad input
+    or unreachable, said on stderr) instead when any cannot be had."""
+    action = f"programme {args.programme_command}"
     programme = load_or_report(args.file)
     if programme is None:
         return ExitCode.BAD_INPUT
     if not (args.inventory or args.discover):
-        print("programme plan: give --inventory FILE, --discover, or both", file=sys.stderr)
+        print(f"{action}: give --inventory FILE, --discover, or both", file=sys.stderr)
         return ExitCode.BAD_INPUT
     adapters: list = []
     try:
@@ -131,11 +142,31 @@ def cmd_plan(args: argparse.Namespace) -> int:
             print(f"  {problem}", file=sys.stderr)
         return ExitCode.BAD_INPUT
     except (InputError, PlatformError) as exc:
-        print(f"programme plan: {exc}", file=sys.stderr)
+        print(f"{action}: {exc}", file=sys.stderr)
         return ExitCode.BAD_INPUT
     finally:
         for adapter in adapters:
             adapter.close()
-    plan = make_plan(programme, inventory, history, now)
+    return programme, inventory, history, now
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    """0: every VM still to drill has a window; 1: some cannot fit (listed); 2: bad input or unreachable."""
+    inputs = _inputs(args)
+    if isinstance(inputs, int):
+        return inputs
+    programme = inputs[0]
+    plan = make_plan(*inputs)
     print(plan.model_dump_json(indent=2) if args.json else format_plan(plan, programme.spec.windows.timezone))
     return ExitCode.OK if plan.fits else ExitCode.FAILED
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """0: every in-scope VM to drill passed this quarter; 1: not (each listed); 2: bad input or unreachable."""
+    inputs = _inputs(args)
+    if isinstance(inputs, int):
+        return inputs
+    programme = inputs[0]
+    cov = coverage(*inputs)
+    print(cov.model_dump_json(indent=2) if args.json else format_coverage(cov, programme.spec.windows.timezone))
+    return ExitCode.OK if cov.complete else ExitCode.FAILED
