@@ -14,7 +14,8 @@ worker does when the terminal that started it goes away.
 
 Code loaded once can go stale: before each fork, the runner compares the modification times of every file
 it imported with those recorded after warming up; if any changed (a `git pull`, a `pip install`), it refuses
-and the command runs cold in its own process, saying why.
+and the command runs cold in its own process, saying why. It refuses as well a command of another copy of
+livedrill or another interpreter (two checkouts, two venvs sharing one server folder).
 
 Each fork is made by a short-lived intermediate process (the runner's child) that waits for the drill's
 process and sends back its exit code; the runner itself only accepts and forks, single-threaded (a process
@@ -37,6 +38,12 @@ STDIO = (0, 1, 2)
 # The request (arguments, directory, environment) fits easily; a larger one is refused, not read in pieces.
 MAX_REQUEST_BYTES = 1 << 20
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def code_identity() -> dict[str, str]:
+    """Which interpreter and which copy of livedrill this process runs: a command of another checkout or venv
+    must not have its drill run by this runner's code."""
+    return {"python": os.path.realpath(sys.executable), "livedrill": str(Path(__file__).resolve().parent)}
 
 
 class RunnerRefused(Exception):
@@ -128,7 +135,7 @@ def run_in_runner(folder: Path, argv: list[str]) -> int | None:
         conn.close()
         return None  # a socket left by a runner that is gone
     with conn:
-        _send(conn, {"argv": argv, "cwd": os.getcwd(), "env": dict(os.environ)}, STDIO)
+        _send(conn, {"argv": argv, "cwd": os.getcwd(), "env": dict(os.environ), "code": code_identity()}, STDIO)
         reader = _Reader(conn)
         answer, _ = reader.message()
         if answer is None or "refused" in answer:
@@ -184,6 +191,11 @@ def _serve_one(conn: socket.socket, recorded: dict[str, int], run: Callable[[lis
     reader = _Reader(conn)
     request, fds = reader.message(with_fds=len(STDIO))
     if request is None or len(fds) != len(STDIO):
+        return
+    mine = code_identity()
+    if request.get("code") != mine:
+        _send(conn, {"refused": f"it runs {mine['livedrill']} on {mine['python']}, the command "
+                               f"{(request.get('code') or {}).get('livedrill')} on {(request.get('code') or {}).get('python')}"})
         return
     stale = changed_files(recorded, stat_now(list(recorded)))
     if stale:

@@ -134,6 +134,18 @@ def test_a_runner_whose_loaded_code_changed_refuses_and_the_drill_runs_cold(serv
     assert done.returncode == 2 and "no-such-drill.yaml" in done.stderr  # answered by the command itself, cold
 
 
+def test_a_command_of_another_interpreter_is_not_run_by_this_runners_code(server, tmp_path):
+    _, env, _, _ = server
+    other = tmp_path / "python3"
+    other.symlink_to("/usr/bin/python3")  # not the venv's interpreter the runner runs on
+    done = subprocess.run([sys.executable, "-c", "import sys; sys.executable = sys.argv[1]; sys.argv[1:] = ['run', "
+                           "'no-such-drill.yaml']; from livedrill.launch import entry; entry()", str(other)],
+                          env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert "ran nothing (it runs" in done.stderr, done.stderr
+    assert f"the command {REPO / 'livedrill'} on {os.path.realpath(other)}" in done.stderr
+    assert done.returncode == 2  # answered cold: no such file
+
+
 @pytest.mark.parametrize(("recorded", "now", "changed"), [
     ({"/a.py": 1, "/b.py": 2}, {"/a.py": 1, "/b.py": 2}, []),
     ({"/a.py": 1, "/b.py": 2}, {"/a.py": 1, "/b.py": 3}, ["/b.py"]),
