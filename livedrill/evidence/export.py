@@ -39,6 +39,7 @@ from livedrill.evidence.export_summary import DrillSummary, summarize_run
 from livedrill.evidence.export_verify_md import verify_md
 from livedrill.evidence.keys import Signer, key_id_of
 from livedrill.evidence.manifest import CHAIN_NAME, KEYS_DIR, MANIFEST_NAME, SIGNATURE_NAME, TIMESTAMP_NAME, Manifest, in_quarter, parse_quarter
+from livedrill.evidence.records import is_record_run, sealed_records
 from livedrill.evidence.verify import INPUT_PROBLEMS, TimestampPolicy, format_problems, verify_archive
 from livedrill.outcomes import Record
 
@@ -153,13 +154,17 @@ def build_bundle_dir(
 
     chain = Archive(root).chain()
     chained = [e.run_id for e in chain]
-    quarter_runs = [r for r in chained if in_quarter(r, quarter)]
+    records = sealed_records(root, quarter)  # deficiencies and sign-offs of the quarter, whenever they were sealed
+    quarter_runs = [r for r in chained if in_quarter(r, quarter) or r in {run_id for run_id, _ in records}]
+    drill_runs = [r for r in quarter_runs if not is_record_run(root / r)]
     head, head_sequence = chain[-1].manifest_sha256, chain[-1].sequence
     _copy_archive_slice(root, bundle_dir / "archive", chained, quarter_runs)
 
     summaries: list[DrillSummary] = []
     latency: dict[tuple[str, str], LatencySeries] = {}
-    for run_id in quarter_runs:
+    _write_json(bundle_dir / "programme-records.json",
+                [{"run_id": run_id, **record} for run_id, record in records])
+    for run_id in drill_runs:
         run_dir = bundle_dir / "archive" / run_id
         summary = summarize_run(run_dir)
         summaries.append(summary)

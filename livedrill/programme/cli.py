@@ -7,14 +7,18 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from livedrill.errors import InputError, PlatformError
-from livedrill.outcomes import ExitCode
-from livedrill.programme.coverage import coverage, format_coverage
+from livedrill.evidence.keys import Signer, SigningKeyError, load_signer
+from livedrill.outcomes import ExitCode, utcnow
+from livedrill.programme.coverage import Coverage, coverage, format_coverage
 from livedrill.programme.inventory import Inventory, InventorySource, ScopedSources, gather, load_inventory
 from livedrill.programme.plan import DrillRecord, History, make_plan
+from livedrill.programme.records import DeficiencyRecord, SignOffRecord, read_records, seal_record
 from livedrill.programme.report import format_plan
 from livedrill.programme.spec import Programme, is_programme, load_programme
-from livedrill.spec import SpecError, SpecProblem, parse_yaml_model
+from livedrill.spec import SpecError, SpecProblem, VMRef, parse_yaml_model
 
 
 def load_or_report(path: str) -> Programme | None:
@@ -57,6 +61,27 @@ def register(sub: argparse._SubParsersAction) -> None:
                                        "and the exceptions with their approval")
     _input_arguments(x, "the coverage as of this ISO date-time with offset (default: now)", "print the coverage as JSON")
     x.set_defaults(func=cmd_status)
+
+    x = psub.add_parser("deficiency", help="record a failed drill's root cause, owner and due date, sealed in the archive")
+    x.add_argument("file", metavar="PROGRAMME", help="the programme spec (YAML)")
+    x.add_argument("--archive", required=True, metavar="DIR", help="the evidence archive holding the failed drill")
+    x.add_argument("--run", required=True, metavar="RUN_ID", help="the failed drill's run id (as its evidence line printed)")
+    x.add_argument("--vm", required=True, metavar="NAMESPACE/NAME", help="the VM of that drill the deficiency is about")
+    x.add_argument("--root-cause", required=True, help="why it failed, as found")
+    x.add_argument("--owner", required=True, help="who remediates it")
+    x.add_argument("--due", required=True, metavar="YYYY-MM-DD", help="when the remediation is due")
+    x.add_argument("--recorded-by", required=True, help="who records this")
+    x.add_argument("--signing-key", help="seals the record (default: $LIVEDRILL_SIGNING_KEY)")
+    x.set_defaults(func=cmd_deficiency)
+
+    x = psub.add_parser("sign-off", help="the quarter's management sign-off, with the coverage it saw, sealed in the archive")
+    _input_arguments(x, "the coverage as of this ISO date-time with offset (default: now)", "print the record as JSON")
+    x.add_argument("--role", required=True, help="one of the programme's sign_off.roles")
+    x.add_argument("--name", required=True, help="who signs")
+    x.add_argument("--decision", required=True, choices=["approved", "rejected"], help="what they decided")
+    x.add_argument("--statement", required=True, help="what they sign, in their words")
+    x.add_argument("--signing-key", help="seals the record (default: $LIVEDRILL_SIGNING_KEY)")
+    x.set_defaults(func=cmd_sign_off)
 
 
 def _input_arguments(x: argparse.ArgumentParser, at_help: str, json_help: str) -> None:
@@ -161,12 +186,108 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return ExitCode.OK if plan.fits else ExitCode.FAILED
 
 
-def cmd_status(args: argparse.Namespace) -> int:
-    """0: every in-scope VM to drill passed this quarter; 1: not (each listed); 2: bad input or unreachable."""
+def _coverage(args: argparse.Namespace) -> tuple[Programme, Coverage] | int:
     inputs = _inputs(args)
     if isinstance(inputs, int):
         return inputs
     programme = inputs[0]
-    cov = coverage(*inputs)
+    records = read_records(Path(args.archive), programme.spec.quarter) if args.archive else []
+    return programme, coverage(*inputs, records=[r for _, r in records])
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """0: every in-scope VM to drill passed this quarter; 1: not (each listed); 2: bad input or unreachable."""
+    found = _coverage(args)
+    if isinstance(found, int):
+        return found
+    programme, cov = found
     print(cov.model_dump_json(indent=2) if args.json else format_coverage(cov, programme.spec.windows.timezone))
     return ExitCode.OK if cov.complete else ExitCode.FAILED
+
+
+def _signer(path: str | None) -> Signer:
+    """--signing-key, else $LIVEDRILL_SIGNING_KEY: a record is never sealed unsigned (SigningKeyError otherwise)."""
+    return load_signer(Path(path) if path else None)
+
+
+def cmd_deficiency(args: argparse.Namespace) -> int:
+    """0 recorded and sealed; 2 bad input (the run is not a sealed failed drill of that VM in the quarter, ...)."""
+    programme = load_or_report(args.file)
+    if programme is None:
+        return ExitCode.BAD_INPUT
+    spec = programme.spec
+    try:
+        vm = VMRef.parse(args.vm, field="--vm")
+        due = _date(args.due)
+        drill = _failed_drill(Path(args.archive), args.run, vm, programme)
+        record = DeficiencyRecord(programme=spec.name, quarter=spec.quarter, cluster=drill.cluster, vm=vm,
+                                  failed_run=args.run, root_cause=args.root_cause, owner=args.owner, due=due,
+                                  recorded_by=args.recorded_by, recorded_at=utcnow())
+        run_id = seal_record(Path(args.archive), record, _signer(args.signing_key))
+    except (InputError, ValueError, ValidationError, SigningKeyError) as exc:
+        print(f"programme deficiency: {exc}", file=sys.stderr)
+        return ExitCode.BAD_INPUT
+    print(f"deficiency of {drill.cluster} {vm} (run {args.run}) recorded and sealed as {run_id}")
+    return ExitCode.OK
+
+
+def _date(text: str):
+    from datetime import date
+
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise InputError(f"--due: {text!r} is not a date YYYY-MM-DD") from None
+
+
+def _failed_drill(archive: Path, run_id: str, vm: VMRef, programme: Programme) -> DrillRecord:
+    """The failed drill of `vm` that run `run_id` of the archive is, in one of the programme's clusters."""
+    from livedrill.evidence.archive import Archive, EvidenceError
+    from livedrill.evidence.export_summary import summarize_run
+    from livedrill.programme.history import records_of
+
+    if not archive.is_dir():
+        raise InputError(f"--archive: no evidence archive at {archive}")
+    try:
+        run = Archive(archive).find(run_id)
+    except EvidenceError as exc:
+        raise InputError(f"--run: {exc}") from None
+    if not run.sealed:
+        raise InputError(f"--run: {run_id} is not sealed (`livedrill recover` it first)")
+    drills = [r for r in records_of(summarize_run(run.path)) if r.vm == vm]
+    clusters = {c.name for c in programme.spec.clusters}
+    if not drills or drills[0].outcome != "failed" or drills[0].cluster not in clusters:
+        what = (f"a {drills[0].outcome} drill of {vm} on cluster {drills[0].cluster}" if drills
+                else f"no targeted drill of {vm}")
+        raise InputError(f"--run: {run_id} is {what}; a deficiency records a failed drill of a VM of the programme's "
+                         f"clusters {sorted(clusters)}")
+    return drills[0]
+
+
+def cmd_sign_off(args: argparse.Namespace) -> int:
+    """0 recorded and sealed (whatever it decided); 2 bad input (a role the programme does not name, ...)."""
+    if not args.archive:
+        print("programme sign-off: give --archive DIR: the sign-off is sealed there, beside the drills it covers",
+              file=sys.stderr)
+        return ExitCode.BAD_INPUT
+    found = _coverage(args)
+    if isinstance(found, int):
+        return found
+    programme, cov = found
+    spec = programme.spec
+    if args.role not in spec.sign_off.roles:
+        print(f"programme sign-off: --role {args.role!r} is not one of the programme's sign_off.roles "
+              f"{spec.sign_off.roles}", file=sys.stderr)
+        return ExitCode.BAD_INPUT
+    try:
+        record = SignOffRecord(programme=spec.name, quarter=spec.quarter, role=args.role, name=args.name,
+                               decision=args.decision, statement=args.statement, coverage=cov.figures(),
+                               recorded_at=utcnow())
+        run_id = seal_record(Path(args.archive), record, _signer(args.signing_key))
+    except (InputError, ValidationError, SigningKeyError) as exc:
+        print(f"programme sign-off: {exc}", file=sys.stderr)
+        return ExitCode.BAD_INPUT
+    print(record.model_dump_json(indent=2) if args.json else
+          f"{args.role} {args.name}: {args.decision} {spec.quarter} with {cov.figures().passed}/{len(cov.rows)} passed"
+          f"{'' if cov.complete else ' (NOT COVERED)'}; sealed as {run_id}")
+    return ExitCode.OK

@@ -12,6 +12,7 @@ from pathlib import Path
 from livedrill.errors import InputError
 from livedrill.evidence.archive import Archive
 from livedrill.evidence.export_summary import DrillSummary, summarize_run
+from livedrill.evidence.records import is_record_run
 from livedrill.outcomes import DrillOutcome
 from livedrill.programme.plan import DrillRecord
 
@@ -24,11 +25,13 @@ def records_of(summary: DrillSummary) -> list[DrillRecord]:
     if summary.mode != "targeted" or outcome is None or not summary.cluster:
         return []
     at = summary.started_at or summary.sealed_at
-    return [DrillRecord(cluster=summary.cluster, vm=vm, at=at, outcome=outcome) for vm in summary.vms]
+    return [DrillRecord(cluster=summary.cluster, vm=vm, at=at, outcome=outcome, run=summary.run_id)
+            for vm in summary.vms]
 
 
 def archive_history(root: Path) -> list[DrillRecord]:
     """Every sealed targeted drill of the archive at `root` (read only)."""
     if not Path(root).is_dir():
         raise InputError(f"--archive: no evidence archive at {root}")
-    return [record for run in Archive(root).runs() if run.sealed for record in records_of(summarize_run(run.path))]
+    return [record for run in Archive(root).runs() if run.sealed and not is_record_run(run.path)
+            for record in records_of(summarize_run(run.path))]

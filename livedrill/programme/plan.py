@@ -36,6 +36,7 @@ class DrillRecord(Record):
     vm: VMRef
     at: AwareDatetime = Field(description="When the drill started")
     outcome: Literal["passed", "failed"]
+    run: str | None = Field(None, description="Its run id in the evidence archive, when it was read from there")
 
     @field_validator("vm", mode="before")
     @classmethod
