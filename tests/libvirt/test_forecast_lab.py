@@ -45,3 +45,38 @@ def test_preflight_measures_the_dirty_rate_and_forecasts_from_it(libvirt_lab, tm
     assert forecast["evidence"]["expected"]["migration_s"] >= 256 * MI / (128 * MI)  # at least one full round
     print(f"measured dirty rate {inputs['dirty_rate_bytes_per_s'] / MI:.0f} MiB/s (1 s window, TCG guest); "
           f"forecast: {forecast['message']}")
+
+
+def test_a_guest_set_to_dirty_its_memory_is_measured_near_that_rate_and_refused_when_it_outruns_the_link(
+        libvirt_lab, tmp_path):
+    from livedrill_lab.libvirt.manager import set_guest_dirtying
+
+    spec = load_spec(libvirt_lab.drill_spec)
+    adapter = make_adapter(spec)
+    try:
+        before = adapter.describe_vm(spec.vms[0])
+    finally:
+        adapter.close()
+    rate = 32 * MI
+    assert set_guest_dirtying(libvirt_lab.ledger_url, rate, 128 * MI, 10) == {"bytes_per_s": rate,
+                                                                               "working_set_bytes": 128 * MI}
+    try:
+        text = Path(libvirt_lab.drill_spec).read_text().replace("target_node: host-b",
+                                                                f"target_node: {other_host(spec, before.node)}")
+        drill_file = tmp_path / "drill.yaml"
+        # a link slower than the guest dirties: the remainder never shrinks
+        drill_file.write_text(text + "forecast:\n  dirty_rate_bytes_per_s: measure\n  bandwidth_bytes_per_s: 16Mi\n"
+                                     "  measure_window_s: 1\n")
+        env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect")}
+        done = subprocess.run([str(Path(sys.executable).with_name("livedrill")), "preflight", str(drill_file)],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=120, env=env)
+    finally:
+        set_guest_dirtying(libvirt_lab.ledger_url, 0, 0, 10)
+    [run] = [p for p in (tmp_path / "evidence").iterdir() if (p / "preflight.json").exists()]
+    checks = {c["name"]: c for c in json.loads((run / "preflight.json").read_text())["checks"]}
+    forecast = checks["convergence-forecast"]
+    measured = forecast["evidence"]["inputs"]["dirty_rate_bytes_per_s"]
+    print(f"set {rate / MI:.0f} MiB/s, QEMU measured {measured / MI:.0f} MiB/s; {forecast['message']}")
+    assert rate / 2 <= measured <= rate * 2, measured / MI
+    assert done.returncode == 1 and forecast["status"] == "fail", forecast["message"]
+    assert forecast["evidence"]["expected"]["ending"] == "no-progress"

@@ -6,10 +6,14 @@
  *                          -> 201 {"id","seq","status":"committed"}; a repeated id -> 200, same body + "replayed":true;
  *                             400 {"error": "..."} naming the bad field
  *   GET  /transfers/{id}  -> 200 {"id","seq","from","to","amount","postings":1} or 404 {"error":"not found"}
+ *   POST /dirty           {"bytes_per_s":int,"working_set_bytes":int} -> 200, the same two figures: from now on the
+ *                          guest dirties that many bytes of its memory per second (one write per 4 KiB page, cycling
+ *                          over a working set of that size); bytes_per_s 0 stops it. GET /dirty reads the setting.
  *
  * Storage is in guest RAM on purpose: a live migration must carry RAM across hosts, so a posting
  * acknowledged before the migration and read back after it proves the guest's state moved intact.
- * One process, one poll() loop, no threads: the guest has one vCPU under TCG.
+ * One process, one poll() loop, no threads: the guest has one vCPU under TCG. The dirtying runs in the same loop,
+ * between requests, woken every DIRTY_TICK_MS, so a migration meets a guest whose dirty rate is known.
  * Built statically at lab build time (gcc -static) so the busybox initramfs needs no libc.
  */
 #define _GNU_SOURCE
@@ -25,11 +29,14 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MAX_CONNS 512
 #define IN_CAP 16384
 #define FIELD_MAX 256
+#define PAGE 4096
+#define DIRTY_TICK_MS 10
 
 struct posting {
     char *id, *from, *to;
@@ -51,6 +58,65 @@ static size_t n_postings, cap_postings;
 static long long *index_slots; /* open addressing: posting index + 1, 0 = empty */
 static size_t index_cap;
 static char boot_id[64] = "unknown";
+
+static unsigned char *dirty_area;
+static size_t dirty_pages, dirty_next;
+static long long dirty_rate, dirty_set; /* bytes/s; working set in bytes */
+static double dirty_owed;                /* pages due but not yet written */
+static struct timespec dirty_last;
+
+static double now_s(struct timespec *t) {
+    clock_gettime(CLOCK_MONOTONIC, t);
+    return (double)t->tv_sec + (double)t->tv_nsec / 1e9;
+}
+
+static const char *set_dirtying(long long rate, long long working_set) {
+    if (rate < 0 || working_set < 0) return "bytes_per_s and working_set_bytes must be >= 0";
+    if (rate > 0 && working_set < PAGE) return "working_set_bytes must be at least one page (4096)";
+    free(dirty_area);
+    dirty_area = NULL;
+    dirty_pages = dirty_next = 0;
+    dirty_owed = 0;
+    dirty_rate = dirty_set = 0;
+    if (rate == 0) return NULL;
+    dirty_pages = (size_t)(working_set / PAGE);
+    dirty_area = malloc(dirty_pages * PAGE);
+    if (!dirty_area) { dirty_pages = 0; return "cannot allocate the working set"; }
+    memset(dirty_area, 1, dirty_pages * PAGE); /* backed now: the first round copies it like any guest memory */
+    dirty_rate = rate;
+    dirty_set = (long long)dirty_pages * PAGE;
+    now_s(&dirty_last);
+    return NULL;
+}
+
+/* Writes the pages due since the last tick, one byte in each, round-robin over the working set. */
+static void dirty_tick(void) {
+    if (!dirty_rate) return;
+    struct timespec t;
+    double elapsed = now_s(&t) - ((double)dirty_last.tv_sec + (double)dirty_last.tv_nsec / 1e9);
+    dirty_last = t;
+    dirty_owed += elapsed * (double)dirty_rate / PAGE;
+    while (dirty_owed >= 1.0) {
+        dirty_area[dirty_next * PAGE]++;
+        dirty_next = (dirty_next + 1) % dirty_pages;
+        dirty_owed -= 1.0;
+    }
+}
+
+static int json_int(const char *body, size_t len, const char *key, long long *out) {
+    char pattern[64], copy[1024];
+    if (len >= sizeof copy) return -1;
+    memcpy(copy, body, len);
+    copy[len] = 0;
+    snprintf(pattern, sizeof pattern, "\"%s\"", key);
+    const char *p = strstr(copy, pattern);
+    if (!p) return -1;
+    p = strchr(p + strlen(pattern), ':');
+    if (!p) return -1;
+    char *end;
+    *out = strtoll(p + 1, &end, 10);
+    return end == p + 1 ? -1 : 0;
+}
 
 static uint64_t hash_str(const char *s) {
     uint64_t h = 1469598103934665603ULL;
@@ -235,7 +301,24 @@ static void handle_request(struct conn *c, const char *method, const char *path,
         snprintf(buf, sizeof buf, "{\"id\":\"%s\",\"seq\":%lld,\"from\":\"%s\",\"to\":\"%s\",\"amount\":%lld,\"postings\":1}",
                  p->id, p->seq, p->from, p->to, p->amount);
         respond(c, 200, buf);
-    } else if (strcmp(path, "/healthz") == 0 || strcmp(path, "/transfers") == 0 || strncmp(path, "/transfers/", 11) == 0) {
+    } else if (strcmp(path, "/dirty") == 0 && (strcmp(method, "POST") == 0 || strcmp(method, "GET") == 0)) {
+        if (strcmp(method, "POST") == 0) {
+            long long rate, set;
+            if (json_int(body, body_len, "bytes_per_s", &rate) || json_int(body, body_len, "working_set_bytes", &set)) {
+                respond(c, 400, "{\"error\":\"give bytes_per_s and working_set_bytes as integers\"}");
+                return;
+            }
+            const char *err = set_dirtying(rate, set);
+            if (err) {
+                snprintf(buf, sizeof buf, "{\"error\":\"%s\"}", err);
+                respond(c, 400, buf);
+                return;
+            }
+        }
+        snprintf(buf, sizeof buf, "{\"bytes_per_s\":%lld,\"working_set_bytes\":%lld}", dirty_rate, dirty_set);
+        respond(c, 200, buf);
+    } else if (strcmp(path, "/healthz") == 0 || strcmp(path, "/transfers") == 0 || strncmp(path, "/transfers/", 11) == 0 ||
+               strcmp(path, "/dirty") == 0) {
         respond(c, 405, "{\"error\":\"method not allowed\"}");
     } else {
         respond(c, 404, "{\"error\":\"not found\"}");
@@ -310,7 +393,9 @@ int main(int argc, char **argv) {
             short ev = conns[i]->out_len > conns[i]->out_off ? POLLOUT : POLLIN;
             fds[n++] = (struct pollfd){.fd = conns[i]->fd, .events = ev};
         }
-        if (poll(fds, (nfds_t)n, -1) < 0) {
+        int ready = poll(fds, (nfds_t)n, dirty_rate ? DIRTY_TICK_MS : -1);
+        dirty_tick();
+        if (ready < 0) {
             if (errno == EINTR) continue;
             return 1;
         }

@@ -249,6 +249,19 @@ def wait_for_ledger(url: str, budget_s: float, request_timeout_s: float) -> dict
     raise LabError(f"the guest ledger at {url} did not answer within {budget_s:.0f} s ({last})")
 
 
+def set_guest_dirtying(url: str, bytes_per_s: int, working_set_bytes: int, request_timeout_s: float) -> dict:
+    """Make the guest dirty `bytes_per_s` of its memory over a `working_set_bytes` working set (0: stop), through
+    its ledger's POST /dirty; returns the setting the guest reports. LabError with the guest's answer otherwise."""
+    body = json.dumps({"bytes_per_s": bytes_per_s, "working_set_bytes": working_set_bytes}).encode()
+    request = urllib.request.Request(f"{url}/dirty", data=body, method="POST",
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=request_timeout_s) as resp:
+            return json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        raise LabError(f"the guest refused the dirtying setting: {exc.read().decode(errors='replace')}") from None
+
+
 def render_drill_spec(state_dir: Path, ledger_addr: str) -> str:
     text = DRILL_TEMPLATE.read_text()
     return text.replace("{state_dir}", str(state_dir)).replace("{ledger_addr}", ledger_addr)
