@@ -185,27 +185,41 @@ class EvidenceRun:
             self.archive.publish_key(signer)
             if rotate_from is not None:
                 self.archive.publish_key(rotate_from)
-            manifest = Manifest(
-                run_id=self.run_id,
-                sealed_at=datetime.now(timezone.utc),
-                sequence=len(chain) + 1,
-                previous=previous,
-                key_id=signer.key_id,
-                files=self._collect_files(),
-                rotation=_rotation(rotate_from, signer),
-                revokes=list(revokes),
-            )
-            data = manifest.to_bytes()
+            manifest, data, signature = self.signed_manifest(len(chain) + 1, previous, signer, rotate_from=rotate_from, revokes=revokes)
             atomic_write_bytes(self.path / MANIFEST_NAME, data)
-            atomic_write_bytes(self.path / SIGNATURE_NAME, signer.sign(data))
-            entry = ChainEntry(
-                sequence=manifest.sequence, run_id=self.run_id, manifest_sha256=sha256_bytes(data), sealed_at=manifest.sealed_at
-            )
+            atomic_write_bytes(self.path / SIGNATURE_NAME, signature)
+            entry = chain_entry(manifest, data)
             self.archive._write_chain([*chain, entry])
             if witness is not None:
                 append_witness(witness, entry)
             self._remove_marker(marker)
             return manifest
+
+    def signed_manifest(
+        self, sequence: int, previous: ChainLink | None, signer: Signer, *, rotate_from: Signer | None = None, revokes: Sequence[str] = ()
+    ) -> tuple[Manifest, bytes, bytes]:
+        """The manifest of this run's files at chain position `sequence`, its bytes and `signer`'s signature over them."""
+        manifest = Manifest(
+            run_id=self.run_id,
+            sealed_at=datetime.now(timezone.utc),
+            sequence=sequence,
+            previous=previous,
+            key_id=signer.key_id,
+            files=self._collect_files(),
+            rotation=_rotation(rotate_from, signer),
+            revokes=list(revokes),
+        )
+        data = manifest.to_bytes()
+        return manifest, data, signer.sign(data)
+
+    def finish_seal(self, manifest_bytes: bytes, signature: bytes) -> None:
+        """Store a manifest sealed elsewhere (the object store's chain) beside the files and drop the UNSEALED marker."""
+        marker = self.path / UNSEALED_NAME
+        if not marker.exists():
+            raise RunSealedError(f"run {self.run_id} is already sealed (or was not created by livedrill)")
+        atomic_write_bytes(self.path / MANIFEST_NAME, manifest_bytes)
+        atomic_write_bytes(self.path / SIGNATURE_NAME, signature)
+        self._remove_marker(marker)
 
     def timestamp(self, tsa: "TimestampAuthority") -> datetime:
         """Get an RFC 3161 timestamp of the sealed manifest from `tsa` and store it as MANIFEST.tsr; returns the TSA time.
@@ -225,6 +239,10 @@ class EvidenceRun:
     def _remove_marker(self, marker: Path) -> None:
         marker.unlink()
         fsync_dir(self.path)
+
+
+def chain_entry(manifest: Manifest, manifest_bytes: bytes) -> ChainEntry:
+    return ChainEntry(sequence=manifest.sequence, run_id=manifest.run_id, manifest_sha256=sha256_bytes(manifest_bytes), sealed_at=manifest.sealed_at)
 
 
 def _rotation(previous: Signer | None, new: Signer) -> KeyRotation | None:
