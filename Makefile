@@ -9,11 +9,13 @@ STAMP   = $(VENV)/.installed
 # Debian packages the tests run for real: the libvirt/QEMU lab (QEMU, libvirtd, a busybox initramfs guest), the metric
 # stores the dashboards are queried on, the browser that renders reports and the Prefect UI, PostgreSQL
 # for the production Prefect server variant, the tools an auditor verifies a bundle with, and nftables and haproxy
-# for the probe's switchover tests (one-way drops, resets, a gateway in between).
+# for the probe's switchover tests (one-way drops, resets, a gateway in between), and a one-node Ceph cluster
+# whose RADOS Gateway is the S3 store with Object Lock that the WORM evidence archive is tested on.
 TEST_DEBS = qemu-system-x86 libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvirt-dev \
             busybox-static cpio tini pkg-config gcc iproute2 \
             prometheus prometheus-pushgateway victoria-metrics \
-            chromium chromium-driver fonts-wqy-zenhei postgresql openssl jq nftables haproxy
+            chromium chromium-driver fonts-wqy-zenhei postgresql openssl jq nftables haproxy \
+            ceph-mon ceph-osd radosgw ceph-common
 
 .PHONY: venv sysdeps demo test lint-imports lock clean
 

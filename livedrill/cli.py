@@ -22,6 +22,7 @@ from livedrill.spec import DrillSpec, SpecError, load_spec
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+    from livedrill.evidence.store_config import ObjectStoreConfig
     from livedrill.evidence.verify import TimestampPolicy, VerifyReport
 
 DEFAULT_LAB_DIR = Path(".livedrill/lab")
@@ -318,7 +319,41 @@ def _verify_exit_code(report: VerifyReport) -> ExitCode:
     return ExitCode.OK if report.origin == "established" else ExitCode.INTEGRITY_ONLY
 
 
+def _store_from_args(args: argparse.Namespace) -> "ObjectStoreConfig":
+    from livedrill.evidence.store_config import store_from_url
+
+    return store_from_url(args.archive, endpoint_url=args.endpoint_url or os.environ.get("AWS_ENDPOINT_URL"),
+                          credentials_file=Path(args.credentials) if args.credentials else None)
+
+
+def cmd_evidence_sync(args: argparse.Namespace) -> int:
+    """Finish the store seals a stopped process left part-way, then seal the spec's unsealed runs whose drill ended."""
+    from livedrill.errors import PlatformError
+    from livedrill.evidence.archive import Archive
+    from livedrill.evidence.store import ObjectStore
+    from livedrill.evidence.worm import sync_store
+
+    loaded = _load(args.spec)
+    if loaded is None:
+        return ExitCode.BAD_INPUT
+    spec = loaded[0]
+    if spec.evidence.store is None:
+        print(f"sync: {args.spec}: evidence.store is not set: this drill seals into its local archive only", file=sys.stderr)
+        return ExitCode.BAD_INPUT
+    try:
+        finished = sync_store(Archive(spec.evidence.dir), ObjectStore(spec.evidence.store))
+    except PlatformError as exc:
+        print(f"sync: {exc}", file=sys.stderr)
+        return ExitCode.FAILED
+    print(f"{spec.evidence.store.url}: finished {len(finished)} interrupted seal(s)"
+          + (f" at position(s) {', '.join(map(str, finished))}" if finished else "")
+          + "; unsealed runs of ended drills are sealed by `livedrill recover`")
+    return ExitCode.OK
+
+
 def cmd_evidence_verify(args: argparse.Namespace) -> int:
+    from livedrill.errors import PlatformError
+    from livedrill.evidence.store_config import is_store_url
     from livedrill.evidence.trust import TrustInputError
     from livedrill.evidence.verify import format_problems, verify_archive_report, verify_run_report
 
@@ -328,10 +363,20 @@ def cmd_evidence_verify(args: argparse.Namespace) -> int:
             if args.anchor or args.witness:
                 raise TrustInputError("--anchor and --witness check the chain of an archive: use --archive DIR, not a run directory")
             report = verify_run_report(Path(args.run_dir), trusted_keys=trusted, timestamps=_timestamp_policy(args))
+        elif is_store_url(args.archive):
+            from livedrill.evidence.store import ObjectStore
+            from livedrill.evidence.store_verify import verify_store_report
+
+            store = ObjectStore(_store_from_args(args))
+            report = verify_store_report(store, quarter=args.quarter, trusted_keys=trusted, anchors=args.anchor or [],
+                                         witness=Path(args.witness) if args.witness else None, timestamps=_timestamp_policy(args))
         else:
             report = verify_archive_report(Path(args.archive), quarter=args.quarter, trusted_keys=trusted, anchors=args.anchor or [],
                                            witness=Path(args.witness) if args.witness else None, timestamps=_timestamp_policy(args))
-    except (TrustInputError, ValueError) as exc:  # ValueError: not a quarter like 2026Q4
+    except PlatformError as exc:  # the store refused or could not be reached: nothing was verified
+        print(f"verify: {exc}", file=sys.stderr)
+        return ExitCode.FAILED
+    except (TrustInputError, ValueError) as exc:  # ValueError: not a quarter like 2026Q4; StoreInputError: a bad --archive URL
         print(f"verify: {exc}", file=sys.stderr)
         return ExitCode.BAD_INPUT
     code = _verify_exit_code(report)
@@ -448,6 +493,14 @@ def _version() -> str:
         return "unknown (not installed: run `make venv`)"
 
 
+def _store_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--endpoint-url", metavar="URL",
+                   help="with --archive s3://BUCKET[/PREFIX]: the S3 endpoint of the WORM store (default: $AWS_ENDPOINT_URL)")
+    p.add_argument("--credentials", metavar="FILE",
+                   help="with --archive s3://...: an AWS shared-credentials file with read access (default: AWS_ACCESS_KEY_ID "
+                        "and AWS_SECRET_ACCESS_KEY from the environment)")
+
+
 def _trust_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trusted-key", action="append", metavar="PUBKEY_FILE",
                    help="a PEM public key received separately (as the archive publishes it in keys/); runs must be signed "
@@ -528,7 +581,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the witness file every seal appended its chain head to (spec evidence.witness): each head must "
                         "still be in the chain at its place")
     v.add_argument("--json", action="store_true", help="print what was verified as JSON (origin, keys, anchors, problems)")
+    _store_arguments(v)
     v.set_defaults(func=cmd_evidence_verify)
+    y = esub.add_parser("sync", help="finish seals into the spec's object store that a stopped process left part-way")
+    y.add_argument("spec", help="the drill spec whose evidence.store to repair")
+    y.set_defaults(func=cmd_evidence_sync)
 
     p = sub.add_parser("serve", help="serve the Prefect deployments: quarterly-drill-<name> per spec, and on-demand")
     p.add_argument("files", nargs="+", help="drill specs the deployments may run")

@@ -14,6 +14,7 @@ from cronsim import CronSim, CronSimError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
 
+from livedrill.evidence.store_config import ObjectStoreConfig
 from livedrill.forecast import ForecastConfig
 from livedrill.metrics.config import MetricsConfig
 from livedrill.platforms import registry as platform_registry
@@ -245,6 +246,8 @@ class EvidenceConfig(SpecModel):
     witness: Path | None = Field(
         None, description="A file outside the archive (another host's mount, a WORM share) to which every seal appends "
         "the new chain head; `livedrill evidence verify --witness FILE` checks each is still in the chain")
+    store: ObjectStoreConfig | None = Field(
+        None, description="Seal every run into this S3 bucket with Object Lock (WORM); `dir` is then the local staging area")
 
 
 # ---------------------------------------------------------------- operations: schedule, approval, concurrency

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import logging
 
 from livedrill import __version__
 from livedrill.decisions import DrillFacts, judge
 from livedrill.deploy.approval import APPROVAL_FILE
+from livedrill.evidence.worm import StoreUnavailable, seal_run
 from livedrill.outcomes import Verdict, utcnow
 from livedrill.stages.session import DrillSession, operator
 
 VERDICT_FILE = "verdict.json"
 RUN_FILE = "run.json"
+_log = logging.getLogger(__name__)
 
 
 def finish(session: DrillSession, facts: DrillFacts, started_at: str) -> Verdict:
@@ -29,5 +32,10 @@ def finish(session: DrillSession, facts: DrillFacts, started_at: str) -> Verdict
         "outcome": verdict.outcome.value, "operator": operator(), "livedrill_version": __version__,
         "approval": approval,
     })
-    session.run.seal(session.signer(), witness=session.spec.evidence.witness)
+    evidence = session.spec.evidence
+    try:
+        seal_run(session.run, session.signer(), evidence.store, witness=evidence.witness)
+    except StoreUnavailable as exc:
+        # The verdict stands; the run stays unsealed here and `livedrill recover` seals it once the store answers.
+        _log.warning("%s", exc)
     return verdict

@@ -15,6 +15,7 @@ import psutil
 
 from livedrill.decisions import DrillFacts
 from livedrill.evidence.archive import Archive, EvidenceRun
+from livedrill.evidence.worm import seal_run
 from livedrill.outcomes import CheckResult, CheckStatus, Verdict, utcnow
 from livedrill.stages.finish import VERDICT_FILE, finish
 from livedrill.stages.preflight import read_preflight
@@ -75,7 +76,7 @@ def recover_run(run: EvidenceRun, *, force: bool = False) -> Verdict | None:
     verdict_path = run.path / VERDICT_FILE
     if verdict_path.exists() and not pending:
         # The drill had judged itself and died while sealing: its verdict stands, only the seal is missing.
-        run.seal(session.signer())
+        seal_run(run, session.signer(), session.spec.evidence.store)
         return Verdict.model_validate_json(verdict_path.read_text(encoding="utf-8"))
     recorded = read_preflight(run.path)
     preflight = recorded.checks if recorded is not None else []
