@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import contextlib
 import importlib.util
 import json
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -327,7 +329,7 @@ def _store_from_args(args: argparse.Namespace) -> "ObjectStoreConfig":
 
 
 def cmd_evidence_sync(args: argparse.Namespace) -> int:
-    """Finish the store seals a stopped process left part-way, then seal the spec's unsealed runs whose drill ended."""
+    """Finish the store seals a stopped process left part-way, then seal the cluster's judged runs the store missed."""
     from livedrill.errors import PlatformError
     from livedrill.evidence.archive import Archive
     from livedrill.evidence.store import ObjectStore
@@ -340,15 +342,28 @@ def cmd_evidence_sync(args: argparse.Namespace) -> int:
     if spec.evidence.store is None:
         print(f"sync: {args.spec}: evidence.store is not set: this drill seals into its local archive only", file=sys.stderr)
         return ExitCode.BAD_INPUT
+    from livedrill.stages.finish import VERDICT_FILE
+    from livedrill.stages.recovery import crashed_runs, recover_run
+
     try:
         finished = sync_store(Archive(spec.evidence.dir), ObjectStore(spec.evidence.store))
+        print(f"{spec.evidence.store.url}: finished {len(finished)} interrupted seal(s)"
+              + (f" at position(s) {', '.join(map(str, finished))}" if finished else ""))
+        ended, running = crashed_runs(spec.evidence.dir, spec.cluster)
+        left = 0
+        for run in ended:
+            if (run.path / VERDICT_FILE).exists():  # judged, only the seal is missing (the store was down)
+                recover_run(run)
+                print(f"sealed {run.run_id}")
+            else:
+                left += 1
+                print(f"{run.run_id}: the drill stopped before its verdict: `livedrill recover {run.run_id}` rolls it back and seals it")
     except PlatformError as exc:
         print(f"sync: {exc}", file=sys.stderr)
         return ExitCode.FAILED
-    print(f"{spec.evidence.store.url}: finished {len(finished)} interrupted seal(s)"
-          + (f" at position(s) {', '.join(map(str, finished))}" if finished else "")
-          + "; unsealed runs of ended drills are sealed by `livedrill recover`")
-    return ExitCode.OK
+    for run in running:
+        print(f"{run.run_id}: still owned by a running drill, left alone")
+    return ExitCode.FAILED if left else ExitCode.OK
 
 
 def cmd_evidence_verify(args: argparse.Namespace) -> int:
@@ -405,14 +420,30 @@ def cmd_evidence_export(args: argparse.Namespace) -> int:
     from livedrill.evidence.export import ExportError, ExportInputError, export_quarter
     from livedrill.evidence.keys import SigningKeyError, load_signer, signer_from_env
 
+    from livedrill.errors import PlatformError
+    from livedrill.evidence.store_config import is_store_url
+
     try:
         signer = load_signer(Path(args.signing_key)) if args.signing_key else signer_from_env()
         trusted = _trusted_keys(args)
-        result = export_quarter(Path(args.archive), args.quarter, Path(args.out), signer=signer, trusted_keys=trusted,
-                                timestamps=_timestamp_policy(args))
+        with contextlib.ExitStack() as stack:
+            archive = Path(args.archive)
+            if is_store_url(args.archive):  # the bucket's sealed versions, laid out as a directory archive
+                from livedrill.evidence.store import ObjectStore
+                from livedrill.evidence.store_verify import download_sealed
+
+                store = ObjectStore(_store_from_args(args))
+                archive = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="livedrill-export-")))
+                for problem in download_sealed(store, archive):
+                    print(f"export: store: [{problem.code}] {problem.file}: {problem.message}", file=sys.stderr)
+            result = export_quarter(archive, args.quarter, Path(args.out), signer=signer, trusted_keys=trusted,
+                                    timestamps=_timestamp_policy(args))
     except (ExportInputError, SigningKeyError, ValueError) as exc:  # ValueError: not a quarter, unreadable trusted key
         print(f"export: {exc}", file=sys.stderr)
         return ExitCode.BAD_INPUT
+    except PlatformError as exc:  # the store refused or could not be reached: nothing was written
+        print(f"export: {exc}", file=sys.stderr)
+        return ExitCode.FAILED
     except ExportError as exc:
         print(f"export: {exc}", file=sys.stderr)
         return ExitCode.FAILED
@@ -595,10 +626,12 @@ def build_parser() -> argparse.ArgumentParser:
     x = esub.add_parser("export", help="one auditor bundle for a quarter: report (zh/en), OSCAL, in-toto, raw evidence")
     x.add_argument("--quarter", required=True, help="e.g. 2026Q4")
     x.add_argument("--out", required=True, help="the bundle to write (.tar.gz)")
-    x.add_argument("--archive", default="evidence", help="the archive to export from (default: evidence)")
+    x.add_argument("--archive", default="evidence", help="the archive to export from: a directory, or s3://BUCKET[/PREFIX] "
+                                                         "with --endpoint-url (default: evidence)")
     x.add_argument("--signing-key", help="signs the in-toto statements (default: $LIVEDRILL_SIGNING_KEY if set)")
     _trust_arguments(x)
     _timestamp_arguments(x)
+    _store_arguments(x)
     x.set_defaults(func=cmd_evidence_export)
 
     p = sub.add_parser("server", help="a local Prefect server (API and UI) that later drills use: start | status | stop")

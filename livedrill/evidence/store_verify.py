@@ -70,15 +70,9 @@ def _local_path(store: ObjectStore, key: str, root: Path) -> Path | None:
     return None
 
 
-def verify_store_report(
-    store: ObjectStore,
-    *,
-    quarter: str | None = None,
-    trusted_keys: Iterable[Ed25519PublicKey] | None = None,
-    anchors: Sequence[str] = (),
-    witness: Path | None = None,
-    timestamps: TimestampPolicy | None = None,
-) -> VerifyReport:
+def download_sealed(store: ObjectStore, root: Path) -> list[Problem]:
+    """Lay the bucket's sealed versions out in `root` as a directory archive (runs, keys, chain.jsonl in position
+    order); the problems only the store can show (overwrites, delete markers, missing locks, unfinished seals)."""
     histories, problems = _histories(store.versions())
     now = datetime.now(timezone.utc)
     chain_prefix = store.key(CHAIN) + "/"
@@ -94,36 +88,50 @@ def verify_store_report(
         for history, got in zip(histories.values(), pool.map(lambda h: store.get_locked(h[0].key, h[0].version_id), histories.values())):
             fetched[(history[0].key, history[0].version_id)] = got
     expected = _manifest_hashes(store, histories, body)
-    with tempfile.TemporaryDirectory(prefix="livedrill-store-verify-") as tmp:
-        root = Path(tmp)
-        chain_lines: dict[int, bytes] = {}
-        for key, history in sorted(histories.items()):
-            chosen, found = pick_sealed(history, body, expected.get(key))
-            problems.extend(found)
-            data = body(history[chosen])
-            sealed = fetched[(key, history[chosen].version_id)]
-            if sealed.lock_mode != LOCK_MODE or sealed.retain_until is None or sealed.retain_until <= now:
-                problems.append(Problem(code="store-not-locked", file=key, message="sealed version is not under COMPLIANCE retention",
-                                        expected=f"{LOCK_MODE} until a future date",
-                                        actual=f"{sealed.lock_mode} until {sealed.retain_until.isoformat() if sealed.retain_until else 'never'}"))
-            if key.startswith(chain_prefix):
-                name = key[len(chain_prefix):]
-                if name.endswith(".json") and name[:-5].isdigit():
-                    chain_lines[int(name[:-5])] = data
-                    continue
-            target = _local_path(store, key, root)
-            if target is None:
-                problems.append(Problem(code="store-stray-object", file=key, message="object outside the archive layout"))
+    chain_lines: dict[int, bytes] = {}
+    for key, history in sorted(histories.items()):
+        chosen, found = pick_sealed(history, body, expected.get(key))
+        problems.extend(found)
+        data = body(history[chosen])
+        sealed = fetched[(key, history[chosen].version_id)]
+        if sealed.lock_mode != LOCK_MODE or sealed.retain_until is None or sealed.retain_until <= now:
+            problems.append(Problem(code="store-not-locked", file=key, message="sealed version is not under COMPLIANCE retention",
+                                    expected=f"{LOCK_MODE} until a future date",
+                                    actual=f"{sealed.lock_mode} until {sealed.retain_until.isoformat() if sealed.retain_until else 'never'}"))
+        if key.startswith(chain_prefix):
+            name = key[len(chain_prefix):]
+            if name.endswith(".json") and name[:-5].isdigit():
+                chain_lines[int(name[:-5])] = data
                 continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(data)
-        (root / CHAIN_NAME).write_bytes(b"".join(chain_lines[s] for s in sorted(chain_lines)))
-        for sequence in store.claimed_sequences():
-            if sequence not in chain_lines:
-                claim = store.read_claim(sequence)
-                problems.append(Problem(code="store-seal-unfinished", run_id=claim.run_id if claim else None, file=store.claim_key(sequence),
-                                        message=f"position {sequence} is claimed but its chain entry is missing: run `livedrill evidence sync`"))
-        report = verify_archive_report(root, quarter=quarter, trusted_keys=trusted_keys, anchors=anchors, witness=witness, timestamps=timestamps)
+        target = _local_path(store, key, root)
+        if target is None:
+            problems.append(Problem(code="store-stray-object", file=key, message="object outside the archive layout"))
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+    (root / CHAIN_NAME).write_bytes(b"".join(chain_lines[s] for s in sorted(chain_lines)))
+    for sequence in store.claimed_sequences():
+        if sequence not in chain_lines:
+            claim = store.read_claim(sequence)
+            problems.append(Problem(code="store-seal-unfinished", run_id=claim.run_id if claim else None, file=store.claim_key(sequence),
+                                    message=f"position {sequence} is claimed but its chain entry is missing: run `livedrill evidence sync`"))
+    return problems
+
+
+def verify_store_report(
+    store: ObjectStore,
+    *,
+    quarter: str | None = None,
+    trusted_keys: Iterable[Ed25519PublicKey] | None = None,
+    anchors: Sequence[str] = (),
+    witness: Path | None = None,
+    timestamps: TimestampPolicy | None = None,
+) -> VerifyReport:
+    """`verify_archive_report` of the bucket's sealed versions, with the store's own problems first."""
+    with tempfile.TemporaryDirectory(prefix="livedrill-store-verify-") as tmp:
+        problems = download_sealed(store, Path(tmp))
+        report = verify_archive_report(Path(tmp), quarter=quarter, trusted_keys=trusted_keys, anchors=anchors, witness=witness,
+                                       timestamps=timestamps)
     return report.model_copy(update={"target": store.config.url, "problems": [*problems, *report.problems]})
 
 

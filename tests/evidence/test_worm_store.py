@@ -164,7 +164,7 @@ def test_two_hosts_sealing_at_once_build_one_gap_free_chain(tmp_path, config, si
     from cryptography.hazmat.primitives import serialization
 
     pem = signer._private_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    per_process = 15
+    per_process = 50
     context = multiprocessing.get_context("spawn")  # two independent processes, each with its own staging folder
     with context.Pool(2) as pool:
         results = pool.starmap(_seal_many, [(config.endpoint_url, config.bucket, str(config.credentials_file), str(tmp_path / f"host-{i}"),
@@ -213,3 +213,62 @@ def test_a_lab_drill_with_evidence_store_seals_into_the_bucket(lab, tmp_path, co
     report = verify_store_report(store, trusted_keys=[signer.public_key])
     assert report.problems == [] and report.runs_checked == 1
     assert store.get_locked(store.run_key(run_dir.name, "verdict.json")).body == (run_dir / "verdict.json").read_bytes()
+
+
+def test_gateway_lost_mid_seal_then_sync_seals_the_staged_run(tmp_path, config, signer, rgw):
+    import yaml
+
+    from cryptography.hazmat.primitives import serialization
+
+    key = tmp_path / "signing.pem"
+    key.write_bytes(signer._private_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                      serialization.NoEncryption()))
+    staging = tmp_path / "staging"
+    spec = yaml.safe_load((Path(__file__).resolve().parents[2] / "drills" / "lab-targeted.yaml").read_text())
+    spec["evidence"] = {"dir": str(staging), "signing_key": str(key), "store": {
+        "endpoint_url": config.endpoint_url, "bucket": config.bucket, "prefix": config.prefix, "credentials_file": str(config.credentials_file)}}
+    spec_text = yaml.safe_dump(spec, sort_keys=False)
+    spec_file = tmp_path / "core.yaml"
+    spec_file.write_text(spec_text)
+    store = ObjectStore(config)
+    archive = Archive(staging)
+    seal_to_store(_drill(archive), store, signer)
+    run = _drill(archive)
+    run.write_text("spec.yaml", spec_text)  # the run's own spec names the store, as a real drill's does
+
+    impatient = ObjectStore(config.model_copy(update={"request_timeout_s": 1.0, "attempts": 2}))
+    puts = []
+
+    def gateway_dies_after_four_uploads(**_):
+        puts.append(1)
+        if len(puts) == 4:
+            rgw.stop_gateway()
+
+    impatient._client.meta.events.register("after-call.s3.PutObject", gateway_dies_after_four_uploads)
+    try:
+        with pytest.raises(StoreUnavailable):
+            seal_to_store(run, impatient, signer)
+    finally:
+        rgw.start_gateway()
+    assert (run.path / UNSEALED_NAME).exists() and len(puts) >= 4
+
+    synced = subprocess.run([sys.executable, "-m", "livedrill", "evidence", "sync", str(spec_file)], capture_output=True, text=True,
+                            timeout=120)
+    assert synced.returncode == 0, synced.stdout + synced.stderr
+    assert f"sealed {run.run_id}" in synced.stdout
+    assert run.sealed
+    report = verify_store_report(store, trusted_keys=[signer.public_key])
+    assert report.problems == [] and report.runs_checked == 2
+
+    bundle = tmp_path / "bundle.tar.gz"
+    exported = subprocess.run([sys.executable, "-m", "livedrill", "evidence", "export", "--archive", config.url,
+                               "--endpoint-url", config.endpoint_url, "--credentials", str(config.credentials_file),
+                               "--quarter", _quarter(run.run_id), "--out", str(bundle), "--signing-key", str(key)],
+                              capture_output=True, text=True, timeout=300)
+    assert exported.returncode == 0, exported.stderr
+    assert "2 drill(s)" in exported.stdout and bundle.stat().st_size > 0
+
+
+def _quarter(run_id: str) -> str:
+    year, month = int(run_id[:4]), int(run_id[4:6])
+    return f"{year}Q{(month - 1) // 3 + 1}"
