@@ -403,6 +403,12 @@ def cmd_evidence_verify(args: argparse.Namespace) -> int:
     anchors = f"; anchor(s) {', '.join(report.anchors)} in place" if report.anchors else ""
     if args.witness:
         anchors += f"; {report.witnessed_heads} chain head(s) of witness {args.witness} in place"
+    if report.quarter:  # the quarter's runs one by one: what an audit of that quarter signs off
+        for run in report.runs:
+            if run.files_checked or run.result == "failed":
+                where = f"#{run.sequence}" if run.sequence is not None else "not in chain"
+                detail = "verified" if run.result == "verified" else f"FAILED ({run.problems} problem(s))"
+                print(f"  {where:>6} {run.run_id}  key {run.key_id or '-'}  {detail}")
     if report.problems:
         print(f"{what}: NOT VERIFIED", file=sys.stderr)
         print(format_problems(report.problems), file=sys.stderr)

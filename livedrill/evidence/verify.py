@@ -20,7 +20,7 @@ from typing import Literal
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from pydantic import ValidationError
+from pydantic import Field, ValidationError
 
 from livedrill.evidence.keys import key_id_of, load_public_key_pem, signature_valid
 from livedrill.evidence.manifest import (
@@ -298,12 +298,35 @@ INPUT_PROBLEMS = frozenset({"missing-archive", "empty-archive", "no-runs-in-quar
 _TRUST_PROBLEMS = frozenset({"untrusted-key", "revoked-key", "bad-rotation", "unknown-key"})
 
 
+class RunResult(Record):
+    """One run's answer: where it sits in the chain, who signed it, whether its files were re-hashed, and its verdict."""
+
+    run_id: str
+    sequence: int | None = Field(None, description="Position in the chain; None for a run the chain does not hold")
+    key_id: str | None = None
+    files_checked: bool = Field(description="Its files were re-hashed (false: outside --quarter, only signature and chain)")
+    result: Literal["verified", "failed"]
+    problems: int = 0
+
+
+def run_results(checked: list[tuple[int | None, str, str | None, bool]], problems: list[Problem]) -> list[RunResult]:
+    """(sequence, run id, key id, files checked) per run looked at, judged by the problems that name the run."""
+    per_run: dict[str, int] = {}
+    for problem in problems:
+        if problem.run_id is not None:
+            per_run[problem.run_id] = per_run.get(problem.run_id, 0) + 1
+    return [RunResult(run_id=run_id, sequence=sequence, key_id=key_id, files_checked=files, problems=per_run.get(run_id, 0),
+                      result="failed" if per_run.get(run_id) else "verified")
+            for sequence, run_id, key_id, files in checked]
+
+
 class VerifyReport(Record):
     """What was verified, against which keys and anchors, and what is wrong (`--json` prints this)."""
 
     target: str
     quarter: str | None = None
     runs_checked: int
+    runs: list[RunResult] = Field(default_factory=list, description="Per run: chain position, signer, files re-hashed, result")
     signing_key_ids: list[str]
     trusted_key_ids: list[str] | None
     anchors: list[str]
@@ -352,8 +375,11 @@ def verify_run_report(
         else:  # a run copied out of its archive: only its own signer and rotation record can be judged
             signers = [_signed_run(check.manifest.sequence, run_dir.name, check.manifest, keys)]
         problems.extend(p for p in trust_problems(signers, frozenset(pinned) if pinned is not None else None) if p.run_id == run_dir.name)
+    key_id = check.manifest.key_id if check.manifest else None
+    sequence = check.manifest.sequence if check.manifest else None
     return VerifyReport(
-        target=str(run_dir), runs_checked=1, signing_key_ids=[check.manifest.key_id] if check.manifest else [],
+        target=str(run_dir), runs_checked=1, runs=run_results([(sequence, run_dir.name, key_id, True)], problems),
+        signing_key_ids=[key_id] if key_id else [],
         trusted_key_ids=sorted(pinned) if pinned is not None else None, anchors=[], origin=_origin(pinned, problems), problems=problems,
     )
 
@@ -415,9 +441,11 @@ def verify_archive_report(
     witnessed_heads = read_witness(witness) if witness is not None else []
     pinned = _trusted(trusted_keys)
 
+    checked: list[tuple[int | None, str, str | None, bool]] = []
+
     def report(runs_checked: int, signing: list[str], problems: list[Problem]) -> VerifyReport:
         return VerifyReport(
-            target=str(root), quarter=quarter, runs_checked=runs_checked, signing_key_ids=signing,
+            target=str(root), quarter=quarter, runs_checked=runs_checked, runs=run_results(checked, problems), signing_key_ids=signing,
             trusted_key_ids=sorted(pinned) if pinned is not None else None, anchors=list(anchors), witnessed_heads=len(witnessed_heads),
             origin=_origin(pinned, problems), problems=problems,
         )
@@ -442,10 +470,12 @@ def verify_archive_report(
             run_dir = root / entry.run_id
             if not RUN_ID_RE.match(entry.run_id) or not run_dir.is_dir():
                 problems.append(Problem(code="missing-run", run_id=entry.run_id, file=CHAIN_NAME, message=f"run sealed as number {position} at {entry.sealed_at.isoformat()} is missing from the archive", expected=f"directory {entry.run_id}/"))
+                checked.append((position, entry.run_id, None, False))
                 continue
             selected = quarter is None or in_quarter(entry.run_id, quarter)
             sealed_in_quarter += selected
             check = _check_run(run_dir, keys, check_files=selected, pool=pool, timestamps=policy)
+            checked.append((position, entry.run_id, check.manifest.key_id if check.manifest else None, selected))
             problems.extend(check.problems)
             if check.manifest is not None and check.manifest_sha256 is not None:
                 problems.extend(link_problems(position, entry, previous, check.manifest, check.manifest_sha256, chained))
@@ -457,6 +487,7 @@ def verify_archive_report(
             continue
         if quarter is not None and not in_quarter(path.name, quarter):
             continue
+        checked.append((None, path.name, None, False))
         if (path / UNSEALED_NAME).exists():
             problems.append(Problem(code="unsealed-run", run_id=path.name, file=UNSEALED_NAME, message="run was never sealed: no signed manifest protects its files"))
         elif (path / MANIFEST_NAME).exists():

@@ -82,3 +82,27 @@ def test_the_original_with_its_pinned_key_is_fully_verified(archives, signer: Si
     assert _verify("--archive", str(original), "--trusted-key", _pub(original, signer)) == ExitCode.OK
     out = capsys.readouterr().out
     assert "verified" in out and signer.key_id in out and "not established" not in out
+
+
+def test_a_quarters_answer_lists_each_run_with_its_place_signer_and_result(tmp_path: Path, signer: Signer, capsys) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    root = tmp_path / "archive"
+    # Two runs at the end of 2026Q3 and three in 2026Q4; the second Q4 run's verdict edited after sealing.
+    ids = sealed_archive(root, signer, runs=5, start=datetime(2026, 9, 30, 20, tzinfo=timezone.utc), step=timedelta(hours=2))
+    (root / ids[3] / "verdict.json").write_text('{"outcome": "passed"}\n')
+    stray = Archive(root).new_run("lab-targeted", now=datetime(2026, 11, 1, tzinfo=timezone.utc))
+
+    assert _verify("--archive", str(root), "--quarter", "2026Q4", "--trusted-key", _pub(root, signer), "--json") == ExitCode.FAILED
+    report = json.loads(capsys.readouterr().out)
+    runs = {r["run_id"]: r for r in report["runs"]}
+    assert [(runs[i]["sequence"], runs[i]["files_checked"], runs[i]["result"]) for i in ids] == [
+        (1, False, "verified"), (2, False, "verified"), (3, True, "verified"), (4, True, "failed"), (5, True, "verified")]
+    assert all(runs[i]["key_id"] == signer.key_id for i in ids)
+    assert (runs[stray.run_id]["sequence"], runs[stray.run_id]["result"]) == (None, "failed")  # unsealed: listed, not dropped
+
+    _verify("--archive", str(root), "--quarter", "2026Q4", "--trusted-key", _pub(root, signer))
+    lines = capsys.readouterr().out.splitlines()
+    assert any(ids[3] in line and "FAILED" in line for line in lines)
+    assert any(ids[2] in line and line.strip().startswith("#3") and "verified" in line for line in lines)
+    assert not any(ids[0] in line for line in lines)  # outside the quarter and intact: counted, not listed
