@@ -13,6 +13,7 @@ from livedrill.errors import InputError, PlatformError
 from livedrill.evidence.keys import Signer, SigningKeyError, load_signer
 from livedrill.outcomes import ExitCode, utcnow
 from livedrill.programme.coverage import Coverage, coverage, format_coverage
+from livedrill.programme.drills import undrillable
 from livedrill.programme.inventory import Inventory, InventorySource, ScopedSources, gather, load_inventory
 from livedrill.programme.plan import DrillRecord, History, make_plan
 from livedrill.programme.records import DeficiencyRecord, SignOffRecord, read_records, seal_record
@@ -180,7 +181,13 @@ def cmd_plan(args: argparse.Namespace) -> int:
     inputs = _inputs(args)
     if isinstance(inputs, int):
         return inputs
-    programme = inputs[0]
+    programme, inventory = inputs[0], inputs[1]
+    problems = undrillable(programme, inventory.targets)
+    if problems:  # a VM whose drill cannot be made (no probe for it) is never planned around silently
+        print(f"programme plan: {len(problems)} VM(s) cannot be drilled as specified:", file=sys.stderr)
+        for line in problems:
+            print(f"  {line}", file=sys.stderr)
+        return ExitCode.BAD_INPUT
     plan = make_plan(*inputs)
     print(plan.model_dump_json(indent=2) if args.json else format_plan(plan, programme.spec.windows.timezone))
     return ExitCode.OK if plan.fits else ExitCode.FAILED

@@ -26,11 +26,13 @@ def targets_from_readiness(cluster: str, report: ReadinessReport, vmis: list[dic
         template = template_by_key.get(judged.vm, {})
         labels = dict(template.get("metadata", {}).get("labels") or {})
         labels.update((vmi or {}).get("metadata", {}).get("labels") or {})
+        annotations = dict(template.get("metadata", {}).get("annotations") or {})
+        annotations.update((vmi or {}).get("metadata", {}).get("annotations") or {})
         gib = vmi_memory_gib(vmi if vmi is not None else template)
         why_not = list(judged.reasons)
         if gib == 0 and not why_not:
             why_not.append("memory size unknown: no spec.domain.memory.guest nor memory request or limit")
-        targets.append(Target(cluster=cluster, vm=judged.vm, node=judged.node, gib=gib, labels=labels,
+        targets.append(Target(cluster=cluster, vm=judged.vm, node=judged.node, gib=gib, labels=labels, annotations=annotations,
                               migratable=not why_not, why_not="; ".join(why_not) or None))
     return targets
 

@@ -26,6 +26,7 @@ class Target(Record):
     node: str | None = Field(description="Where it runs now: the node (KubeVirt) or host (libvirt); None if not running")
     gib: float = Field(ge=0, description="GiB the migration moves: guest memory, plus disks a libvirt migration copies")
     labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict, description="Probe templates may read them: {vm.annotations[KEY]}")
     migratable: bool = True
     why_not: str | None = Field(None, description="Why it cannot live-migrate (with migratable: false)")
 

@@ -8,14 +8,14 @@ from __future__ import annotations
 import re
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import Field, field_validator, model_validator
 
 from livedrill.spec import (
-    ChangeFreeze, DrillSpec, Platform, SpecError, SpecModel, SpecProblem, TargetedMode, VMRef, line_of, load_spec,
+    ChangeFreeze, DrillSpec, Platform, Probe, SpecError, SpecModel, SpecProblem, TargetedMode, VMRef, line_of, load_spec,
     parse_yaml_model, read_spec_text, yaml_lines)
 
 PROGRAMME_KIND = "programme"
@@ -137,6 +137,23 @@ class SignOff(SpecModel):
         return v
 
 
+class VMOverride(SpecModel):
+    """What one VM's drill takes from here instead of the drill template."""
+
+    probes: list[Probe] = Field(default_factory=list, description="This VM's probes instead of the template's, written as "
+                                "in a drill spec; the same {vm.*} placeholders apply, `vm` is set to this VM")
+    slo: dict[str, Any] = Field(default_factory=dict, description="SLO fields over the template's (e.g. max_downtime_ms: 800)")
+    budgets: dict[str, Any] = Field(default_factory=dict, description="Budget fields over the template's")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _probe_vm_optional(cls, data: Any) -> Any:
+        # A probe here is aimed at the VM this entry is for: `vm` may be left out (it is set when the drill is made).
+        if isinstance(data, dict) and isinstance(data.get("probes"), list):
+            data = {**data, "probes": [{"vm": "placeholder/vm", **p} if isinstance(p, dict) else p for p in data["probes"]]}
+        return data
+
+
 class ProgrammeSpec(SpecModel):
     kind: Literal["programme"]
     name: str = Field(pattern=_NAME)
@@ -147,6 +164,13 @@ class ProgrammeSpec(SpecModel):
     drill: DrillTemplate
     retest: RetestPolicy = Field(default_factory=RetestPolicy)
     sign_off: SignOff
+    vms: dict[str, VMOverride] = Field(
+        default_factory=dict, description="Per VM (namespace/name): its own probes, SLO or budgets over the drill template's")
+
+    @field_validator("vms")
+    @classmethod
+    def _vm_keys(cls, v: dict[str, VMOverride]) -> dict[str, VMOverride]:
+        return {str(VMRef.parse(key, field=f'vms.{key}')): override for key, override in v.items()}
 
     @field_validator("quarter")
     @classmethod
