@@ -366,6 +366,39 @@ def cmd_evidence_sync(args: argparse.Namespace) -> int:
     return ExitCode.FAILED if left else ExitCode.OK
 
 
+def cmd_evidence_timestamp(args: argparse.Namespace) -> int:
+    """Timestamp every sealed run of the spec's archive that has none (after a TSA outage), and store each token."""
+    from livedrill.errors import PlatformError
+    from livedrill.evidence.archive import Archive
+    from livedrill.evidence.timestamp import TimestampAuthority
+    from livedrill.evidence.worm import StoreUnavailable, publish_timestamp
+
+    loaded = _load(args.spec)
+    if loaded is None:
+        return ExitCode.BAD_INPUT
+    evidence = loaded[0].evidence
+    if evidence.tsa is None:
+        print(f"timestamp: {args.spec}: evidence.tsa is not set: name the Time-Stamping Authority there", file=sys.stderr)
+        return ExitCode.BAD_INPUT
+    archive = Archive(evidence.dir)
+    tsa = TimestampAuthority(url=evidence.tsa.url, timeout_s=evidence.tsa.timeout_s, deadline_s=evidence.tsa.deadline_s)
+    failed = 0
+    for run_id, outcome in archive.timestamp_unstamped(tsa).items():
+        if outcome.startswith("error: "):
+            failed += 1
+            print(f"{run_id}: {outcome}")
+            continue
+        try:
+            if evidence.store is not None:
+                publish_timestamp(archive.find(run_id), evidence.store)
+        except (StoreUnavailable, PlatformError) as exc:
+            failed += 1
+            print(f"{run_id}: stamped at {outcome}, not yet in the store: {exc}")
+            continue
+        print(f"{run_id}: stamped at {outcome}")
+    return ExitCode.FAILED if failed else ExitCode.OK
+
+
 def cmd_evidence_verify(args: argparse.Namespace) -> int:
     from livedrill.errors import PlatformError
     from livedrill.evidence.store_config import is_store_url
@@ -620,6 +653,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--json", action="store_true", help="print what was verified as JSON (origin, keys, anchors, problems)")
     _store_arguments(v)
     v.set_defaults(func=cmd_evidence_verify)
+    t = esub.add_parser("timestamp", help="timestamp the sealed runs that have none (the TSA was down when they were sealed)")
+    t.add_argument("spec", help="the drill spec whose evidence.tsa stamps and whose evidence.dir (and store) holds the runs")
+    t.set_defaults(func=cmd_evidence_timestamp)
     y = esub.add_parser("sync", help="finish seals into the spec's object store that a stopped process left part-way")
     y.add_argument("spec", help="the drill spec whose evidence.store to repair")
     y.set_defaults(func=cmd_evidence_sync)

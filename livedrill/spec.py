@@ -237,6 +237,21 @@ class Budgets(SpecModel):
     probe_smoke_successes: int = Field(20, ge=1, description="Successes per probe that pass the smoke run")
 
 
+class TsaConfig(SpecModel):
+    """An RFC 3161 Time-Stamping Authority that stamps every sealed manifest (`verify --tsa-root` checks it)."""
+
+    url: str = Field(description="The TSA's HTTP(S) endpoint, e.g. https://tsa.bank.internal/tsr")
+    timeout_s: float = Field(10.0, gt=0, le=300, description="One request's connect and read timeout")
+    deadline_s: float = Field(30.0, gt=0, le=3600, description="All tries of one timestamp together (transient errors are retried)")
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError(f"{v!r} must start with http:// or https://")
+        return v
+
+
 class EvidenceConfig(SpecModel):
     dir: Path = Field(Path("evidence"), description="Archive directory; one sub-directory per run")
     signing_key: Path | None = Field(
@@ -246,6 +261,9 @@ class EvidenceConfig(SpecModel):
     witness: Path | None = Field(
         None, description="A file outside the archive (another host's mount, a WORM share) to which every seal appends "
         "the new chain head; `livedrill evidence verify --witness FILE` checks each is still in the chain")
+    tsa: TsaConfig | None = Field(
+        None, description="Timestamp every sealed run here; a TSA that does not answer leaves the run sealed without "
+        "one (`livedrill evidence timestamp` adds it later)")
     store: ObjectStoreConfig | None = Field(
         None, description="Seal every run into this S3 bucket with Object Lock (WORM); `dir` is then the local staging area")
 

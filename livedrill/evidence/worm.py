@@ -19,7 +19,7 @@ from livedrill.errors import PlatformError
 from livedrill.evidence.archive import Archive, EvidenceError, EvidenceRun, RunSealedError, chain_entry
 from livedrill.evidence.atomic import atomic_write_bytes
 from livedrill.evidence.keys import Signer
-from livedrill.evidence.manifest import KEYS_DIR, MANIFEST_NAME, SIGNATURE_NAME, UNSEALED_NAME, ChainLink, Manifest, sha256_bytes
+from livedrill.evidence.manifest import KEYS_DIR, MANIFEST_NAME, SIGNATURE_NAME, TIMESTAMP_NAME, UNSEALED_NAME, ChainLink, Manifest, sha256_bytes
 from livedrill.evidence.store import RUNS, Claim, ObjectStore, claim_for
 from livedrill.evidence.store_config import ObjectStoreConfig
 from livedrill.evidence.trust import append_witness, witnessed
@@ -206,3 +206,14 @@ def seal_run(run: EvidenceRun, signer: Signer, store: ObjectStoreConfig | None, 
     if store is None:
         return run.seal(signer, witness=witness)
     return seal_to_store(run, ObjectStore(store), signer, witness=witness)
+
+
+def publish_timestamp(run: EvidenceRun, store_config: ObjectStoreConfig) -> None:
+    """Upload the run's MANIFEST.tsr (added after its seal) beside its sealed manifest, locked like it."""
+    store = ObjectStore(store_config)
+    try:
+        store.put_locked(store.run_key(run.run_id, TIMESTAMP_NAME), (run.path / TIMESTAMP_NAME).read_bytes())
+    except PlatformError as exc:
+        if exc.transient:
+            raise StoreUnavailable(f"run {run.run_id}: its timestamp is not in the store yet: {exc}") from exc
+        raise

@@ -8,7 +8,8 @@ import logging
 from livedrill import __version__
 from livedrill.decisions import DrillFacts, judge
 from livedrill.deploy.approval import APPROVAL_FILE
-from livedrill.evidence.worm import StoreUnavailable, seal_run
+from livedrill.evidence.timestamp import TimestampAuthority, TimestampError
+from livedrill.evidence.worm import StoreUnavailable, publish_timestamp, seal_run
 from livedrill.outcomes import Verdict, utcnow
 from livedrill.stages.session import DrillSession, operator
 
@@ -32,10 +33,28 @@ def finish(session: DrillSession, facts: DrillFacts, started_at: str) -> Verdict
         "outcome": verdict.outcome.value, "operator": operator(), "livedrill_version": __version__,
         "approval": approval,
     })
+    seal_evidence(session)
+    return verdict
+
+
+def seal_evidence(session: DrillSession) -> None:
+    """Seal the run (into the spec's object store when it names one) and timestamp it when the spec names a TSA.
+
+    Neither an unreachable store nor an unreachable TSA changes the verdict: the run stays unsealed here until
+    `livedrill recover` seals it, or sealed without a timestamp until `livedrill evidence timestamp` adds one.
+    """
     evidence = session.spec.evidence
     try:
         seal_run(session.run, session.signer(), evidence.store, witness=evidence.witness)
     except StoreUnavailable as exc:
-        # The verdict stands; the run stays unsealed here and `livedrill recover` seals it once the store answers.
         _log.warning("%s", exc)
-    return verdict
+        return
+    if evidence.tsa is None:
+        return
+    tsa = TimestampAuthority(url=evidence.tsa.url, timeout_s=evidence.tsa.timeout_s, deadline_s=evidence.tsa.deadline_s)
+    try:
+        session.run.timestamp(tsa)
+        if evidence.store is not None:
+            publish_timestamp(session.run, evidence.store)
+    except (TimestampError, StoreUnavailable) as exc:
+        _log.warning("run %s sealed without a timestamp: %s", session.run_id, exc)

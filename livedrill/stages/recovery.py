@@ -15,9 +15,8 @@ import psutil
 
 from livedrill.decisions import DrillFacts
 from livedrill.evidence.archive import Archive, EvidenceRun
-from livedrill.evidence.worm import seal_run
 from livedrill.outcomes import CheckResult, CheckStatus, Verdict, utcnow
-from livedrill.stages.finish import VERDICT_FILE, finish
+from livedrill.stages.finish import VERDICT_FILE, finish, seal_evidence
 from livedrill.stages.preflight import read_preflight
 from livedrill.stages.rollback import run_rollback
 from livedrill.stages.session import DrillSession
@@ -76,7 +75,7 @@ def recover_run(run: EvidenceRun, *, force: bool = False) -> Verdict | None:
     verdict_path = run.path / VERDICT_FILE
     if verdict_path.exists() and not pending:
         # The drill had judged itself and died while sealing: its verdict stands, only the seal is missing.
-        seal_run(run, session.signer(), session.spec.evidence.store)
+        seal_evidence(session)
         return Verdict.model_validate_json(verdict_path.read_text(encoding="utf-8"))
     recorded = read_preflight(run.path)
     preflight = recorded.checks if recorded is not None else []

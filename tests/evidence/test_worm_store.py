@@ -19,7 +19,9 @@ from livedrill.evidence.store import ObjectStore, StoreError, claim_for
 from livedrill.evidence.store_config import ObjectStoreConfig
 from livedrill.evidence.store_verify import verify_store_report
 from livedrill.evidence.worm import INTENTS_DIR, StoreUnavailable, seal_to_store, sync_store
+from livedrill.evidence.verify import TimestampPolicy
 from tests.evidence.conftest import write_drill_evidence
+from tests.evidence.test_timestamp import local_tsa  # noqa: F401 - a real OpenSSL TSA on a free port
 
 pytestmark = pytest.mark.e2e
 
@@ -194,7 +196,7 @@ def test_auditor_verifies_the_bucket_from_the_command_line(tmp_path, config, sig
 
 
 @pytest.mark.usefixtures("prefect_harness")
-def test_a_lab_drill_with_evidence_store_seals_into_the_bucket(lab, tmp_path, config):
+def test_a_lab_drill_with_evidence_store_seals_into_the_bucket(lab, tmp_path, config, local_tsa):  # noqa: F811
     from flows.drill import drill
     from livedrill.evidence.keys import load_signer
     from livedrill.outcomes import DrillOutcome
@@ -202,7 +204,7 @@ def test_a_lab_drill_with_evidence_store_seals_into_the_bucket(lab, tmp_path, co
 
     store_section = {"endpoint_url": config.endpoint_url, "bucket": config.bucket, "prefix": config.prefix,
                      "credentials_file": str(config.credentials_file)}
-    spec, text = lab_spec(lab, tmp_path, evidence={"store": store_section})
+    spec, text = lab_spec(lab, tmp_path, evidence={"store": store_section, "tsa": {"url": local_tsa.url}})
     verdict = drill(spec, text)
 
     assert verdict.outcome is DrillOutcome.PASSED, verdict.reasons
@@ -210,9 +212,11 @@ def test_a_lab_drill_with_evidence_store_seals_into_the_bucket(lab, tmp_path, co
     assert (run_dir / MANIFEST_NAME).exists() and not (run_dir / UNSEALED_NAME).exists()
     store = ObjectStore(config)
     signer = load_signer(spec.evidence.signing_key)
-    report = verify_store_report(store, trusted_keys=[signer.public_key])
+    stamped = TimestampPolicy(roots=[local_tsa.root], required=True)  # the TSA's token went to the bucket too
+    report = verify_store_report(store, trusted_keys=[signer.public_key], timestamps=stamped)
     assert report.problems == [] and report.runs_checked == 1
     assert store.get_locked(store.run_key(run_dir.name, "verdict.json")).body == (run_dir / "verdict.json").read_bytes()
+    assert store.get_locked(store.run_key(run_dir.name, "MANIFEST.tsr")).lock_mode == "COMPLIANCE"
 
 
 def test_gateway_lost_mid_seal_then_sync_seals_the_staged_run(tmp_path, config, signer, rgw):
