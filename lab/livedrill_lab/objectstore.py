@@ -103,12 +103,20 @@ class RgwLab:
     def conf(self) -> Path:
         return self.root / "ceph.conf"
 
-    def credentials_file(self) -> Path:
-        """An AWS shared-credentials file for this store's user (what `evidence.store.credentials_file` names)."""
-        path = self.root / "credentials"
-        path.write_text(f"[default]\naws_access_key_id = {self.access_key}\naws_secret_access_key = {self.secret_key}\n")
+    def credentials_file(self, access_key: str | None = None, secret_key: str | None = None, name: str = "credentials") -> Path:
+        """An AWS shared-credentials file (what `evidence.store.credentials_file` names): this store's user, or the one given."""
+        path = self.root / name
+        path.write_text(f"[default]\naws_access_key_id = {access_key or self.access_key}\n"
+                        f"aws_secret_access_key = {secret_key or self.secret_key}\n")
         path.chmod(0o600)
         return path
+
+    def add_user(self, uid: str) -> tuple[str, str]:
+        """Another S3 user with no rights of its own (a bucket policy grants it some); its access and secret key."""
+        access, secret = f"LD{uuid.uuid4().hex[:18].upper()}", uuid.uuid4().hex + uuid.uuid4().hex
+        _run(self, "radosgw-admin", "user", "create", f"--uid={uid}", f"--display-name={uid}", f"--access-key={access}",
+             f"--secret-key={secret}")
+        return access, secret
 
     def stop_gateway(self) -> None:
         """Stop radosgw only (the store becomes unreachable; the cluster and its objects stay)."""

@@ -276,3 +276,23 @@ def test_gateway_lost_mid_seal_then_sync_seals_the_staged_run(tmp_path, config, 
 def _quarter(run_id: str) -> str:
     year, month = int(run_id[:4]), int(run_id[4:6])
     return f"{year}Q{(month - 1) // 3 + 1}"
+
+
+def test_an_auditor_with_read_only_access_verifies_and_cannot_write(tmp_path, config, signer, rgw):
+    store = ObjectStore(config)
+    seal_to_store(_drill(Archive(tmp_path / "staging")), store, signer)
+    uid = f"auditor-{uuid.uuid4().hex[:6]}"
+    access, secret = rgw.add_user(uid)
+    reads = ["s3:ListBucket", "s3:ListBucketVersions", "s3:GetObject", "s3:GetObjectVersion", "s3:GetObjectRetention",
+             "s3:GetBucketObjectLockConfiguration"]
+    for bucket in (config.bucket, config.claims):  # the archive's owner grants the auditor reads, nothing else
+        policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"AWS": [f"arn:aws:iam:::user/{uid}"]},
+                                                          "Action": reads, "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"]}]}
+        store._client.put_bucket_policy(Bucket=bucket, Policy=json.dumps(policy))
+    auditor = ObjectStore(config.model_copy(update={"credentials_file": rgw.credentials_file(access, secret, name=f"{uid}.ini")}))
+
+    report = verify_store_report(auditor, trusted_keys=[signer.public_key])
+    assert report.problems == [] and report.runs_checked == 1
+    with pytest.raises(StoreError) as refused:
+        auditor.put_plain(auditor.key("runs", "forged"), b"x")
+    assert refused.value.status == 403
