@@ -13,7 +13,7 @@ sign-offs.
 from __future__ import annotations
 
 import enum
-from datetime import datetime, time
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from pydantic import AwareDatetime, Field
@@ -22,7 +22,7 @@ from livedrill.outcomes import Record
 from livedrill.programme.inventory import CoverageException, Inventory
 from livedrill.programme.plan import DrillRecord, Standing, standing
 from livedrill.programme.records import CoverageFigures, DeficiencyRecord, SignOffRecord
-from livedrill.programme.spec import Programme, quarter_bounds
+from livedrill.programme.spec import Programme
 from livedrill.spec import VMRef
 
 
@@ -83,9 +83,7 @@ def coverage(programme: Programme, inventory: Inventory, history: list[DrillReco
              records: list[DeficiencyRecord | SignOffRecord] = ()) -> Coverage:
     """`records`: the programme records sealed in the archive (livedrill.programme.records)."""
     spec = programme.spec
-    zone = spec.zone()
-    first, after = quarter_bounds(spec.quarter)
-    start, end = datetime.combine(first, time(), zone), datetime.combine(after, time(), zone)
+    start, end = spec.quarter_span()
     seen = [r for r in history if r.at <= as_of]  # a drill recorded after the moment asked about does not count
     by_vm: dict[tuple[str, VMRef], list[DrillRecord]] = {}
     for record in seen:

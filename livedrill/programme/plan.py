@@ -16,7 +16,7 @@ from __future__ import annotations
 import enum
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Literal
 from zoneinfo import ZoneInfo
 
@@ -25,7 +25,7 @@ from pydantic import AwareDatetime, Field, field_validator
 from livedrill.deploy.schedule import freeze_covering
 from livedrill.outcomes import Record
 from livedrill.programme.inventory import CoverageException, Inventory, Target
-from livedrill.programme.spec import ClusterLimits, Programme, RetestPolicy, Windows, quarter_bounds
+from livedrill.programme.spec import ClusterLimits, Programme, RetestPolicy, Windows
 from livedrill.spec import Budgets, VMRef, migration_deadline_s
 
 
@@ -266,10 +266,7 @@ class Plan(Record):
 def make_plan(programme: Programme, inventory: Inventory, history: list[DrillRecord], now: datetime) -> Plan:
     spec, budgets = programme.spec, programme.template.budgets
     legs = 2 if programme.template.mode.migrate_back else 1
-    zone = spec.zone()
-    first, after = quarter_bounds(spec.quarter)
-    quarter_start = datetime.combine(first, time(), zone)
-    quarter_end = datetime.combine(after, time(), zone)
+    quarter_start, quarter_end = spec.quarter_span()
     windows, skipped = open_windows(spec.windows, now)
     by_vm: dict[tuple[str, str, str], list[DrillRecord]] = {}
     for record in history:

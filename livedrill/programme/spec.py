@@ -6,7 +6,7 @@ Validated like a drill spec (pydantic, extra="forbid"), with every problem named
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -196,6 +196,12 @@ class ProgrammeSpec(SpecModel):
 
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.windows.timezone)
+
+    def quarter_span(self) -> tuple[datetime, datetime]:
+        """The quarter's first instant and the first instant after it, at midnight in the windows' timezone."""
+        first, after = quarter_bounds(self.quarter)
+        zone = self.zone()
+        return datetime.combine(first, time(), zone), datetime.combine(after, time(), zone)
 
 
 class Programme(SpecModel):
