@@ -475,8 +475,17 @@ def cmd_evidence_export(args: argparse.Namespace) -> int:
                 archive = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="livedrill-export-")))
                 for problem in download_sealed(store, archive):
                     print(f"export: store: [{problem.code}] {problem.file}: {problem.message}", file=sys.stderr)
+            attachments = []
+            if args.programme:  # the programme's coverage of the quarter, from the very archive exported
+                from livedrill.programme.bundle import coverage_attachment
+                from livedrill.programme.cli import coverage_for_export
+
+                cov = coverage_for_export(args.programme, args.inventory, args.discover, archive, args.quarter)
+                if isinstance(cov, int):
+                    return cov
+                attachments.append(coverage_attachment(cov))
             result = export_quarter(archive, args.quarter, Path(args.out), signer=signer, trusted_keys=trusted,
-                                    timestamps=_timestamp_policy(args))
+                                    timestamps=_timestamp_policy(args), attachments=attachments)
     except (ExportInputError, SigningKeyError, ValueError) as exc:  # ValueError: not a quarter, unreadable trusted key
         print(f"export: {exc}", file=sys.stderr)
         return ExitCode.BAD_INPUT
@@ -674,6 +683,10 @@ def build_parser() -> argparse.ArgumentParser:
     _trust_arguments(x)
     _timestamp_arguments(x)
     _store_arguments(x)
+    x.add_argument("--programme", metavar="PROGRAMME", help="add this programme's coverage of the quarter (coverage.json and a "
+                                                           "report section; the first page says when it is below policy)")
+    x.add_argument("--inventory", metavar="FILE", help="with --programme: its VMs from an inventory file")
+    x.add_argument("--discover", action="store_true", help="with --programme: its VMs read from the KubeVirt clusters")
     x.set_defaults(func=cmd_evidence_export)
 
     p = sub.add_parser("server", help="a local Prefect server (API and UI) that later drills use: start | status | stop")

@@ -24,7 +24,7 @@ import os
 import shutil
 import tarfile
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -34,7 +34,7 @@ from livedrill.evidence.archive import Archive, EvidenceError
 from livedrill.evidence.atomic import fsync_dir
 from livedrill.evidence.export_charts import LatencySeries, read_latency_series
 from livedrill.evidence.export_formats import dsse_envelope, intoto_statement, oscal_assessment_results
-from livedrill.evidence.export_report import render_report
+from livedrill.evidence.export_report import ReportAttachment, render_report
 from livedrill.evidence.export_summary import DrillSummary, summarize_run
 from livedrill.evidence.export_verify_md import verify_md
 from livedrill.evidence.keys import Signer, key_id_of
@@ -137,6 +137,7 @@ def build_bundle_dir(
     trusted_keys: Iterable[Ed25519PublicKey] | None = None,
     timestamps: TimestampPolicy | None = None,
     now: datetime | None = None,
+    attachments: Sequence[ReportAttachment] = (),
 ) -> ExportResult:
     """Write the bundle's files into `bundle_dir` (created); `export_quarter` packs it into one file."""
     parse_quarter(quarter)
@@ -164,6 +165,8 @@ def build_bundle_dir(
     latency: dict[tuple[str, str], LatencySeries] = {}
     _write_json(bundle_dir / "programme-records.json",
                 [{"run_id": run_id, **record} for run_id, record in records])
+    for attachment in attachments:
+        _write_json(bundle_dir / attachment.file, attachment.data)
     for run_id in drill_runs:
         run_dir = bundle_dir / "archive" / run_id
         summary = summarize_run(run_dir)
@@ -184,7 +187,8 @@ def build_bundle_dir(
     key_ids = sorted(p.stem for p in (bundle_dir / "archive" / KEYS_DIR).glob("*.pub"))
     _write_json(bundle_dir / "oscal" / "assessment-results.json", oscal_assessment_results(summaries, quarter=quarter, generated_at=generated_at, chain_head_sha256=head))
     (bundle_dir / "report.html").write_text(
-        render_report(summaries, latency, quarter=quarter, generated_at=generated_at, chain_head_sha256=head, key_ids=key_ids, trusted_key_ids=trusted_ids, unsealed=unsealed),
+        render_report(summaries, latency, quarter=quarter, generated_at=generated_at, chain_head_sha256=head, key_ids=key_ids, trusted_key_ids=trusted_ids, unsealed=unsealed,
+                      attachments=list(attachments)),
         encoding="utf-8",
     )
     stamped = [r for r in quarter_runs if (bundle_dir / "archive" / r / TIMESTAMP_NAME).exists()]
@@ -206,12 +210,14 @@ def export_quarter(
     trusted_keys: Iterable[Ed25519PublicKey] | None = None,
     timestamps: TimestampPolicy | None = None,
     now: datetime | None = None,
+    attachments: Sequence[ReportAttachment] = (),
 ) -> ExportResult:
     """Verify the archive, then write the quarter's bundle to `out` (a .tar.gz) atomically."""
     generated_at = now or datetime.now(timezone.utc)
     with tempfile.TemporaryDirectory(prefix="livedrill-export-") as tmp:
         bundle_dir = Path(tmp) / bundle_name(quarter)
-        result = build_bundle_dir(archive_root, quarter, bundle_dir, signer=signer, trusted_keys=trusted_keys, timestamps=timestamps, now=generated_at)
+        result = build_bundle_dir(archive_root, quarter, bundle_dir, signer=signer, trusted_keys=trusted_keys, timestamps=timestamps, now=generated_at,
+                                   attachments=attachments)
         _tar_gz(bundle_dir, Path(out), int(generated_at.timestamp()))
     with open(out, "rb") as f:
         digest = hashlib.file_digest(f, "sha256").hexdigest()

@@ -10,8 +10,11 @@ from datetime import datetime
 from html import escape
 from typing import Any
 
+from pydantic import Field
+
 from livedrill.evidence.export_charts import LatencySeries, latency_svg, timeline_svg
 from livedrill.evidence.export_summary import DrillSummary, checks_by_status
+from livedrill.outcomes import Record
 
 OUTCOME_LABEL = {"PASSED": "通过 / PASSED", "FAILED": "未通过 / FAILED", "ERROR": "错误 / ERROR"}
 STATUS_LABEL = {"pass": "通过 pass", "warn": "警告 warn", "fail": "失败 fail", "not_applicable": "不适用 n/a"}
@@ -30,6 +33,16 @@ th { background: #f1f3f5; font-weight: 600; } .mono { font-family: "DejaVu Sans 
 .drill { page-break-before: always; } .muted { color: #868e96; } svg { display: block; margin: 6px 0; }
 .kv th { width: 26%; } .note { background: #fff9db; border-left: 4px solid #fab005; padding: 6px 10px; }
 """
+
+
+class ReportAttachment(Record):
+    """A section the exporting command adds to the bundle (a programme's coverage): a JSON file at the bundle's top,
+    its bilingual section in the report, and a warning for the report's first page when it has one."""
+
+    file: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*\.json$")
+    data: dict
+    html: str
+    first_page_warning: str | None = None
 
 
 def _e(value: Any) -> str:
@@ -180,6 +193,7 @@ def render_report(
     key_ids: list[str],
     trusted_key_ids: list[str] | None,
     unsealed: list[str],
+    attachments: list[ReportAttachment] = (),
 ) -> str:
     """The full report. `latency` maps (run id, series file) to the bucketed probe series."""
     rows = "".join(
@@ -206,8 +220,10 @@ The plan of each drill is its spec as run (archive/&lt;run&gt;/spec.yaml), appro
 SHA-256 manifests, signed with Ed25519 and hash-chained in seal order; VERIFY.md tells how to check it without livedrill.</p>
 {_kv([("链头 Chain head SHA-256", f'<span class="mono">{escape(chain_head_sha256)}</span>'), ("签名密钥 Signing keys", f'<span class="mono">{escape(", ".join(key_ids))}</span>'), ("受信密钥 Trusted keys", _trusted_keys(trusted_key_ids))])}
 {unsealed_note}
+{"".join(f'<p class="note"><b class="FAILED">{escape(a.first_page_warning)}</b></p>' for a in attachments if a.first_page_warning)}
 <h2>汇总 Summary</h2>
 <table><tr><th>演练 Drill</th><th>开始 Started (UTC)</th><th>审批 Approval</th><th>结论 Verdict</th><th>停机 Downtime</th><th>最大 p99 Worst p99</th><th>回滚 Rollbacks</th></tr>{rows}</table>
+{"".join(a.html for a in attachments)}
 {sections}
 </body></html>
 """

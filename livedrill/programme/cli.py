@@ -202,6 +202,19 @@ def _coverage(args: argparse.Namespace) -> tuple[Programme, Coverage] | int:
     return programme, coverage(*inputs, records=[r for _, r in records])
 
 
+def coverage_for_export(file: str, inventory: str | None, discover: bool, archive: Path, quarter: str) -> Coverage | int:
+    """The programme's coverage of `quarter` from the archive being exported, or an exit code (said on stderr)."""
+    args = argparse.Namespace(programme_command="coverage", file=file, inventory=inventory, discover=discover, history=None,
+                              archive=str(archive), at=None)
+    found = _coverage(args)
+    if isinstance(found, int):
+        return found
+    if found[1].quarter != quarter:
+        print(f"export: --programme {file} covers {found[1].quarter}, not {quarter}", file=sys.stderr)
+        return ExitCode.BAD_INPUT
+    return found[1]
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     """0: every in-scope VM to drill passed this quarter; 1: not (each listed); 2: bad input or unreachable."""
     found = _coverage(args)

@@ -49,6 +49,7 @@ class CoverageRow(Record):
     retest_after: AwareDatetime | None = None  # FAILED: its cool-off ends then
     deficiency: DeficiencyRecord | None = None  # the record of its latest failure this quarter, if sealed
     closed_by: str | None = None  # PASSED after failures: the run id of the retest that passed
+    last_run: str | None = None  # the run id of this quarter's last drill of it (its evidence)
 
 
 class Coverage(Record):
@@ -102,7 +103,7 @@ def coverage(programme: Programme, inventory: Inventory, history: list[DrillReco
             cluster=target.cluster, vm=target.vm, node=target.node, status=status, drills=len(this_quarter),
             failures=s.failures, last_drill=this_quarter[-1].at if this_quarter else None, retest_after=s.retest_after,
             deficiency=deficiencies.get(failed[-1].run) if failed and failed[-1].run else None,
-            closed_by=retest.run if retest else None))
+            closed_by=retest.run if retest else None, last_run=this_quarter[-1].run if this_quarter else None))
     return Coverage(programme=spec.name, quarter=spec.quarter, as_of=as_of, rows=rows,
                     exceptions=list(inventory.exceptions), empty_clusters=list(inventory.empty_clusters),
                     sign_offs=[r for r in mine if isinstance(r, SignOffRecord)])
