@@ -185,7 +185,9 @@ def build_bundle_dir(
             _write_json(bundle_dir / "in-toto" / f"{run_id}.dsse.json", dsse_envelope(statement, signer))
 
     key_ids = sorted(p.stem for p in (bundle_dir / "archive" / KEYS_DIR).glob("*.pub"))
-    _write_json(bundle_dir / "oscal" / "assessment-results.json", oscal_assessment_results(summaries, quarter=quarter, generated_at=generated_at, chain_head_sha256=head))
+    _write_json(bundle_dir / "oscal" / "assessment-results.json", oscal_assessment_results(
+        summaries, quarter=quarter, generated_at=generated_at, chain_head_sha256=head,
+        extra_results=[a.oscal_result for a in attachments if a.oscal_result is not None]))
     (bundle_dir / "report.html").write_text(
         render_report(summaries, latency, quarter=quarter, generated_at=generated_at, chain_head_sha256=head, key_ids=key_ids, trusted_key_ids=trusted_ids, unsealed=unsealed,
                       attachments=list(attachments)),

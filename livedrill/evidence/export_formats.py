@@ -27,6 +27,11 @@ TEST_RESULT_PREDICATE = "https://in-toto.io/attestation/test-result/v0.1"
 DSSE_PAYLOAD_TYPE = "application/vnd.in-toto+json"
 
 
+def oscal_uuid(*parts: str) -> str:
+    """A stable OSCAL uuid for what `parts` name (the same bundle inputs give the same document)."""
+    return _uuid(*parts)
+
+
 def _uuid(*parts: str) -> str:
     return str(uuid.uuid5(_UUID_NS, "/".join(parts)))
 
@@ -98,8 +103,9 @@ def _result(summary: DrillSummary) -> dict[str, Any]:
     return result
 
 
-def oscal_assessment_results(summaries: list[DrillSummary], *, quarter: str, generated_at: datetime, chain_head_sha256: str) -> dict[str, Any]:
-    """One OSCAL assessment-results document for a quarter: one result per sealed drill."""
+def oscal_assessment_results(summaries: list[DrillSummary], *, quarter: str, generated_at: datetime, chain_head_sha256: str,
+                             extra_results: list[dict[str, Any]] = ()) -> dict[str, Any]:
+    """One OSCAL assessment-results document for a quarter: one result per sealed drill, then `extra_results`."""
     if not summaries:
         raise ValueError("OSCAL assessment-results need at least one result: no sealed drill in the quarter")
     return {
@@ -116,7 +122,7 @@ def oscal_assessment_results(summaries: list[DrillSummary], *, quarter: str, gen
                 "href": "report.html#plan",
                 "remarks": "The assessment plan of each drill is its spec as run (archive/<run>/spec.yaml), approved as recorded in run.json.",
             },
-            "results": [_result(s) for s in summaries],
+            "results": [*(_result(s) for s in summaries), *extra_results],
             "back-matter": {
                 "resources": [
                     {

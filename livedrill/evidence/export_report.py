@@ -43,6 +43,7 @@ class ReportAttachment(Record):
     data: dict
     html: str
     first_page_warning: str | None = None
+    oscal_result: dict | None = Field(None, description="One more result of the OSCAL assessment-results (its findings per VM)")
 
 
 def _e(value: Any) -> str:

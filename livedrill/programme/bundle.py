@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from html import escape
 
+from livedrill.evidence.export_formats import OSCAL_PROPS_NS, REVIEWED_CONTROL, oscal_uuid
 from livedrill.evidence.export_report import ReportAttachment
 from livedrill.programme.coverage import Coverage, CoverageRow, VMCoverage
 
@@ -59,4 +60,39 @@ def coverage_attachment(cov: Coverage) -> ReportAttachment:
         f"本季度覆盖率低于策略要求：{figures.to_drill - figures.passed} 台核心虚拟机未通过热迁移演练 / Coverage of {cov.quarter} "
         f"is below policy: {figures.to_drill - figures.passed} core VM(s) to drill have not passed (see Coverage)")
     data = {**cov.model_dump(mode="json"), "figures": figures.model_dump(mode="json")}
-    return ReportAttachment(file=COVERAGE_FILE, data=data, html=html, first_page_warning=warning)
+    return ReportAttachment(file=COVERAGE_FILE, data=data, html=html, first_page_warning=warning, oscal_result=_oscal_result(cov))
+
+
+def _finding(cov: Coverage, cluster: str, vm: str, satisfied: bool, status: str, description: str, props: list[dict]) -> dict:
+    return {
+        "uuid": oscal_uuid(cov.programme, cov.quarter, "coverage-finding", cluster, vm),
+        "title": f"Core VM {vm} on {cluster}: {status}",
+        "description": description,
+        "props": [{"name": "vm", "ns": OSCAL_PROPS_NS, "value": vm}, {"name": "cluster", "ns": OSCAL_PROPS_NS, "value": cluster},
+                  {"name": "coverage-status", "ns": OSCAL_PROPS_NS, "value": status}, *props],
+        "target": {"type": "objective-id", "target-id": f"{REVIEWED_CONTROL}_obj",
+                   "status": {"state": "satisfied" if satisfied else "not-satisfied"}},
+    }
+
+
+def _oscal_result(cov: Coverage) -> dict:
+    """The quarter's coverage as one OSCAL result: a finding per in-scope VM (an exception is not satisfied, with why)."""
+    findings = [
+        _finding(cov, row.cluster, str(row.vm), row.status is VMCoverage.PASSED, row.status.value,
+                 f"{row.drills} drill(s) this quarter, {row.failures} failed" + (f"; last run {row.last_run}" if row.last_run else ""),
+                 [{"name": "last-run-id", "ns": OSCAL_PROPS_NS, "value": row.last_run}] if row.last_run else [])
+        for row in cov.rows
+    ] + [
+        _finding(cov, e.cluster, str(e.vm), False, e.kind, f"exception: {e.reason} (approved by {e.approved_by or 'nobody'})",
+                 [{"name": "approved-by", "ns": OSCAL_PROPS_NS, "value": e.approved_by}] if e.approved_by else [])
+        for e in cov.exceptions
+    ]
+    return {
+        "uuid": oscal_uuid(cov.programme, cov.quarter, "coverage-result"),
+        "title": f"Coverage of programme {cov.programme} in {cov.quarter}",
+        "description": f"Every in-scope core VM live-migrated and passed at least once in {cov.quarter}: "
+                       f"{'complete' if cov.complete else 'not complete'} as of {cov.as_of.isoformat()}.",
+        "start": cov.as_of.isoformat(),
+        "reviewed-controls": {"control-selections": [{"include-controls": [{"control-id": REVIEWED_CONTROL}]}]},
+        **({"findings": findings} if findings else {}),
+    }

@@ -86,6 +86,14 @@ def test_the_bundle_carries_the_quarters_coverage_and_says_it_is_below_policy(ex
     assert "SR-IOV passthrough NIC" in report
     assert any(line.endswith("  coverage.json") for line in files["SHA256SUMS"].decode().splitlines())
 
+    from trestle.oscal.assessment_results import Model  # the OSCAL document, coverage result included, is valid OSCAL
+
+    oscal = json.loads(files["oscal/assessment-results.json"])
+    Model.model_validate(oscal)
+    result = oscal["assessment-results"]["results"][-1]
+    states = {next(p["value"] for p in f["props"] if p["name"] == "vm"): f["target"]["status"]["state"] for f in result["findings"]}
+    assert states == {"banking/banking-core-vm": "satisfied", "banking/core-2": "not-satisfied", "banking/legacy": "not-satisfied"}
+
 
 def test_a_programme_of_another_quarter_is_refused_and_nothing_is_written(exported, capsys):
     root, _, quarter, programme, inventory = exported
