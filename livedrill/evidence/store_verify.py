@@ -13,6 +13,7 @@ import tempfile
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 
@@ -20,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from livedrill.evidence.manifest import CHAIN_NAME, KEYS_DIR, MANIFEST_NAME, RUN_ID_RE, Manifest, sha256_bytes
 from livedrill.evidence.problems import Problem
-from livedrill.evidence.store import CHAIN, LOCK_MODE, RUNS, LockedObject, ObjectStore, StoredVersion
+from livedrill.evidence.store import CHAIN, LOCK_MODE, RUNS, ObjectStore, StoredVersion
 from livedrill.evidence.verify import TimestampPolicy, VerifyReport, verify_archive_report
 
 # Objects are small (a run's files are KB to a few MB); a handful of parallel GETs hides the store's latency.
@@ -40,7 +41,7 @@ def _histories(versions: Iterable[StoredVersion]) -> tuple[dict[str, list[Stored
     return by_key, problems
 
 
-def pick_sealed(history: list[StoredVersion], bodies: Callable[[StoredVersion], bytes], expected_sha256: str | None) -> tuple[int, list[Problem]]:
+def pick_sealed(history: list[StoredVersion], digest: Callable[[StoredVersion], str], expected_sha256: str | None) -> tuple[int, list[Problem]]:
     """Which version of a key is the sealed one, and a problem per later version with other content.
 
     The oldest version, or for a run's file the oldest whose bytes have the manifest's hash: a seal that
@@ -49,7 +50,7 @@ def pick_sealed(history: list[StoredVersion], bodies: Callable[[StoredVersion], 
     chosen = 0
     if expected_sha256 is not None:
         for index, version in enumerate(history):
-            if sha256_bytes(bodies(version)) == expected_sha256:
+            if digest(version) == expected_sha256:
                 chosen = index
                 break
     problems = [
@@ -70,45 +71,63 @@ def _local_path(store: ObjectStore, key: str, root: Path) -> Path | None:
     return None
 
 
+@dataclass(frozen=True)
+class _Fetched:
+    """What is kept of one downloaded version: its hash and its lock (the bytes go straight to disk)."""
+
+    sha256: str
+    lock_mode: str | None
+    retain_until: datetime | None
+
+
+def _chain_position(key: str, chain_prefix: str) -> int | None:
+    name = key[len(chain_prefix):] if key.startswith(chain_prefix) else ""
+    return int(name[:-5]) if name.endswith(".json") and name[:-5].isdigit() else None
+
+
 def download_sealed(store: ObjectStore, root: Path) -> list[Problem]:
     """Lay the bucket's sealed versions out in `root` as a directory archive (runs, keys, chain.jsonl in position
-    order); the problems only the store can show (overwrites, delete markers, missing locks, unfinished seals)."""
+    order); the problems only the store can show (overwrites, delete markers, missing locks, unfinished seals).
+    Each object's bytes are written to disk as they arrive: memory holds hashes, not the archive."""
     histories, problems = _histories(store.versions())
     now = datetime.now(timezone.utc)
     chain_prefix = store.key(CHAIN) + "/"
-    fetched: dict[tuple[str, str], LockedObject] = {}
+    chain_lines: dict[int, bytes] = {}
+    seen: dict[tuple[str, str], _Fetched] = {}
 
-    def body(version: StoredVersion) -> bytes:
-        got = fetched.get((version.key, version.version_id))
-        if got is None:
-            got = fetched[(version.key, version.version_id)] = store.get_locked(version.key, version.version_id)
-        return got.body
+    def fetch(version: StoredVersion, *, place: bool) -> _Fetched:
+        got = store.get_locked(version.key, version.version_id)
+        if place:
+            position = _chain_position(version.key, chain_prefix)
+            target = _local_path(store, version.key, root)
+            if position is not None:
+                chain_lines[position] = got.body
+            elif target is not None:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(got.body)
+        fetched = seen[(version.key, version.version_id)] = _Fetched(sha256_bytes(got.body), got.lock_mode, got.retain_until)
+        return fetched
+
+    def digest(version: StoredVersion) -> str:
+        known = seen.get((version.key, version.version_id))
+        return (known or fetch(version, place=False)).sha256
 
     with ThreadPoolExecutor(_DOWNLOAD_WORKERS) as pool:  # the oldest version of every key, in parallel
-        for history, got in zip(histories.values(), pool.map(lambda h: store.get_locked(h[0].key, h[0].version_id), histories.values())):
-            fetched[(history[0].key, history[0].version_id)] = got
-    expected = _manifest_hashes(store, histories, body)
-    chain_lines: dict[int, bytes] = {}
+        list(pool.map(lambda history: fetch(history[0], place=True), histories.values()))
+    expected = _manifest_hashes(store, root)
     for key, history in sorted(histories.items()):
-        chosen, found = pick_sealed(history, body, expected.get(key))
+        if _chain_position(key, chain_prefix) is None and _local_path(store, key, root) is None:
+            problems.append(Problem(code="store-stray-object", file=key, message="object outside the archive layout"))
+            continue
+        chosen, found = pick_sealed(history, digest, expected.get(key))
         problems.extend(found)
-        data = body(history[chosen])
-        sealed = fetched[(key, history[chosen].version_id)]
+        if chosen:  # an earlier upload of a retried seal came first: the sealed bytes replace it
+            fetch(history[chosen], place=True)
+        sealed = seen[(key, history[chosen].version_id)]
         if sealed.lock_mode != LOCK_MODE or sealed.retain_until is None or sealed.retain_until <= now:
             problems.append(Problem(code="store-not-locked", file=key, message="sealed version is not under COMPLIANCE retention",
                                     expected=f"{LOCK_MODE} until a future date",
                                     actual=f"{sealed.lock_mode} until {sealed.retain_until.isoformat() if sealed.retain_until else 'never'}"))
-        if key.startswith(chain_prefix):
-            name = key[len(chain_prefix):]
-            if name.endswith(".json") and name[:-5].isdigit():
-                chain_lines[int(name[:-5])] = data
-                continue
-        target = _local_path(store, key, root)
-        if target is None:
-            problems.append(Problem(code="store-stray-object", file=key, message="object outside the archive layout"))
-            continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data)
     (root / CHAIN_NAME).write_bytes(b"".join(chain_lines[s] for s in sorted(chain_lines)))
     for sequence in store.claimed_sequences():
         if sequence not in chain_lines:
@@ -135,16 +154,14 @@ def verify_store_report(
     return report.model_copy(update={"target": store.config.url, "problems": [*problems, *report.problems]})
 
 
-def _manifest_hashes(store: ObjectStore, histories: dict[str, list[StoredVersion]], body: Callable[[StoredVersion], bytes]) -> dict[str, str]:
-    """Bucket key -> sha256 its run's (oldest) MANIFEST.json lists for it."""
+def _manifest_hashes(store: ObjectStore, root: Path) -> dict[str, str]:
+    """Bucket key -> sha256 its run's (oldest, already downloaded) MANIFEST.json lists for it."""
     expected: dict[str, str] = {}
-    for key, history in histories.items():
-        if not key.endswith("/" + MANIFEST_NAME):
-            continue
+    for path in root.glob(f"*/{MANIFEST_NAME}"):
         try:
-            manifest = Manifest.from_bytes(body(history[0]))
+            manifest = Manifest.from_bytes(path.read_bytes())
         except ValueError:
             continue  # the directory verification reports an unreadable manifest
         for entry in manifest.files:
-            expected[store.run_key(manifest.run_id, entry.path)] = entry.sha256
+            expected[store.run_key(path.parent.name, entry.path)] = entry.sha256
     return expected

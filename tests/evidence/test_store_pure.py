@@ -98,6 +98,6 @@ def _history(*bodies: bytes) -> tuple[list[StoredVersion], dict[str, bytes]]:
 ])
 def test_the_sealed_version_of_a_key(bodies, expected, chosen, overwritten):
     history, by_id = _history(*bodies)
-    got, problems = pick_sealed(history, lambda v: by_id[v.version_id], sha256_bytes(expected) if expected else None)
+    got, problems = pick_sealed(history, lambda v: sha256_bytes(by_id[v.version_id]), sha256_bytes(expected) if expected else None)
     assert got == chosen
     assert [p.code for p in problems] == ["store-overwritten"] * overwritten
