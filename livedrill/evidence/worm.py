@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 from livedrill.errors import PlatformError
@@ -217,3 +218,23 @@ def publish_timestamp(run: EvidenceRun, store_config: ObjectStoreConfig) -> None
         if exc.transient:
             raise StoreUnavailable(f"run {run.run_id}: its timestamp is not in the store yet: {exc}") from exc
         raise
+
+
+@dataclass(frozen=True)
+class StoreReadiness:
+    """Whether the WORM store can take a seal now: `problem` None when it can; `transient` when it did not answer."""
+
+    url: str
+    problem: str | None = None
+    transient: bool = False
+
+
+def store_readiness(config: ObjectStoreConfig) -> StoreReadiness:
+    """Reach the store and make sure its buckets exist with Object Lock (creating them when missing), before a drill."""
+    try:
+        ObjectStore(config).ensure_buckets()
+    except PlatformError as exc:
+        return StoreReadiness(config.url, str(exc), exc.transient)
+    except ValueError as exc:  # StoreInputError: credentials missing or unreadable
+        return StoreReadiness(config.url, str(exc), False)
+    return StoreReadiness(config.url)

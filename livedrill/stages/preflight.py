@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 from livedrill.errors import InputError, PlatformError
+from livedrill.evidence.worm import StoreReadiness, store_readiness
 from livedrill.forecast import GIB, MEASURE, convergence_check
 from livedrill.gates import operational_gates
 from livedrill.outcomes import CheckResult, CheckStatus, PreflightResult, utcnow
@@ -22,18 +23,34 @@ PREFLIGHT_FILE = "preflight.json"
 SERIES_BYTES_PER_REQUEST = 64
 
 
-def evidence_check(signer_error: str | None, free_bytes: int, needed_bytes: int, archive: str) -> CheckResult:
-    """Pure: can this drill's evidence be written and sealed? A drill whose proof cannot be sealed proves nothing."""
+def evidence_check(signer_error: str | None, free_bytes: int, needed_bytes: int, archive: str,
+                   store: StoreReadiness | None = None) -> CheckResult:
+    """Pure: can this drill's evidence be written and sealed? A drill whose proof cannot be sealed proves nothing.
+
+    A WORM store that refuses (no Object Lock, no access) fails the check; one that does not answer only warns: the
+    drill's seal then waits in the staging folder until the store is back, which costs no evidence.
+    """
     problems = []
     if signer_error:
         problems.append(f"the signing key cannot be loaded: {signer_error}")
     if free_bytes < needed_bytes:
         problems.append(f"{free_bytes / 2**20:.0f} MiB free, the probe series needs up to {needed_bytes / 2**20:.0f} MiB")
+    if store is not None and store.problem and not store.transient:
+        problems.append(f"the WORM store refuses: {store.problem}")
+    unreachable = store is not None and store.problem is not None and store.transient
+    status = CheckStatus.FAIL if problems else CheckStatus.WARN if unreachable else CheckStatus.PASS
+    sealed_where = f"; sealing into {store.url}" if store is not None and not store.problem else ""
+    message = "; ".join(problems) if problems else (
+        f"writable, signing key loaded, {free_bytes / 2**30:.1f} GiB free" + sealed_where
+        + (f"; the WORM store does not answer ({store.problem}): the seal will wait in the staging folder" if unreachable else ""))
+    remedy = None
+    if problems:
+        remedy = ("provision the Ed25519 key (evidence.signing_key or $LIVEDRILL_SIGNING_KEY), free space, and a bucket with "
+                  "Object Lock the drill's credentials can write (evidence.store)")
     return CheckResult(
-        name="evidence-archive", status=CheckStatus.FAIL if problems else CheckStatus.PASS, subject=f"archive {archive}",
-        message="; ".join(problems) if problems else f"writable, signing key loaded, {free_bytes / 2**30:.1f} GiB free",
-        remedy="provision the Ed25519 key (evidence.signing_key or $LIVEDRILL_SIGNING_KEY) and free space" if problems else None,
-        evidence={"free_bytes": free_bytes, "needed_bytes": needed_bytes})
+        name="evidence-archive", status=status, subject=f"archive {archive}", message=message, remedy=remedy,
+        evidence={"free_bytes": free_bytes, "needed_bytes": needed_bytes,
+                  **({"store": store.url, "store_problem": store.problem} if store is not None else {})})
 
 
 def _evidence_check(session: DrillSession, longest_migration_s: float) -> CheckResult:
@@ -46,7 +63,8 @@ def _evidence_check(session: DrillSession, longest_migration_s: float) -> CheckR
     seconds = spec.budgets.warmup_s + longest_migration_s + spec.budgets.cooldown_s
     needed = int(sum(p.rate_per_s for p in spec.probes) * seconds * SERIES_BYTES_PER_REQUEST)
     free = shutil.disk_usage(session.run.path).free
-    return evidence_check(signer_error, free, needed, str(spec.evidence.dir))
+    store = store_readiness(spec.evidence.store) if spec.evidence.store is not None else None
+    return evidence_check(signer_error, free, needed, str(spec.evidence.dir), store)
 
 
 def _forecast_check(session: DrillSession, adapter: PlatformAdapter, reading: VMPreflight) -> CheckResult:

@@ -296,3 +296,24 @@ def test_an_auditor_with_read_only_access_verifies_and_cannot_write(tmp_path, co
     with pytest.raises(StoreError) as refused:
         auditor.put_plain(auditor.key("runs", "forged"), b"x")
     assert refused.value.status == 403
+
+
+def test_the_drills_preflight_reaches_the_store_and_names_what_is_wrong(config, rgw):
+    from livedrill.evidence.worm import store_readiness
+
+    assert store_readiness(config).problem is None  # buckets created with Object Lock
+    assert ObjectStore(config)._client.get_object_lock_configuration(Bucket=config.bucket)["ObjectLockConfiguration"][
+        "ObjectLockEnabled"] == "Enabled"
+    plain = config.model_copy(update={"bucket": f"plain-{uuid.uuid4().hex[:8]}"})
+    ObjectStore(plain)._client.create_bucket(Bucket=plain.bucket)
+    refused = store_readiness(plain)
+    assert not refused.transient and f"evidence.store.bucket {plain.bucket}: Object Lock is not enabled" in refused.problem
+    wrong_key = rgw.credentials_file(rgw.access_key, "not-the-secret", name="wrong.ini")
+    denied = store_readiness(config.model_copy(update={"credentials_file": wrong_key}))
+    assert not denied.transient and denied.problem
+    rgw.stop_gateway()
+    try:
+        down = store_readiness(config.model_copy(update={"request_timeout_s": 1.0, "attempts": 1}))
+    finally:
+        rgw.start_gateway()
+    assert down.transient and "unreachable" in down.problem
