@@ -381,7 +381,7 @@ def cmd_evidence_timestamp(args: argparse.Namespace) -> int:
         print(f"timestamp: {args.spec}: evidence.tsa is not set: name the Time-Stamping Authority there", file=sys.stderr)
         return ExitCode.BAD_INPUT
     archive = Archive(evidence.dir)
-    tsa = TimestampAuthority(url=evidence.tsa.url, timeout_s=evidence.tsa.timeout_s, deadline_s=evidence.tsa.deadline_s)
+    tsa = TimestampAuthority(**evidence.tsa.model_dump())  # the spec section has exactly its fields
     failed = 0
     for run_id, outcome in archive.timestamp_unstamped(tsa).items():
         if outcome.startswith("error: "):
@@ -456,10 +456,9 @@ def cmd_evidence_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_evidence_export(args: argparse.Namespace) -> int:
+    from livedrill.errors import PlatformError
     from livedrill.evidence.export import ExportError, ExportInputError, export_quarter
     from livedrill.evidence.keys import SigningKeyError, load_signer, signer_from_env
-
-    from livedrill.errors import PlatformError
     from livedrill.evidence.store_config import is_store_url
 
     try:

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from cronsim import CronSim, CronSimError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
 
 from livedrill.evidence.store_config import ObjectStoreConfig
@@ -99,11 +99,20 @@ class SecretHeader(SpecModel):
         return self.prefix + value
 
 
+def _http_url(v: str) -> str:
+    if not v.startswith(("http://", "https://")):
+        raise ValueError(f"{v!r} must start with http:// or https://")
+    return v
+
+
+HttpUrlText = Annotated[str, AfterValidator(_http_url)]
+
+
 class HttpRequestTemplate(SpecModel):
     """A request whose url, headers and body may carry `{txid}` (the transaction's idempotency key)."""
 
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"] = "GET"
-    url: str
+    url: HttpUrlText
     headers: dict[str, str] = Field(default_factory=dict)
     secret_headers: list[SecretHeader] = Field(
         default_factory=list, description="Headers carrying credentials, each read from an environment variable or a file")
@@ -114,13 +123,6 @@ class HttpRequestTemplate(SpecModel):
     )
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-    @field_validator("url")
-    @classmethod
-    def _http_url(cls, v: str) -> str:
-        if not v.startswith(("http://", "https://")):
-            raise ValueError(f"{v!r} must start with http:// or https://")
-        return v
 
     def resolved_headers(self) -> dict[str, str]:
         """Every header to send: `headers`, then each secret header read from its source now."""
@@ -240,16 +242,9 @@ class Budgets(SpecModel):
 class TsaConfig(SpecModel):
     """An RFC 3161 Time-Stamping Authority that stamps every sealed manifest (`verify --tsa-root` checks it)."""
 
-    url: str = Field(description="The TSA's HTTP(S) endpoint, e.g. https://tsa.bank.internal/tsr")
+    url: HttpUrlText = Field(description="The TSA's HTTP(S) endpoint, e.g. https://tsa.bank.internal/tsr")
     timeout_s: float = Field(10.0, gt=0, le=300, description="One request's connect and read timeout")
     deadline_s: float = Field(30.0, gt=0, le=3600, description="All tries of one timestamp together (transient errors are retried)")
-
-    @field_validator("url")
-    @classmethod
-    def _http_url(cls, v: str) -> str:
-        if not v.startswith(("http://", "https://")):
-            raise ValueError(f"{v!r} must start with http:// or https://")
-        return v
 
 
 class EvidenceConfig(SpecModel):

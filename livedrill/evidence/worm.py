@@ -20,7 +20,8 @@ from livedrill.errors import PlatformError
 from livedrill.evidence.archive import Archive, EvidenceError, EvidenceRun, RunSealedError, chain_entry
 from livedrill.evidence.atomic import atomic_write_bytes
 from livedrill.evidence.keys import Signer
-from livedrill.evidence.manifest import KEYS_DIR, MANIFEST_NAME, SIGNATURE_NAME, TIMESTAMP_NAME, UNSEALED_NAME, ChainLink, Manifest, sha256_bytes
+from livedrill.evidence.manifest import (
+    KEYS_DIR, MANIFEST_NAME, NOT_IN_MANIFEST, SIGNATURE_NAME, TIMESTAMP_NAME, UNSEALED_NAME, ChainLink, Manifest, sha256_bytes)
 from livedrill.evidence.store import RUNS, Claim, ObjectStore, claim_for
 from livedrill.evidence.store_config import ObjectStoreConfig
 from livedrill.evidence.trust import append_witness, witnessed
@@ -62,7 +63,7 @@ def _upload_files(run: EvidenceRun, store: ObjectStore) -> dict[str, str]:
         return rel, sha256_bytes(data)
 
     files = [p for p in sorted(run.path.rglob("*")) if p.is_file() and p.relative_to(run.path).as_posix() not in
-             (UNSEALED_NAME, MANIFEST_NAME, SIGNATURE_NAME) and not any(part.startswith(".") for part in p.relative_to(run.path).parts)]
+             NOT_IN_MANIFEST and not any(part.startswith(".") for part in p.relative_to(run.path).parts)]
     with ThreadPoolExecutor(_UPLOAD_WORKERS) as pool:  # a run is ~15 small files: the store's latency, not bandwidth, dominates
         return dict(pool.map(upload, files))
 
@@ -93,7 +94,7 @@ def _match_claimed_files(run: EvidenceRun, store: ObjectStore, manifest: Manifes
     listed = {entry.path: entry.sha256 for entry in manifest.files}
     for path in sorted(p for p in run.path.rglob("*") if p.is_file()):
         rel = path.relative_to(run.path).as_posix()
-        if rel in (UNSEALED_NAME, MANIFEST_NAME, SIGNATURE_NAME):
+        if rel in NOT_IN_MANIFEST:
             continue
         if rel not in listed:
             aside = run.archive.root / INTENTS_DIR / f"{run.run_id}.after-seal" / rel

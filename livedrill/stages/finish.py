@@ -51,7 +51,7 @@ def seal_evidence(session: DrillSession) -> None:
         return
     if evidence.tsa is None:
         return
-    tsa = TimestampAuthority(url=evidence.tsa.url, timeout_s=evidence.tsa.timeout_s, deadline_s=evidence.tsa.deadline_s)
+    tsa = TimestampAuthority(**evidence.tsa.model_dump())  # the spec section has exactly its fields
     try:
         session.run.timestamp(tsa)
         if evidence.store is not None:
