@@ -50,7 +50,7 @@ def _take_cluster_slot(held: ExitStack, spec: DrillSpec) -> None:
     try:
         # A lease renewal hiccup must not kill a drill mid-migration: it would skip the rollback.
         held.enter_context(concurrency(name, occupy=1, strict=True, timeout_seconds=timeout,
-                                       raise_on_lease_renewal_failure=False))
+                                       lease_duration=spec.concurrency.lease_s, raise_on_lease_renewal_failure=False))
     except TimeoutError:
         raise ClusterBusy(f"cluster {spec.cluster} is busy: another drill holds {name} "
                           f"(waited {timeout:g} s, on_busy={spec.concurrency.on_busy})") from None

@@ -27,3 +27,14 @@ def adopt_environment(url: str) -> None:
     if not get_current_settings().api.url:
         os.environ[API_URL_ENV] = url
         refresh_global_settings_context()
+
+
+def configured_api_url() -> str | None:
+    """The Prefect API the user's environment, profile or settings name, if any."""
+    return get_current_settings().api.url
+
+
+def use_api(url: str) -> None:
+    """Prefect in this process (and the processes it starts) talks to `url` from now on."""
+    os.environ[API_URL_ENV] = url
+    refresh_global_settings_context()

@@ -637,7 +637,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("lab", help="the embedded lab: up | status | down")
     p.add_argument("action", choices=["up", "status", "down"], help="start, show or stop the lab")
     p.add_argument("--preset", default="targeted",
-                   help="KubeVirt lab contents: targeted, drain, drain-100 or readiness (default: targeted)")
+                   help="KubeVirt lab contents: targeted, drain, drain-100, readiness, or fleet: two lab clusters at once "
+                        "for programmes, contexts fleet-a and fleet-b (default: targeted)")
     p.add_argument("--hypervisor", choices=["kubevirt", "libvirt"], default="kubevirt",
                    help="the KubeVirt API lab or the two-host libvirt/QEMU lab (default: kubevirt)")
     p.add_argument("--state-dir", default=str(DEFAULT_LAB_DIR),

@@ -319,6 +319,10 @@ class ConcurrencyPolicy(SpecModel):
     wait_timeout_s: float = Field(3600.0, gt=0, description="With on_busy: wait, give up after this long")
     fail_fast_s: float = Field(
         10.0, gt=0, description="With on_busy: fail, how long one attempt may take (an API round trip on a loaded server)")
+    lease_s: float = Field(
+        60.0, ge=60, le=86400, description="The cluster slot's lease, renewed while the drill runs: a drill killed outright "
+                                           "(SIGKILL, node crash) frees its cluster this long after its last renewal, plus "
+                                           "the server's lease sweep (15 s); 60 s is the least Prefect's server takes")
 
 
 _HOURS = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])-([01][0-9]|2[0-4]):([0-5][0-9])$")

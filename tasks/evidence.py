@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
+from prefect.runtime import deployment, flow_run
 
 from pathlib import Path
 
 from livedrill.decisions import DrillFacts
+from livedrill.deploy.runlink import PrefectRunLink, record_run_link
 from livedrill.evidence.export import export_quarter
 from livedrill.evidence.keys import signer_from_env
 from livedrill.outcomes import Verdict, utcnow
@@ -22,6 +24,10 @@ def open_evidence(spec: DrillSpec, spec_text: str | None = None) -> tuple[str, s
     """Creates the run directory (marked UNSEALED) holding the spec as run; returns (run_dir, started_at)."""
     started_at = utcnow().isoformat()
     session = DrillSession.create(spec, spec_text)
+    if flow_run.id:  # the run in Prefect that made this evidence (a programme window finds its drills by it)
+        record_run_link(session.run, PrefectRunLink(
+            flow_run_id=str(flow_run.id), flow_run_name=flow_run.name, deployment=deployment.name,
+            parent_flow_run_id=str(flow_run.root_flow_run_id) if flow_run.root_flow_run_id != flow_run.id else None))
     return str(session.run.path), started_at
 
 

@@ -31,15 +31,30 @@ def cmd_lab(args: argparse.Namespace) -> int:
             print(json.dumps(status, indent=2, default=str) if status else "libvirt lab is not running")
             return ExitCode.OK if status else ExitCode.FAILED
         return ExitCode.OK
-    from livedrill_lab import manager
+    from livedrill_lab import fleet, manager
 
-    if args.action == "up":
+    if args.action == "up" and args.preset == "fleet":
+        members = fleet.start_fleet(state_dir)
+        for name, info in members.items():
+            print(f"fleet cluster {name} up: API {info.api_url}")
+        print(f"kubeconfig {state_dir / 'kubeconfig'} (contexts {', '.join(members)}); "
+              f"programme {state_dir / fleet.PROGRAMME_FILE}")
+        print(f"try: kubectl --kubeconfig {state_dir / 'kubeconfig'} --context {next(iter(members))} get vmi -A")
+    elif args.action == "up":
         info = manager.start_lab(state_dir, preset=args.preset)
         print(f"lab up: API {info.api_url}, kubeconfig {info.kubeconfig}")
         print(f"try: kubectl --kubeconfig {info.kubeconfig} get nodes,vmi -A")
     elif args.action == "down":
+        if fleet.is_fleet(state_dir):
+            fleet.stop_fleet(state_dir)
+            (state_dir / fleet.FLEET_FILE).unlink()
         manager.stop_lab(state_dir)
         print("lab down")
+    elif fleet.is_fleet(state_dir):
+        members = fleet.fleet_status(state_dir)
+        for name, info in members.items():
+            print(f"fleet cluster {name}: " + (f"running, API {info.api_url}" if info else "not running"))
+        return ExitCode.OK if all(members.values()) else ExitCode.FAILED
     else:
         info = manager.lab_status(state_dir)
         if info is None:
@@ -61,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("lab", help="the embedded lab: up | status | down")
     p.add_argument("action", choices=["up", "status", "down"])
-    p.add_argument("--preset", default="targeted", help="the embedded lab's starting state (livedrill_lab.presets)")
+    p.add_argument("--preset", default="targeted", help="the embedded lab's starting state (livedrill_lab.presets); fleet: two lab clusters at once")
     p.add_argument("--hypervisor", choices=["kubevirt", "libvirt"], default="kubevirt",
                    help="kubevirt: the embedded KubeVirt lab; libvirt: the two-host libvirt/QEMU lab")
     p.add_argument("--state-dir", default=str(DEFAULT_LAB_DIR), help="where the lab keeps its state")

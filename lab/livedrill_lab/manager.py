@@ -198,6 +198,9 @@ def start_lab(state_dir: Path, preset: str = "targeted", api_port: int = 18443, 
             _write_lab_file(info)  # recorded at once, so stop_lab can clean up a half-started lab
             ledgers.append((vmi, data_dir, process, record))
         workloads = [f"--workload={vmi}={info.workload_pid(vmi)}" for vmi in chosen.workload_vmis]
+        if chosen.annotate_ledger_addresses:  # the API server annotates the VMs with their ledgers' addresses: wait for them
+            _await_ledgers(info, ledgers, deadline)
+            workloads += [f"--ledger-address={vmi}={url.removeprefix('http://')}" for vmi, url in info.ledger_urls.items()]
         process, record = _spawn("api", [
             sys.executable, "-m", "livedrill_lab.kube", "--state-dir", str(state_dir), "--port", str(api_port),
             "--preset", preset, "--controller-config", json.dumps(controller or {}), *workloads,
@@ -206,9 +209,7 @@ def start_lab(state_dir: Path, preset: str = "targeted", api_port: int = 18443, 
         info.processes.append(record)
         (state_dir / "api.pid").write_text(f"{record.pid}\n")
         _write_lab_file(info)
-        for vmi, data_dir, ledger, ledger_record in ledgers:
-            ready = _wait_for_file(data_dir / "ready", ledger, f"ledger of {vmi} (log {ledger_record.log})", deadline)
-            info.ledger_urls[vmi] = f"http://127.0.0.1:{ready['port']}"
+        _await_ledgers(info, ledgers, deadline)
         ready = _wait_for_file(state_dir / "api-ready", process, f"API server (log {record.log})", deadline)
         info.api_url = f"https://127.0.0.1:{ready['port']}"
         _wait_for_api(info, deadline)
@@ -220,6 +221,13 @@ def start_lab(state_dir: Path, preset: str = "targeted", api_port: int = 18443, 
             raise LabError(f"{exc}\n{logs}") from None
         raise
     return info
+
+
+def _await_ledgers(info: LabInfo, ledgers: list, deadline: float) -> None:
+    for vmi, data_dir, ledger, ledger_record in ledgers:
+        if vmi not in info.ledger_urls:
+            ready = _wait_for_file(data_dir / "ready", ledger, f"ledger of {vmi} (log {ledger_record.log})", deadline)
+            info.ledger_urls[vmi] = f"http://127.0.0.1:{ready['port']}"
 
 
 def _wait_for_api(info: LabInfo, deadline: float) -> None:

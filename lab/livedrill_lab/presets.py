@@ -44,6 +44,7 @@ PRESET_MIGRATIONS: Obj = {
     "allowAutoConverge": False,
     "allowPostCopy": False,
 }
+LEDGER_ADDRESS_ANNOTATION = "lab.livedrill.io/ledger-address"  # host:port of the VM's ledger
 CORE_VM_CLOUD_INIT = """#cloud-config
 user: banking
 password: changeme
@@ -65,6 +66,9 @@ class Preset:
     name: str
     objects: list[PresetObject]
     workload_vmis: list[str] = field(default_factory=list)  # "ns/name" of VMIs that get a ledger process
+    # Each workload VMI (and its VM) carries its ledger's host:port in LEDGER_ADDRESS_ANNOTATION, the way a bank
+    # annotates a VM with the test account its probe uses: the manager then starts the ledgers first.
+    annotate_ledger_addresses: bool = False
 
 
 def _namespace(name: str, labels: dict[str, str]) -> PresetObject:
@@ -316,3 +320,34 @@ def readiness() -> Preset:
 
 
 PRESETS["readiness"] = readiness
+
+FLEET_CORE_VMS = [f"core-{i:02d}" for i in range(1, 13)]
+FLEET_NON_MIGRATABLE = "core-legacy"
+
+
+def fleet_member() -> Preset:
+    """One cluster of the fleet lab (`livedrill lab up --preset fleet` starts two): twelve core VMs with real
+    ledgers, four on each of three nodes, two non-core VMs, and `banking/core-legacy`, a core VM whose
+    ReadWriteOnce root disk makes it not live-migratable (the quarter's coverage exception)."""
+    cluster = _kubevirt_cr()
+    # 256Mi/s per migration: a core VM's modelled pre-copy takes about a second, so a window of 12 drills per
+    # cluster stays short on the lab; the pause stays in the tens of milliseconds.
+    cluster.body["spec"]["configuration"]["migrations"]["bandwidthPerMigration"] = "256Mi"
+    nodes = ["node-1", "node-2", "node-3"]
+    objects = [
+        _namespace("kubevirt", {"kubernetes.io/metadata.name": "kubevirt"}),
+        _namespace("banking", {"kubernetes.io/metadata.name": "banking", "tier": "core"}),
+        _namespace("apps", {"kubernetes.io/metadata.name": "apps", "tier": "non-core"}),
+        *(_node(name, "zone-a") for name in nodes),
+        cluster,
+    ]
+    for i, vm in enumerate(FLEET_CORE_VMS):
+        objects += _core_vm_on(nodes[i % len(nodes)], "banking", vm)
+    for i, vm in enumerate(("app-vm-1", "app-vm-2")):
+        objects += _running_on(nodes[i], "apps", vm, noncore_vmi_spec("128Mi"), {"app": vm, "tier": "non-core"})
+    objects += _readiness_vm("banking", FLEET_NON_MIGRATABLE, access_mode="ReadWriteOnce",
+                             annotations={"lab.livedrill.io/pvc-access-mode": "ReadWriteOnce"})
+    return Preset("fleet-member", objects, [f"banking/{vm}" for vm in FLEET_CORE_VMS], annotate_ledger_addresses=True)
+
+
+PRESETS["fleet-member"] = fleet_member

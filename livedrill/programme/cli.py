@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -14,12 +15,16 @@ from livedrill.evidence.keys import Signer, SigningKeyError, load_signer
 from livedrill.outcomes import ExitCode, utcnow
 from livedrill.programme.coverage import Coverage, coverage, format_coverage
 from livedrill.programme.drills import undrillable
-from livedrill.programme.inventory import Inventory, InventorySource, ScopedSources, gather, load_inventory
+from livedrill.programme.inventory import Inventory, ScopedSources, gather, load_inventory
 from livedrill.programme.plan import DrillRecord, History, make_plan
 from livedrill.programme.records import DeficiencyRecord, SignOffRecord, read_records, seal_record
 from livedrill.programme.report import format_plan
 from livedrill.programme.spec import Programme, is_programme, load_programme
 from livedrill.spec import SpecError, SpecProblem, VMRef, parse_yaml_model
+
+
+REPO_ROOT = Path(__file__).resolve().parents[2]  # holds flows/, which the workers load the flows from
+WORKER_LOG_DIR = Path(".livedrill") / "workers"  # the logs of workers `programme run --workers` starts
 
 
 def load_or_report(path: str) -> Programme | None:
@@ -63,6 +68,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     _input_arguments(x, "the coverage as of this ISO date-time with offset (default: now)", "print the coverage as JSON")
     x.set_defaults(func=cmd_status)
 
+    x = psub.add_parser("deploy", help="register the programme's deployments on a process work pool, the window "
+                                       "flow scheduled at each window's start, for `prefect worker` processes to run")
+    _runner_arguments(x)
+    x.set_defaults(func=cmd_deploy)
+    x = psub.add_parser("run", help="run a window now: its drills on the work pool's workers (clusters in parallel, one "
+                                    "drill at a time per cluster); prints each drill and the coverage after")
+    _runner_arguments(x)
+    x.add_argument("--window", type=int, metavar="N", help="the window's number in time order (default: the one open now)")
+    x.add_argument("--workers", type=int, default=0, metavar="N",
+                   help="start N `prefect worker` processes on this machine for the run (and a `livedrill server` "
+                        "if no Prefect API is configured); default 0: workers elsewhere serve the pool")
+    x.add_argument("--json", action="store_true", help="print the window's report as JSON")
+    x.set_defaults(func=cmd_run)
+
     x = psub.add_parser("deficiency", help="record a failed drill's root cause, owner and due date, sealed in the archive")
     x.add_argument("file", metavar="PROGRAMME", help="the programme spec (YAML)")
     x.add_argument("--archive", required=True, metavar="DIR", help="the evidence archive holding the failed drill")
@@ -83,6 +102,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     x.add_argument("--statement", required=True, help="what they sign, in their words")
     x.add_argument("--signing-key", help="seals the record (default: $LIVEDRILL_SIGNING_KEY)")
     x.set_defaults(func=cmd_sign_off)
+
+
+def _runner_arguments(x: argparse.ArgumentParser) -> None:
+    x.add_argument("file", metavar="PROGRAMME", help="the programme spec (YAML)")
+    x.add_argument("--pool", metavar="NAME", help="the process work pool (default: livedrill-<programme name>)")
+    x.add_argument("--source", metavar="DIR", default=str(REPO_ROOT),
+                   help=f"the livedrill checkout the workers run the flows from (default: {REPO_ROOT})")
 
 
 def _input_arguments(x: argparse.ArgumentParser, at_help: str, json_help: str) -> None:
@@ -124,23 +150,6 @@ def _planned_at(text: str | None) -> datetime:
     return at
 
 
-def _open_live_sources(programme: Programme, adapters: list) -> dict[str, InventorySource]:
-    """A readiness-scan source per KubeVirt cluster scope (reads only); each adapter opened is added to `adapters`."""
-    from livedrill.platforms.kubevirt.adapter import KubeVirtAdapter
-    from livedrill.platforms.kubevirt.checks import CheckPolicy
-    from livedrill.programme.discovery import ReadinessSource
-
-    readers = {}
-    for scope in programme.spec.clusters:
-        if scope.platform.kind == "kubevirt":
-            # As `livedrill readiness`: a transient error may be retried, within a few request timeouts.
-            adapter = KubeVirtAdapter(scope.platform, call_deadline_s=scope.platform.request_timeout_s * 3)
-            adapters.append(adapter)
-            readers[scope.name] = adapter
-    source = ReadinessSource(readers, CheckPolicy.from_spec(programme.template))
-    return {name: source for name in readers}
-
-
 def _inputs(args: argparse.Namespace) -> tuple[Programme, Inventory, list[DrillRecord], datetime] | int:
     """The programme, its inventory, the drills already run and the moment asked about; an exit code (bad input
     or unreachable, said on stderr) instead when any cannot be had."""
@@ -151,7 +160,6 @@ def _inputs(args: argparse.Namespace) -> tuple[Programme, Inventory, list[DrillR
     if not (args.inventory or args.discover):
         print(f"{action}: give --inventory FILE, --discover, or both", file=sys.stderr)
         return ExitCode.BAD_INPUT
-    adapters: list = []
     try:
         history = _load_history(args.history)
         if args.archive:
@@ -160,8 +168,12 @@ def _inputs(args: argparse.Namespace) -> tuple[Programme, Inventory, list[DrillR
             history += archive_history(Path(args.archive))
         now = _planned_at(args.at)
         from_file = load_inventory(args.inventory) if args.inventory else None
-        live = _open_live_sources(programme, adapters) if args.discover else {}
-        inventory = gather(programme.spec, ScopedSources(live, from_file))
+        if args.discover:
+            from livedrill.programme.discovery import live_inventory
+
+            inventory = live_inventory(programme, from_file)
+        else:
+            inventory = gather(programme.spec, ScopedSources({}, from_file))
     except SpecError as exc:
         print(f"{exc.source}: invalid input", file=sys.stderr)
         for problem in exc.problems:
@@ -170,9 +182,6 @@ def _inputs(args: argparse.Namespace) -> tuple[Programme, Inventory, list[DrillR
     except (InputError, PlatformError) as exc:
         print(f"{action}: {exc}", file=sys.stderr)
         return ExitCode.BAD_INPUT
-    finally:
-        for adapter in adapters:
-            adapter.close()
     return programme, inventory, history, now
 
 
@@ -311,3 +320,75 @@ def cmd_sign_off(args: argparse.Namespace) -> int:
           f"{args.role} {args.name}: {args.decision} {spec.quarter} with {cov.figures().passed}/{len(cov.rows)} passed"
           f"{'' if cov.complete else ' (NOT COVERED)'}; sealed as {run_id}")
     return ExitCode.OK
+
+
+def _api_url(start_server: bool) -> str | None:
+    """The configured Prefect API, else a running `livedrill server`'s (started now with `start_server`)."""
+    from flows.local_api import configured_api_url
+    from livedrill import prefect_server
+    from livedrill.prefect_api import STARTUP_TIMEOUT_ENV
+
+    url = configured_api_url()
+    if url:
+        return url
+    folder = prefect_server.server_dir()
+    running = prefect_server.find_running(folder)
+    if running is None and start_server:
+        running, _ = prefect_server.start_server(folder, float(os.environ[STARTUP_TIMEOUT_ENV]))
+        print(f"started a local Prefect server (`livedrill server stop` ends it): UI {running.ui_url}, state in {folder}",
+              file=sys.stderr)
+    return running.url if running else None
+
+
+def _deploy(args: argparse.Namespace, start_server: bool) -> tuple[Programme, str, str] | int:
+    from livedrill.cli import _prefect_defaults
+
+    programme = load_or_report(args.file)
+    if programme is None:
+        return ExitCode.BAD_INPUT
+    _prefect_defaults()
+    try:
+        url = _api_url(start_server)
+    except RuntimeError as exc:
+        print(f"programme {args.programme_command}: {exc}", file=sys.stderr)
+        return ExitCode.BAD_INPUT
+    if url is None:
+        print(f"programme {args.programme_command}: no Prefect API: set PREFECT_API_URL, run `livedrill server start`, "
+              "or give --workers N to start both here", file=sys.stderr)
+        return ExitCode.BAD_INPUT
+    from flows.local_api import use_api
+
+    use_api(url)
+    from flows.serve import deploy_programme
+
+    pool = args.pool or f"livedrill-{programme.spec.name}"
+    names = deploy_programme(Path(args.file), programme, pool, Path(args.source))
+    print(f"deployed on work pool {pool} ({url}): {', '.join(names)}", file=sys.stderr)
+    return programme, pool, url
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    """0: deployed; 2: bad input or no Prefect API."""
+    found = _deploy(args, start_server=False)
+    return found if isinstance(found, int) else ExitCode.OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """0: every drill of the window passed; 1: some did not (each listed); 2: bad input, no window or no API."""
+    found = _deploy(args, start_server=args.workers > 0)
+    if isinstance(found, int):
+        return found
+    programme, pool, url = found
+    from flows.programme import programme_window
+    from livedrill.deploy.workers import running_workers
+    from livedrill.programme.window import ChildOutcome, format_window_report
+
+    log_dir = WORKER_LOG_DIR / pool
+    try:
+        with running_workers(url, pool, args.workers, log_dir):
+            report = programme_window(str(Path(args.file).resolve()), args.window)
+    except (InputError, PlatformError, RuntimeError) as exc:
+        print(f"programme run: {exc}", file=sys.stderr)
+        return ExitCode.BAD_INPUT
+    print(report.model_dump_json(indent=2) if args.json else format_window_report(report, programme.spec.windows.timezone))
+    return ExitCode.OK if all(r.outcome is ChildOutcome.PASSED for r in report.results) else ExitCode.FAILED

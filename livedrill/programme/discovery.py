@@ -4,9 +4,10 @@ migratable, with the failing checks as the reason, so it shows as a coverage exc
 
 from __future__ import annotations
 
+from livedrill.platforms.kubevirt.adapter import KubeVirtAdapter
 from livedrill.platforms.kubevirt.checks import CheckPolicy, vmi_memory_gib
-from livedrill.programme.inventory import Target
-from livedrill.programme.spec import ClusterScope
+from livedrill.programme.inventory import Inventory, InventorySource, ScopedSources, Target, gather
+from livedrill.programme.spec import ClusterScope, Programme
 from livedrill.readiness import ClusterReader, ReadinessReport, judge_readiness
 from livedrill.spec import VMRef
 
@@ -51,3 +52,26 @@ class ReadinessSource:
         vms = reader.list_all("kubevirt.io", "v1", "virtualmachines")
         report = judge_readiness(vmis, vms, objects, self._policy, scope.selector)
         return targets_from_readiness(scope.name, report, vmis, vms)
+
+
+def open_live_sources(programme: Programme, adapters: list) -> dict[str, InventorySource]:
+    """A readiness-scan source per KubeVirt cluster scope (reads only); each adapter opened is added to `adapters`."""
+    readers = {}
+    for scope in programme.spec.clusters:
+        if scope.platform.kind == "kubevirt":
+            # As `livedrill readiness`: a transient error may be retried, within a few request timeouts.
+            adapter = KubeVirtAdapter(scope.platform, call_deadline_s=scope.platform.request_timeout_s * 3)
+            adapters.append(adapter)
+            readers[scope.name] = adapter
+    source = ReadinessSource(readers, CheckPolicy.from_spec(programme.template))
+    return {name: source for name in readers}
+
+
+def live_inventory(programme: Programme, rest: InventorySource | None = None) -> Inventory:
+    """Every KubeVirt scope discovered live, the others from `rest` (an inventory file), split by `gather`."""
+    adapters: list = []
+    try:
+        return gather(programme.spec, ScopedSources(open_live_sources(programme, adapters), rest))
+    finally:
+        for adapter in adapters:
+            adapter.close()

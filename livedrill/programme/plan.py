@@ -165,14 +165,15 @@ class PlannedVM(Record):
 class PlannedDrill(Record):
     cluster: str
     start: AwareDatetime  # when the drills before it take their whole budget; earlier if they end sooner
-    budget_s: float  # set-up plus the longest of its VMs (they migrate together)
+    budget_s: float  # set-up plus its VMs' budgets (it migrates them one after another)
     vms: list[PlannedVM]
 
 
 def pack_window(candidates: list[Pending], length_s: float, setup_s: float, limits: ClusterLimits
                 ) -> list[tuple[float, float, list[Pending]]]:
     """One cluster's drills in one window: (offset_s, budget_s, VMs) each, back to back, first-fit in the
-    candidates' order. A drill takes up to vms_per_drill VMs, at most outbound_per_node from one node."""
+    candidates' order. A drill takes up to vms_per_drill VMs, at most outbound_per_node from one node; it
+    migrates them one after another, so it lasts the set-up plus the sum of their budgets."""
     drills: list[tuple[float, float, list[Pending]]] = []
     used = 0.0
     while candidates and (limits.drills_per_window is None or len(drills) < limits.drills_per_window):
@@ -180,23 +181,23 @@ def pack_window(candidates: list[Pending], length_s: float, setup_s: float, limi
         batch: list[Pending] = []
         keep: list[Pending] = []
         per_node: Counter = Counter()
-        longest = 0.0
+        total = 0.0
         for i, p in enumerate(candidates):
             if len(batch) == limits.vms_per_drill:
                 keep.extend(candidates[i:])
                 break
             if p.budget_s > room:
                 continue  # the room only shrinks: it fits nowhere later in this window either
-            if per_node[p.target.node] >= limits.outbound_per_node:
-                keep.append(p)
+            if p.budget_s > room - total or per_node[p.target.node] >= limits.outbound_per_node:
+                keep.append(p)  # a later drill of this window may still hold it
                 continue
             batch.append(p)
             per_node[p.target.node] += 1
-            longest = max(longest, p.budget_s)
+            total += p.budget_s
         if not batch:
             break
-        drills.append((used, setup_s + longest, batch))
-        used += setup_s + longest
+        drills.append((used, setup_s + total, batch))
+        used += setup_s + total
         candidates = keep
     return drills
 

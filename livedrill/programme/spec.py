@@ -15,7 +15,7 @@ import yaml
 from pydantic import Field, field_validator, model_validator
 
 from livedrill.spec import (
-    ChangeFreeze, DrillSpec, Platform, Probe, SpecError, SpecModel, SpecProblem, TargetedMode, VMRef, line_of, load_spec,
+    ApprovalPolicy, ChangeFreeze, DrillSpec, Platform, Probe, SpecError, SpecModel, SpecProblem, TargetedMode, VMRef, line_of, load_spec,
     parse_yaml_model, read_spec_text, yaml_lines)
 
 PROGRAMME_KIND = "programme"
@@ -52,8 +52,9 @@ class ClusterLimits(SpecModel):
     (the cluster's slot); clusters run in parallel."""
 
     vms_per_drill: int = Field(
-        1, ge=1, le=5, description="VMs live-migrated together in one drill, at most KubeVirt's "
-                                   "parallelMigrationsPerCluster default of 5. Today's targeted drill migrates one")
+        1, ge=1, le=5, description="VMs one planned drill takes, at most KubeVirt's parallelMigrationsPerCluster "
+                                   "default of 5; they run back to back, each VM a targeted drill of its own (its own "
+                                   "probes and evidence), so the drill's budget is the sum of theirs")
     outbound_per_node: int = Field(
         2, ge=1, description="VMs of one drill leaving the same node (KubeVirt parallelOutboundMigrationsPerNode, default 2)")
     drills_per_window: int | None = Field(None, ge=1, description="At most this many drills of this cluster in one window")
@@ -163,6 +164,10 @@ class ProgrammeSpec(SpecModel):
     windows: Windows
     drill: DrillTemplate
     retest: RetestPolicy = Field(default_factory=RetestPolicy)
+    approval: ApprovalPolicy = Field(
+        default_factory=lambda: ApprovalPolicy(required=True),
+        description="One approval per window: its parent run pauses on the window's plan (who, what, where, budgets) "
+                    "until a change manager answers; the drill template's own approval still applies per drill")
     sign_off: SignOff
     vms: dict[str, VMOverride] = Field(
         default_factory=dict, description="Per VM (namespace/name): its own probes, SLO or budgets over the drill template's")

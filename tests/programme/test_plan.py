@@ -92,12 +92,14 @@ def pend(name: str, node: str = "n1", budget: float = 1000, retest_after: dateti
     ([(1000, "n1")] * 3, 2400, 100, {}, [(0, 1100, [0]), (1100, 1100, [1])]),
     # first fit: a VM too long for what is left is passed over for a shorter one after it
     ([(1000, "n1"), (2000, "n1"), (500, "n1")], 2000, 0, {}, [(0, 1000, [0]), (1000, 500, [2])]),
-    # several VMs per drill migrate together: the drill lasts as long as its longest
+    # several VMs per drill migrate one after another: the drill lasts the sum of their budgets
     ([(1000, "n1"), (3000, "n2"), (500, "n3")], 9000, 100, {"vms_per_drill": 2},
-     [(0, 3100, [0, 1]), (3100, 600, [2])]),
+     [(0, 4100, [0, 1]), (4100, 600, [2])]),
+    # a VM that fits the window but not beside the drill's others waits for the next drill (here: no room left)
+    ([(1000, "n1"), (1500, "n2"), (500, "n3")], 2000, 0, {"vms_per_drill": 3}, [(0, 1500, [0, 2])]),
     # at most outbound_per_node VMs of one drill leave the same node
     ([(1000, "n1"), (1000, "n1"), (1000, "n2")], 9000, 0, {"vms_per_drill": 3, "outbound_per_node": 1},
-     [(0, 1000, [0, 2]), (1000, 1000, [1])]),
+     [(0, 2000, [0, 2]), (2000, 1000, [1])]),
     # the cluster's cap on drills per window
     ([(100, "n1")] * 5, 9000, 0, {"drills_per_window": 2}, [(0, 100, [0]), (100, 100, [1])]),
     # nothing fits

@@ -25,7 +25,7 @@ from livedrill_lab.kube.scheduling import start_new_vmis
 from livedrill_lab.kube.server import LabApiServer
 from livedrill_lab.kube.store import Store
 from livedrill_lab.kube.tls import issue_server_certificate
-from livedrill_lab.presets import Preset, load_preset
+from livedrill_lab.presets import LEDGER_ADDRESS_ANNOTATION, Preset, load_preset
 
 TOKEN_ENV = "LIVEDRILL_LAB_TOKEN"
 CONTEXT = "livedrill-lab"
@@ -43,13 +43,17 @@ def kubeconfig_text(server_url: str, token: str, ca_pem: bytes) -> str:
     }, indent=2)
 
 
-def load_into(store: Store, preset: Preset) -> None:
+def load_into(store: Store, preset: Preset, ledger_addresses: dict[str, str] | None = None) -> None:
+    """The preset's objects, in order; a VM or VMI named in `ledger_addresses` ("ns/name" -> host:port) is annotated with it."""
     uids: dict[tuple[str, str, str], str] = {}  # (namespace, kind, name) -> uid of objects created so far
     for item in preset.objects:
         r = resources.find(item.group, item.version, item.plural)
         if r is None:
             raise ValueError(f"preset {preset.name} has an object of unknown type {item.group}/{item.plural}")
         body = json.loads(json.dumps(item.body))
+        address = (ledger_addresses or {}).get(f"{item.namespace}/{body['metadata'].get('name')}")
+        if address and item.plural in ("virtualmachines", "virtualmachineinstances"):
+            body["metadata"].setdefault("annotations", {})[LEDGER_ADDRESS_ANNOTATION] = address
         for owner in body["metadata"].get("ownerReferences", []):
             owner["uid"] = owner["uid"] or uids.get((item.namespace, owner["kind"], owner["name"]), "")
         created = store.create(r, item.namespace, body)
@@ -72,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preset", default="targeted")
     parser.add_argument("--workload", action="append", default=[], metavar="NS/NAME=PID",
                         help="the process paused at a VMI's stop-and-copy")
+    parser.add_argument("--ledger-address", action="append", default=[], metavar="NS/NAME=HOST:PORT",
+                        help="annotate this VM and VMI with its ledger's host:port (presets with annotate_ledger_addresses)")
     parser.add_argument("--controller-config", default="{}", help="JSON overrides of ControllerConfig")
     parser.add_argument("--exit-with-pid", type=int, default=None,
                         help="stop (and terminate the workloads) once this process is gone, e.g. a test run")
@@ -90,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
                                               "freezes_file": str(args.state_dir / "freezes.json")})
     store = Store()
     controller = VirtController(store, config)
-    load_into(store, load_preset(args.preset))
+    load_into(store, load_preset(args.preset), dict(item.partition("=")[::2] for item in args.ledger_address))
     start_new_vmis(store)
     ca_pem, cert_path, key_path = issue_server_certificate(args.state_dir, args.host)
     tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

@@ -1,0 +1,39 @@
+"""A programme window: sequencing only. Plan the window, one approval for it, each cluster's drills as runs of
+the drill deployment on the work pool (clusters in parallel), then the coverage and the new plan."""
+
+from __future__ import annotations
+
+from prefect import flow
+from prefect.exceptions import FlowPauseTimeout
+from prefect.flow_runs import pause_flow_run
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from livedrill.programme.window import WindowReport
+from tasks.approval import Approval
+from tasks.programme import (DRILL_DEPLOYMENT, children_cancelled_on_interrupt, close_window, drill_cluster,
+                             plan_window, publish_window_plan)
+
+# Clusters drilled at once by one window: each cluster's thread only starts and follows its children.
+MAX_CLUSTERS_IN_PARALLEL = 32
+
+
+@flow(name="livedrill-programme-window", task_runner=ThreadPoolTaskRunner(max_workers=MAX_CLUSTERS_IN_PARALLEL))
+def programme_window(programme: str, window: int | None = None, drill_deployment: str = DRILL_DEPLOYMENT) -> WindowReport:
+    """One window of `programme` (a programme spec file): `window` is its number in time order; default: the
+    window open now (a scheduled run starts when its window opens)."""
+    wp = plan_window(programme, window)
+    markdown = publish_window_plan(wp)
+    approval, policy = None, wp.approval
+    if policy.required and wp.drills:
+        try:
+            answer = pause_flow_run(wait_for_input=Approval.with_initial_data(description=markdown),
+                                    timeout=policy.timeout_s, poll_interval=policy.poll_interval_s, key="window-approval")
+        except FlowPauseTimeout:
+            return close_window(programme, wp, [], f"not answered within {policy.timeout_s} s: nothing was drilled")
+        approval = f"{'approved' if answer.decision == 'approve' else 'rejected'} by {answer.approver} ({answer.change_ticket})"
+        if answer.decision != "approve":
+            return close_window(programme, wp, [], approval)
+    with children_cancelled_on_interrupt():
+        futures = [drill_cluster.submit(wp, cluster, drill_deployment) for cluster in sorted(wp.by_cluster())]
+        results = [result for future in futures for result in future.result()]
+    return close_window(programme, wp, results, approval)

@@ -1,0 +1,199 @@
+"""Programme window tasks: plan the window, run each cluster's drills as runs of the drill deployment on the
+work pool's workers (one at a time per cluster), follow each to its sealed evidence, recover a drill whose
+worker died, and close the window with the quarter's coverage and a new plan.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Iterator
+from uuid import UUID
+
+from prefect import get_client, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import FlowRun
+from prefect.deployments import run_deployment
+from prefect.settings import PREFECT_UI_URL
+from prefect.states import Cancelling, Crashed
+
+from livedrill.deploy.runlink import find_run_of
+from livedrill.evidence.archive import EvidenceRun
+from livedrill.outcomes import DrillOutcome, Verdict, utcnow
+from livedrill.programme.coverage import coverage
+from livedrill.programme.discovery import live_inventory
+from livedrill.programme.history import archive_history
+from livedrill.programme.plan import make_plan
+from livedrill.programme.records import read_records
+from livedrill.programme.spec import load_programme
+from livedrill.programme.window import (
+    ChildFate, ChildResult, EvidenceSeen, TERMINAL_STATES, WindowDrill, WindowPlan, WindowReport,
+    child_deadline_s, child_fate, child_outcome, pick_window, results_rows, window_markdown, window_plan)
+from livedrill.stages.finish import VERDICT_FILE
+from livedrill.stages.recovery import owner_alive, read_owner, recover_run
+
+# The drill deployment a window's children are runs of (`livedrill programme deploy` registers it).
+DRILL_DEPLOYMENT = "livedrill-drill/programme-drill"
+# How often the parent reads a child's state and evidence: a few API calls and a directory listing each time.
+CHILD_POLL_S = 2.0
+# After a cancel, how long the parent waits for the child's own rollback and seal before recovering it itself.
+CANCEL_GRACE_S = 120.0
+
+_in_flight: set[UUID] = set()  # child drills this process started and has not seen end (for cancel)
+_results: list[ChildResult] = []  # the window's results so far, for the table artifact
+_lock = threading.Lock()
+
+
+@task(name="plan-window", cache_policy=NO_CACHE)
+def plan_window(programme_file: str, window: int | None) -> WindowPlan:
+    """The window's drills from a live inventory and the archive's drills so far (reads only)."""
+    programme = load_programme(programme_file)
+    chosen = pick_window(programme.spec, utcnow(), window)
+    inventory = live_inventory(programme)
+    history = archive_history(programme.template.evidence.dir) if Path(programme.template.evidence.dir).is_dir() else []
+    return window_plan(programme, inventory, history, chosen)
+
+
+@task(name="publish-window-plan", cache_policy=NO_CACHE)
+def publish_window_plan(wp: WindowPlan) -> str:
+    markdown = window_markdown(wp)
+    create_markdown_artifact(markdown, key=f"programme-window-plan-{wp.programme}",
+                             description=f"Window #{wp.index} of {wp.quarter}: the drills, as the approver sees them")
+    return markdown
+
+
+def _evidence_seen(run: EvidenceRun | None) -> EvidenceSeen:
+    if run is None:
+        return EvidenceSeen.NONE
+    if run.sealed:
+        return EvidenceSeen.SEALED
+    return EvidenceSeen.LIVE if owner_alive(read_owner(run)) else EvidenceSeen.ORPHANED
+
+
+def _verdict(run: EvidenceRun | None) -> DrillOutcome | None:
+    if run is None or not run.sealed:
+        return None
+    return Verdict.model_validate_json((run.path / VERDICT_FILE).read_text(encoding="utf-8")).outcome
+
+
+def _publish_results(wp: WindowPlan) -> None:
+    with _lock:
+        rows = results_rows(list(_results), wp.timezone, PREFECT_UI_URL.value())
+    create_table_artifact(rows, key=f"programme-window-{wp.programme}",
+                          description=f"Window #{wp.index}: each drill as it ended, with its evidence and its run")
+
+
+def _follow(client, child: FlowRun, drill: WindowDrill, archive: Path, created: datetime) -> ChildResult:
+    """Wait for one child to end, from what Prefect and the archive show; recover it if its process died."""
+    log = get_run_logger()
+    deadline_s, started = child_deadline_s(drill), time.monotonic()
+    while True:
+        state = client.read_flow_run(child.id).state_type.value
+        run = find_run_of(archive, str(child.id), created)
+        fate = child_fate(state, _evidence_seen(run), time.monotonic() - started, deadline_s)
+        if fate is not ChildFate.WAIT:
+            break
+        time.sleep(CHILD_POLL_S)
+    note = ""
+    if fate is ChildFate.OVERDUE:
+        log.warning("drill %s of %s is past its %.0f s deadline: cancelling it", child.name, drill.vm, deadline_s)
+        client.set_flow_run_state(child.id, Cancelling(message=f"past its {deadline_s:.0f} s deadline"), force=True)
+        grace_end = time.monotonic() + CANCEL_GRACE_S
+        while time.monotonic() < grace_end and client.read_flow_run(child.id).state_type.value not in TERMINAL_STATES:
+            time.sleep(CHILD_POLL_S)
+        note = f"cancelled past its {deadline_s:.0f} s deadline"
+        run = find_run_of(archive, str(child.id), created)
+    recovered = False
+    if run is not None and _evidence_seen(run) is EvidenceSeen.ORPHANED:
+        log.warning("drill %s of %s: its process is gone with the drill unfinished; recovering run %s",
+                    child.name, drill.vm, run.run_id)
+        recover_run(run)  # rolls back what it left pending and seals it, before the cluster's next drill
+        recovered = True
+        note = (note + "; " if note else "") + "its process died mid-drill: recovered (rolled back and sealed)"
+    if fate is ChildFate.LOST:
+        client.set_flow_run_state(child.id, Crashed(message="its process died mid-drill; the programme window "
+                                                            "recovered its drill"), force=True)
+    final = client.read_flow_run(child.id).state_type.value
+    return ChildResult(cluster=drill.cluster, vm=drill.vm, attempt=drill.attempt, flow_run_id=str(child.id),
+                       flow_run_name=child.name, state=final, fate=fate,
+                       outcome=child_outcome(fate, _verdict(run), recovered),
+                       evidence_run=run.run_id if run is not None else None, started_at=created, ended_at=utcnow(),
+                       note=note)
+
+
+@task(name="drill-cluster", cache_policy=NO_CACHE)
+def drill_cluster(wp: WindowPlan, cluster: str, deployment: str) -> list[ChildResult]:
+    """The cluster's drills one after another, each a run of `deployment` on whichever worker takes it; one
+    drill's failure does not stop the next."""
+    results = []
+    with get_client(sync_client=True) as client:
+        for drill in wp.by_cluster()[cluster]:
+            created = utcnow()
+            child = run_deployment(
+                deployment, timeout=0, flow_run_name=f"{drill.spec.name}-w{wp.index}-a{drill.attempt}",
+                parameters={"spec": drill.spec.model_dump(mode="json", by_alias=True), "cluster_lock": True},
+                tags=["livedrill", f"programme:{wp.programme}", f"cluster:{cluster}", f"window:{wp.index}"])
+            with _lock:
+                _in_flight.add(child.id)
+            try:
+                result = _follow(client, child, drill, Path(drill.spec.evidence.dir), created)
+            finally:
+                with _lock:
+                    _in_flight.discard(child.id)
+            with _lock:
+                _results.append(result)
+            results.append(result)
+            _publish_results(wp)
+    return results
+
+
+@contextmanager
+def children_cancelled_on_interrupt() -> Iterator[None]:
+    """A window interrupted (cancelled from the UI, SIGTERM) cancels its running drills, each of which then rolls
+    back and seals; then the interruption goes on."""
+    try:
+        yield
+    except BaseException:
+        with _lock:
+            running = list(_in_flight)
+        with get_client(sync_client=True) as client:
+            for child_id in running:
+                client.set_flow_run_state(child_id, Cancelling(message="its programme window was cancelled"), force=True)
+            # The window ends after its drills did (rolled back, sealed), or after the grace.
+            grace_end = time.monotonic() + CANCEL_GRACE_S
+            while running and time.monotonic() < grace_end:
+                running = [c for c in running if client.read_flow_run(c).state_type.value not in TERMINAL_STATES]
+                time.sleep(CHILD_POLL_S if running else 0)
+        raise
+
+
+@task(name="close-window", cache_policy=NO_CACHE)
+def close_window(programme_file: str, wp: WindowPlan, results: list[ChildResult], approval: str | None) -> WindowReport:
+    """The quarter's coverage after the window and the plan of what is left, from the archive (not from the results)."""
+    programme = load_programme(programme_file)
+    archive = Path(programme.template.evidence.dir)
+    history = archive_history(archive) if archive.is_dir() else []
+    now = utcnow()
+    records = [r for _, r in read_records(archive, programme.spec.quarter)] if archive.is_dir() else []
+    cov = coverage(programme, wp.inventory, history, now, records=records)
+    replan = make_plan(programme, wp.inventory, history, now)
+    to_drill = sum(len(d.vms) for w in replan.windows for d in w.drills) + len(replan.unplaced)
+    report = WindowReport(programme=wp.programme, quarter=wp.quarter, index=wp.index, start=wp.start, end=wp.end,
+                          approval=approval, results=results, coverage=cov.figures(), still_to_drill=to_drill,
+                          cannot_fit=len(replan.unplaced))
+    figures = cov.figures()
+    rows = [{"cluster": r.cluster, "vm": str(r.vm), "status": r.status.value, "drills": str(r.drills),
+             "failures": str(r.failures), "evidence": r.last_run or "-"} for r in cov.rows]
+    rows += [{"cluster": e.cluster, "vm": str(e.vm), "status": f"exception: {e.kind}", "drills": "0", "failures": "0",
+              "evidence": e.reason} for e in cov.exceptions]
+    create_table_artifact(rows, key=f"programme-coverage-{wp.programme}", description=(
+        f"{wp.quarter} after window #{wp.index}: {figures.passed} of {figures.to_drill} core VM(s) passed, "
+        f"{figures.failed} failed awaiting retest, {figures.open_deficiencies} open deficiency(ies), "
+        f"{figures.not_drilled} not drilled, {figures.exceptions} exception(s); still to drill {to_drill} "
+        f"({len(replan.unplaced)} fit no window left)"))
+    return report
+
