@@ -19,7 +19,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
 from prefect.settings import PREFECT_UI_URL
-from prefect.states import Cancelling, Crashed
+from prefect.states import Cancelled, Cancelling, Crashed
 
 from livedrill.deploy.runlink import find_run_of
 from livedrill.evidence.archive import EvidenceRun
@@ -32,16 +32,16 @@ from livedrill.programme.records import read_records
 from livedrill.programme.spec import load_programme
 from livedrill.programme.window import (
     ChildFate, ChildResult, EvidenceSeen, TERMINAL_STATES, WindowDrill, WindowPlan, WindowReport,
-    child_deadline_s, child_fate, child_outcome, pick_window, results_rows, window_markdown, window_plan)
+    child_deadlines, child_fate, child_outcome, pick_window, results_rows, window_markdown, window_plan)
 from livedrill.stages.finish import VERDICT_FILE
 from livedrill.stages.recovery import owner_alive, read_owner, recover_run
 
 # The drill deployment a window's children are runs of (`livedrill programme deploy` registers it).
 DRILL_DEPLOYMENT = "livedrill-drill/programme-drill"
 # How often the parent reads a child's state and evidence: a few API calls and a directory listing each time.
-CHILD_POLL_S = 2.0
-# After a cancel, how long the parent waits for the child's own rollback and seal before recovering it itself.
-CANCEL_GRACE_S = 120.0
+CHILD_POLL_S = 1.0
+# A window cancelled waits this long for its cancelled drills' own rollback and seal before it ends.
+CANCEL_GRACE_S = 300.0
 
 _in_flight: set[UUID] = set()  # child drills this process started and has not seen end (for cancel)
 _results: list[ChildResult] = []  # the window's results so far, for the table artifact
@@ -87,25 +87,31 @@ def _publish_results(wp: WindowPlan) -> None:
                           description=f"Window #{wp.index}: each drill as it ended, with its evidence and its run")
 
 
-def _follow(client, child: FlowRun, drill: WindowDrill, archive: Path, created: datetime) -> ChildResult:
+def _follow(client, child: FlowRun, drill: WindowDrill, archive: Path, created: datetime, start_s: float) -> ChildResult:
     """Wait for one child to end, from what Prefect and the archive show; recover it if its process died."""
     log = get_run_logger()
-    deadline_s, started = child_deadline_s(drill), time.monotonic()
+    deadlines, started = child_deadlines(drill, start_s), time.monotonic()
     while True:
         state = client.read_flow_run(child.id).state_type.value
         run = find_run_of(archive, str(child.id), created)
-        fate = child_fate(state, _evidence_seen(run), time.monotonic() - started, deadline_s)
+        seen = _evidence_seen(run)
+        fate = child_fate(state, seen, time.monotonic() - started, deadlines)
         if fate is not ChildFate.WAIT:
             break
         time.sleep(CHILD_POLL_S)
     note = ""
     if fate is ChildFate.OVERDUE:
-        log.warning("drill %s of %s is past its %.0f s deadline: cancelling it", child.name, drill.vm, deadline_s)
-        client.set_flow_run_state(child.id, Cancelling(message=f"past its {deadline_s:.0f} s deadline"), force=True)
-        grace_end = time.monotonic() + CANCEL_GRACE_S
+        late = (f"not started within {deadlines.start_s:.0f} s" if seen is EvidenceSeen.NONE
+                else f"not ended within {deadlines.end_s:.0f} s")
+        log.warning("drill %s of %s %s: cancelling it", child.name, drill.vm, late)
+        client.set_flow_run_state(child.id, Cancelling(message=late), force=True)
+        grace_end = time.monotonic() + deadlines.cancel_grace_s
         while time.monotonic() < grace_end and client.read_flow_run(child.id).state_type.value not in TERMINAL_STATES:
             time.sleep(CHILD_POLL_S)
-        note = f"cancelled past its {deadline_s:.0f} s deadline"
+        if client.read_flow_run(child.id).state_type.value not in TERMINAL_STATES:
+            # Nothing acted on the cancel (its worker is gone): it must not start later, outside the plan.
+            client.set_flow_run_state(child.id, Cancelled(message=f"{late}; no worker answered the cancel"), force=True)
+        note = f"{late}: cancelled"
         run = find_run_of(archive, str(child.id), created)
     recovered = False
     if run is not None and _evidence_seen(run) is EvidenceSeen.ORPHANED:
@@ -140,7 +146,7 @@ def drill_cluster(wp: WindowPlan, cluster: str, deployment: str) -> list[ChildRe
             with _lock:
                 _in_flight.add(child.id)
             try:
-                result = _follow(client, child, drill, Path(drill.spec.evidence.dir), created)
+                result = _follow(client, child, drill, Path(drill.spec.evidence.dir), created, wp.start_s)
             finally:
                 with _lock:
                     _in_flight.discard(child.id)

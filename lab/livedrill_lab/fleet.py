@@ -76,7 +76,7 @@ def fleet_programme(kubeconfig: Path, now: datetime) -> dict[str, Any]:
                       "platform": {"kind": "kubevirt", "kubeconfig": str(kubeconfig), "context": member,
                                    "request_timeout_s": 5}} for member in MEMBERS],
         "windows": {"timezone": WINDOW_ZONE, "slots": slots},
-        "drill": {"spec": str(DRILL_TEMPLATE), "setup_s": 60},
+        "drill": {"spec": str(DRILL_TEMPLATE), "setup_s": 60, "start_s": 60},
         "retest": {"cool_off_days": 0, "max_attempts": 3},
         "approval": {"required": False},
         "sign_off": {"roles": ["change-manager", "head-of-infrastructure"]},

@@ -24,6 +24,7 @@ WORKER_READY_TIMEOUT_S = 90.0
 # A worker ends its polling loop within seconds of SIGTERM (its flow runs are subprocesses of their own).
 WORKER_STOP_TIMEOUT_S = 20.0
 POLL_S = 0.5
+WORKER_QUERY_S = 1
 HTTP_TIMEOUT_S = 10.0
 
 
@@ -47,11 +48,14 @@ def _registered(api_url: str, pool: str) -> set[str]:
 
 
 def start_workers(api_url: str, pool: str, count: int, log_dir: Path, env: dict[str, str] | None = None) -> list[Worker]:
-    """`count` workers on `pool`, each in its own session; returns once the server lists every one of them."""
+    """`count` workers on `pool`, each in its own session, with `env` (default: this process's environment); returns
+    once the server lists every one of them."""
     log_dir.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%S")
     workers = []
-    child_env = {**os.environ, **(env or {}), "PREFECT_API_URL": api_url, "PYTHONUNBUFFERED": "1"}
+    child_env = {**(os.environ if env is None else env), "PREFECT_API_URL": api_url, "PYTHONUNBUFFERED": "1"}
+    # A worker asks the server for runs every 10 s by default, which a window pays for each of its drills in turn.
+    child_env.setdefault("PREFECT_WORKER_QUERY_SECONDS", str(WORKER_QUERY_S))
     for i in range(1, count + 1):
         name = f"{pool}-{os.getpid()}-{i}"
         log = log_dir / f"{stamp}-worker-{i}.log"

@@ -118,6 +118,10 @@ class DrillTemplate(SpecModel):
                                    "to this file. Its mode must be targeted: coverage is per VM")
     setup_s: float = Field(
         300.0, ge=0, description="Per drill, beyond the migration's own budget: pre-flight, post-checks and sealing")
+    start_s: float = Field(
+        120.0, gt=0, description="How long one drill may take to start once its window asks for it: a worker takes "
+                                 "it and its process opens its evidence (beyond any wait for the cluster's slot); "
+                                 "a drill not started by then is cancelled and its VM stays to drill")
 
 
 class RetestPolicy(SpecModel):

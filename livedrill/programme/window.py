@@ -78,6 +78,7 @@ class WindowPlan(Record):
     quarter: str
     timezone: str
     approval: ApprovalPolicy  # the programme's, for the whole window
+    start_s: float  # the programme's drill.start_s
     index: int
     start: AwareDatetime
     end: AwareDatetime
@@ -107,14 +108,25 @@ def window_plan(programme: Programme, inventory: Inventory, history: list[DrillR
                                       budget_s=setup_s + vm.budget_s,
                                       spec=drill_spec_for(programme, scopes[planned.cluster], target)))
     return WindowPlan(programme=programme.spec.name, quarter=programme.spec.quarter,
-                      timezone=programme.spec.windows.timezone, approval=programme.spec.approval, index=window.index, start=window.start, end=window.end,
+                      timezone=programme.spec.windows.timezone, approval=programme.spec.approval,
+                      start_s=programme.spec.drill.start_s, index=window.index, start=window.start, end=window.end,
                       drills=drills, plan=plan, inventory=inventory)
 
 
-def child_deadline_s(drill: WindowDrill) -> float:
-    """How long the parent waits for one child drill: its budget, plus the time the cluster's slot may still be
-    held by a drill killed outright before it (its lease and the server's sweep)."""
-    return drill.budget_s + drill.spec.concurrency.lease_s + LEASE_SWEEP_S
+class ChildDeadlines(Record):
+    """How long the parent waits for one child drill, from when it asked for it."""
+
+    start_s: float  # until its evidence opens: a worker takes it, and the cluster's slot comes free
+    end_s: float  # until it ends
+    cancel_grace_s: float  # after a cancel, for its own rollback and seal
+
+
+def child_deadlines(drill: WindowDrill, start_s: float) -> ChildDeadlines:
+    """Pure: the slot may still be held by a drill killed outright before this one, for its lease and the
+    server's sweep; a cancelled drill rolls back within its abort budget, and then seals."""
+    slot_s = drill.spec.concurrency.lease_s + LEASE_SWEEP_S
+    grace_s = 2 * drill.spec.budgets.abort_timeout_s + start_s
+    return ChildDeadlines(start_s=start_s + slot_s, end_s=start_s + slot_s + drill.budget_s, cancel_grace_s=grace_s)
 
 
 class EvidenceSeen(str, enum.Enum):
@@ -130,16 +142,16 @@ class ChildFate(str, enum.Enum):
     WAIT = "wait"
     FINISHED = "finished"  # Prefect shows it ended; an orphaned run of it is still recovered
     LOST = "lost"  # its process died mid-drill while Prefect still shows it running: recover it, mark it crashed
-    OVERDUE = "overdue"  # past its deadline: cancel it (its rollback runs), then recover what it left
+    OVERDUE = "overdue"  # not started, or not ended, in time: cancel it (its rollback runs), recover what it left
 
 
-def child_fate(state_type: str, evidence: EvidenceSeen, waited_s: float, deadline_s: float) -> ChildFate:
+def child_fate(state_type: str, evidence: EvidenceSeen, waited_s: float, deadlines: ChildDeadlines) -> ChildFate:
     """Pure: what the parent does about a child drill it has waited on for `waited_s`."""
     if state_type in TERMINAL_STATES:
         return ChildFate.FINISHED
     if evidence is EvidenceSeen.ORPHANED:
         return ChildFate.LOST
-    if waited_s > deadline_s:
+    if waited_s > deadlines.end_s or (evidence is EvidenceSeen.NONE and waited_s > deadlines.start_s):
         return ChildFate.OVERDUE
     return ChildFate.WAIT
 
