@@ -106,6 +106,11 @@ def _raise_on_sigterm(signum, frame):  # noqa: ARG001 - signal handler signature
     raise Terminated(f"signal {signum}")
 
 
+def interrupt_on_sigterm() -> None:
+    """From now on SIGTERM unwinds like Ctrl-C (cancel, roll back, seal), then exits 143."""
+    signal.signal(signal.SIGTERM, _raise_on_sigterm)
+
+
 class _ExitWithoutTeardown:
     """Registered first, so it runs after every other exit handler (Prefect's flushes, the local API's stop).
 
@@ -168,7 +173,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     loaded = _load(args.file)
     if loaded is None:
         return ExitCode.BAD_INPUT
-    signal.signal(signal.SIGTERM, _raise_on_sigterm)
+    interrupt_on_sigterm()
     verdict = run_drill(*loaded, api=api)
     print_verdict(verdict)
     if args.leave is not None:

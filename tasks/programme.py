@@ -43,8 +43,10 @@ CHILD_POLL_S = 1.0
 # A window cancelled waits this long for its cancelled drills' own rollback and seal before it ends.
 CANCEL_GRACE_S = 300.0
 
-_in_flight: set[UUID] = set()  # child drills this process started and has not seen end (for cancel)
+# One window runs per process (a deployed run, or `livedrill programme run`); its clusters' threads share these.
+_in_flight: set[UUID] = set()  # child drills started and not yet seen to end (for cancel)
 _results: list[ChildResult] = []  # the window's results so far, for the table artifact
+_stopping = threading.Event()  # the window was interrupted: start no further drill
 _lock = threading.Lock()
 
 
@@ -138,6 +140,8 @@ def drill_cluster(wp: WindowPlan, cluster: str, deployment: str) -> list[ChildRe
     results = []
     with get_client(sync_client=True) as client:
         for drill in wp.by_cluster()[cluster]:
+            if _stopping.is_set():
+                break
             created = utcnow()
             child = run_deployment(
                 deployment, timeout=0, flow_run_name=f"{drill.spec.name}-w{wp.index}-a{drill.attempt}",
@@ -145,6 +149,9 @@ def drill_cluster(wp: WindowPlan, cluster: str, deployment: str) -> list[ChildRe
                 tags=["livedrill", f"programme:{wp.programme}", f"cluster:{cluster}", f"window:{wp.index}"])
             with _lock:
                 _in_flight.add(child.id)
+                stopping = _stopping.is_set()
+            if stopping:  # interrupted while this one was being created: the interrupt did not see it
+                client.set_flow_run_state(child.id, Cancelling(message="its programme window was cancelled"), force=True)
             try:
                 result = _follow(client, child, drill, Path(drill.spec.evidence.dir), created, wp.start_s)
             finally:
@@ -159,12 +166,16 @@ def drill_cluster(wp: WindowPlan, cluster: str, deployment: str) -> list[ChildRe
 
 @contextmanager
 def children_cancelled_on_interrupt() -> Iterator[None]:
-    """A window interrupted (cancelled from the UI, SIGTERM) cancels its running drills, each of which then rolls
-    back and seals; then the interruption goes on."""
+    """A window interrupted (cancelled from the UI, SIGTERM) starts no further drill and cancels its running ones,
+    each of which then rolls back and seals; then the interruption goes on."""
+    _stopping.clear()
+    with _lock:
+        _results.clear()
     try:
         yield
     except BaseException:
         with _lock:
+            _stopping.set()
             running = list(_in_flight)
         with get_client(sync_client=True) as client:
             for child_id in running:

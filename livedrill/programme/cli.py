@@ -384,6 +384,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from livedrill.programme.window import ChildOutcome, format_window_report
 
     log_dir = WORKER_LOG_DIR / pool
+    from livedrill.cli import interrupt_on_sigterm
+
+    interrupt_on_sigterm()  # a window stopped by SIGTERM cancels its drills, which roll back and seal
     try:
         with running_workers(url, pool, args.workers, log_dir):
             report = programme_window(str(Path(args.file).resolve()), args.window)

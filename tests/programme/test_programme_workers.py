@@ -76,7 +76,8 @@ def setup(tmp_path_factory):
             env = quiet_env(root / "prefect-home", PREFECT_API_URL=server.url)
             workers = start_workers(server.url, POOL, 2, root / "workers", env=env)
             yield {"root": root, "members": members, "env": env, "workers": workers, "quarter": programme["quarter"],
-                   "kubeconfig": root / "fleet" / "kubeconfig"}
+                   "kubeconfig": root / "fleet" / "kubeconfig", "server": server, "programme": programme,
+                   "template": template}
     finally:
         stop_workers(workers)
         if server is not None:
@@ -169,6 +170,20 @@ def test_a_quarter_on_two_clusters_with_a_failure_a_killed_worker_and_retests(se
     assert any(a0 < b1 and b0 < a1 for a0, a1 in by_cluster["fleet-a"] for b0, b1 in by_cluster["fleet-b"]), \
         "the clusters' drills never ran at the same time"
 
+    # In Prefect: the window's plan, its table of drills with a link to each run, the coverage after it; the window
+    # deployment scheduled at the start of the window still to come.
+    with setup["server"].client() as api:
+        artifacts = {a["key"]: a for a in api.post("/artifacts/latest/filter", json={}).json() if a.get("key")}
+        table = artifacts["programme-window-lab-fleet"]["data"]
+        table = json.loads(table) if isinstance(table, str) else table
+        assert len(table) == 24 and all("/runs/flow-run/" in row["run"] for row in table)
+        assert "| fleet-b | 3 | banking/core-03 | never_passed | 1 |" in artifacts["programme-window-plan-lab-fleet"]["data"]
+        assert f"{24 - 1 - len(unfinished)} of 24 core VM(s) passed" in artifacts["programme-coverage-lab-fleet"]["description"]
+        window_deployment = api.get("/deployments/name/livedrill-programme-window/lab-fleet").json()
+        (schedule,) = window_deployment["schedules"]
+        second = setup["programme"]["windows"]["slots"][1]["start"].replace("-", "").replace(":", "")
+        assert schedule["schedule"]["rrule"].endswith(f"RDATE:{second}00")  # window 1 began already: not scheduled
+
     # The failure's deficiency, sealed; the fault remediated; window 2 retests exactly what did not pass.
     recorded = _run(setup, "programme", "deficiency", str(root / "programme.yaml"), "--archive", str(evidence),
                     "--run", outcomes[FAULTY]["evidence_run"], "--vm", f"banking/{FAULTY[1]}",
@@ -212,3 +227,44 @@ def test_a_quarter_on_two_clusters_with_a_failure_a_killed_worker_and_retests(se
     verified = _run(setup, "evidence", "verify", "--archive", str(top / "archive"), "--quarter", setup["quarter"],
                     "--trusted-key", str(root / "key.pub"))
     assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+def test_a_window_approved_then_stopped_cancels_its_drills_which_roll_back_and_seal(setup):
+    """A window that needs approval pauses on its plan; approved, it starts; SIGTERM of the window (what a cancel
+    from the UI sends a deployed one) cancels the drills in flight, each rolled back and sealed before it exits."""
+    root = setup["root"]
+    template = {**setup["template"], "evidence": {"dir": str(root / "evidence-cancel"), "signing_key": str(root / "key.pem")}}
+    (root / "drill-cancel.yaml").write_text(yaml.safe_dump(template, sort_keys=False))
+    programme = {**setup["programme"], "name": "lab-fleet-cancel", "approval": {"required": True, "poll_interval_s": 1},
+                 "drill": {**setup["programme"]["drill"], "spec": str(root / "drill-cancel.yaml")}}
+    (root / "cancel.yaml").write_text(yaml.safe_dump(programme, sort_keys=False))
+
+    window = _livedrill(setup, "programme", "run", str(root / "cancel.yaml"), "--window", "2", "--pool", POOL)
+    with setup["server"].client() as api:
+        deadline = time.monotonic() + KILL_TIMEOUT_S
+        while not (paused := api.post("/flow_runs/filter", json={"flow_runs": {"state": {"type": {"any_": ["PAUSED"]}}},
+                                                                  "flows": {"name": {"any_": ["livedrill-programme-window"]}}}).json()):
+            assert window.poll() is None, window.communicate()
+            assert time.monotonic() < deadline, "the window never paused for its approval"
+            time.sleep(0.5)
+        assert not (root / "evidence-cancel").exists()  # nothing moves before the approval
+        answer = api.post(f"/flow_runs/{paused[0]['id']}/resume", json={"run_input": {
+            "decision": "approve", "approver": "change-manager", "change_ticket": "CHG-2026-1204", "comment": ""}})
+        assert answer.status_code in (200, 201) and answer.json()["status"] == "ACCEPT", answer.text
+    while (run := _drill_in_progress(root / "evidence-cancel", "fleet-a", "core-01")) is None:
+        assert window.poll() is None, window.communicate()
+        assert time.monotonic() < deadline, "no drill started migrating after the approval"
+        time.sleep(0.2)
+    window.send_signal(signal.SIGTERM)
+    out, err = window.communicate(timeout=WINDOW_TIMEOUT_S)
+    assert window.returncode == 143, err
+
+    runs = [r for r in (root / "evidence-cancel").iterdir() if (r / "spec.yaml").exists()]
+    assert runs and all((r / "MANIFEST.json").exists() for r in runs), "a cancelled drill was left unsealed"
+    assert len(runs) <= 2, "the window started drills after it was stopped"  # at most one in flight per cluster
+    for r in runs:  # every drill the window had started ended and ran each undo it had registered (if any)
+        undos = json.loads((r / "compensations.json").read_text()) if (r / "compensations.json").exists() else []
+        assert all(c["state"] != "pending" for c in undos)
+    # The drill stopped mid-migration failed (an ERROR is a drill stopped before anything moved).
+    verdict = json.loads((run / "verdict.json").read_text())
+    assert verdict["outcome"] == "FAILED" and "interrupted" in " ".join(verdict["reasons"]), verdict
