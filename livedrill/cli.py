@@ -480,14 +480,13 @@ def cmd_evidence_export(args: argparse.Namespace) -> int:
                 for problem in download_sealed(store, archive):
                     print(f"export: store: [{problem.code}] {problem.file}: {problem.message}", file=sys.stderr)
             attachments = []
-            if args.programme:  # the programme's coverage of the quarter, from the very archive exported
-                from livedrill.programme.bundle import coverage_attachment
-                from livedrill.programme.cli import coverage_for_export
+            if args.programme:  # the programme's coverage and test record of the quarter, from the very archive exported
+                from livedrill.programme.cli import attachments_for_export
 
-                cov = coverage_for_export(args.programme, args.inventory, args.discover, archive, args.quarter)
-                if isinstance(cov, int):
-                    return cov
-                attachments.append(coverage_attachment(cov))
+                found = attachments_for_export(args.programme, args.inventory, args.discover, archive, args.quarter)
+                if isinstance(found, int):
+                    return found
+                attachments += found
             result = export_quarter(archive, args.quarter, Path(args.out), signer=signer, trusted_keys=trusted,
                                     timestamps=_timestamp_policy(args), attachments=attachments)
     except (ExportInputError, SigningKeyError, ValueError) as exc:  # ValueError: not a quarter, unreadable trusted key

@@ -115,13 +115,18 @@ def _follow(client, child: FlowRun, drill: WindowDrill, archive: Path, created: 
             client.set_flow_run_state(child.id, Cancelled(message=f"{late}; no worker answered the cancel"), force=True)
         note = f"{late}: cancelled"
         run = find_run_of(archive, str(child.id), created)
-    recovered = False
+    recovered, unsafe = False, False
     if run is not None and _evidence_seen(run) is EvidenceSeen.ORPHANED:
         log.warning("drill %s of %s: its process is gone with the drill unfinished; recovering run %s",
                     child.name, drill.vm, run.run_id)
-        recover_run(run)  # rolls back what it left pending and seals it, before the cluster's next drill
-        recovered = True
-        note = (note + "; " if note else "") + "its process died mid-drill: recovered (rolled back and sealed)"
+        try:
+            recover_run(run)  # rolls back what it left pending and seals it, before the cluster's next drill
+            recovered = True
+            note = (note + "; " if note else "") + "its process died mid-drill: recovered (rolled back and sealed)"
+        except Exception as exc:  # noqa: BLE001 - reported; nothing more touches this cluster in the window
+            unsafe = True
+            note = (note + "; " if note else "") + (f"its process died mid-drill and recovery failed ({exc}): run "
+                                                    f"`livedrill recover {run.run_id}`; no further drill on {drill.cluster}")
     if fate is ChildFate.LOST:
         client.set_flow_run_state(child.id, Crashed(message="its process died mid-drill; the programme window "
                                                             "recovered its drill"), force=True)
@@ -130,7 +135,7 @@ def _follow(client, child: FlowRun, drill: WindowDrill, archive: Path, created: 
                        flow_run_name=child.name, state=final, fate=fate,
                        outcome=child_outcome(fate, _verdict(run), recovered),
                        evidence_run=run.run_id if run is not None else None, started_at=created, ended_at=utcnow(),
-                       note=note)
+                       note=note, cluster_unsafe=unsafe)
 
 
 @task(name="drill-cluster", cache_policy=NO_CACHE)
@@ -161,6 +166,8 @@ def drill_cluster(wp: WindowPlan, cluster: str, deployment: str) -> list[ChildRe
                 _results.append(result)
             results.append(result)
             _publish_results(wp)
+            if result.cluster_unsafe:
+                break
     return results
 
 

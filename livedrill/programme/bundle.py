@@ -13,6 +13,7 @@ from html import escape
 from livedrill.evidence.export_formats import OSCAL_PROPS_NS, REVIEWED_CONTROL, oscal_uuid
 from livedrill.evidence.export_report import ReportAttachment
 from livedrill.programme.coverage import Coverage, CoverageRow, VMCoverage
+from livedrill.programme.dora_record import TEST_RECORD_FILE, QuarterTestRecord, quarter_record_html
 
 COVERAGE_FILE = "coverage.json"
 STATUS_TEXT = {
@@ -96,3 +97,8 @@ def _oscal_result(cov: Coverage) -> dict:
         "reviewed-controls": {"control-selections": [{"include-controls": [{"control-id": REVIEWED_CONTROL}]}]},
         **({"findings": findings} if findings else {}),
     }
+
+
+def test_record_attachment(record: QuarterTestRecord) -> ReportAttachment:
+    """The quarter's test record (DORA's fields) as `test-record.json` and its section of the report."""
+    return ReportAttachment(file=TEST_RECORD_FILE, data=record.model_dump(mode="json"), html=quarter_record_html(record))

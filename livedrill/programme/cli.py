@@ -14,6 +14,7 @@ from livedrill.errors import InputError, PlatformError
 from livedrill.evidence.keys import Signer, SigningKeyError, load_signer
 from livedrill.outcomes import ExitCode, utcnow
 from livedrill.programme.coverage import Coverage, coverage, format_coverage
+from livedrill.programme.dora_record import QuarterTestRecord, format_test_record, quarter_test_record
 from livedrill.programme.drills import undrillable
 from livedrill.programme.inventory import Inventory, ScopedSources, gather, load_inventory
 from livedrill.programme.plan import DrillRecord, History, make_plan
@@ -68,6 +69,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     _input_arguments(x, "the coverage as of this ISO date-time with offset (default: now)", "print the coverage as JSON")
     x.set_defaults(func=cmd_status)
 
+    x = psub.add_parser("report", help="the quarter's test record (DORA's fields: each test's id, dates, duration, "
+                                       "scenario, method, expected and actual, deficiencies, participants, sign-off)")
+    _input_arguments(x, "the record as of this ISO date-time with offset (default: now)", "print the record as JSON")
+    x.set_defaults(func=cmd_report)
     x = psub.add_parser("deploy", help="register the programme's deployments on a process work pool, the window "
                                        "flow scheduled at each window's start, for `prefect worker` processes to run")
     _runner_arguments(x)
@@ -211,17 +216,45 @@ def _coverage(args: argparse.Namespace) -> tuple[Programme, Coverage] | int:
     return programme, coverage(*inputs, records=[r for _, r in records])
 
 
-def coverage_for_export(file: str, inventory: str | None, discover: bool, archive: Path, quarter: str) -> Coverage | int:
-    """The programme's coverage of `quarter` from the archive being exported, or an exit code (said on stderr)."""
+def _test_record(programme: Programme, cov: Coverage, archive: Path) -> QuarterTestRecord:
+    from livedrill.evidence.archive import Archive
+    from livedrill.evidence.export_summary import summarize_run
+    from livedrill.evidence.records import is_record_run
+
+    summaries = [summarize_run(run.path) for run in Archive(archive).runs() if run.sealed and not is_record_run(run.path)]
+    records = [r for _, r in read_records(archive, programme.spec.quarter)]
+    return quarter_test_record(programme, summaries, cov, records)
+
+
+def attachments_for_export(file: str, inventory: str | None, discover: bool, archive: Path, quarter: str) -> list | int:
+    """The programme's coverage of `quarter` and its test record, from the archive being exported, as the bundle's
+    attachments; or an exit code (said on stderr)."""
+    from livedrill.programme.bundle import coverage_attachment, test_record_attachment
+
     args = argparse.Namespace(programme_command="coverage", file=file, inventory=inventory, discover=discover, history=None,
                               archive=str(archive), at=None)
     found = _coverage(args)
     if isinstance(found, int):
         return found
-    if found[1].quarter != quarter:
-        print(f"export: --programme {file} covers {found[1].quarter}, not {quarter}", file=sys.stderr)
+    programme, cov = found
+    if cov.quarter != quarter:
+        print(f"export: --programme {file} covers {cov.quarter}, not {quarter}", file=sys.stderr)
         return ExitCode.BAD_INPUT
-    return found[1]
+    return [coverage_attachment(cov), test_record_attachment(_test_record(programme, cov, archive))]
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """0: the record was printed and the quarter is covered; 1: printed, not covered; 2: bad input or unreachable."""
+    if not args.archive:
+        print("programme report: give --archive DIR (the record is read from the sealed evidence)", file=sys.stderr)
+        return ExitCode.BAD_INPUT
+    found = _coverage(args)
+    if isinstance(found, int):
+        return found
+    programme, cov = found
+    record = _test_record(programme, cov, Path(args.archive))
+    print(record.model_dump_json(indent=2) if args.json else format_test_record(record))
+    return ExitCode.OK if cov.complete else ExitCode.FAILED
 
 
 def cmd_status(args: argparse.Namespace) -> int:

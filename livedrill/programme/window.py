@@ -189,6 +189,7 @@ class ChildResult(Record):
     started_at: AwareDatetime
     ended_at: AwareDatetime
     note: str = ""
+    cluster_unsafe: bool = False  # its drill could not be recovered: the window drills nothing more on the cluster
 
 
 class WindowReport(Record):

@@ -86,6 +86,14 @@ def test_the_bundle_carries_the_quarters_coverage_and_says_it_is_below_policy(ex
     assert "SR-IOV passthrough NIC" in report
     assert any(line.endswith("  coverage.json") for line in files["SHA256SUMS"].decode().splitlines())
 
+    record = json.loads(files["test-record.json"])  # the quarter's test record: one test, tied to its evidence
+    (test,) = record["tests"]
+    assert (test["test_id"], test["vm"]["name"], test["outcome"]) == (run_id, "banking-core-vm", "passed")
+    assert "live migration of core VM banking/banking-core-vm on lab" in test["scenario"]
+    assert "VirtualMachineInstanceMigration" in test["method"] and "ms" in test["expected"]
+    assert record["coverage"]["to_drill"] == 2 and record["exceptions"][0].startswith("lab banking/legacy: excluded")
+    assert f'href="archive/{run_id}/"' in report[report.index('id="test-record"'):]
+
     from trestle.oscal.assessment_results import Model  # the OSCAL document, coverage result included, is valid OSCAL
 
     oscal = json.loads(files["oscal/assessment-results.json"])

@@ -210,6 +210,17 @@ def test_a_quarter_on_two_clusters_with_a_failure_a_killed_worker_and_retests(se
     assert sorted((e["cluster"], e["vm"]["name"], e["kind"]) for e in cov["exceptions"]) == [
         ("fleet-a", "core-legacy", "not_migratable"), ("fleet-b", "core-legacy", "not_migratable")]
 
+    # The regulator's test record: the faulty VM's failed test with its deficiency, closed by its retest.
+    report = _run(setup, "programme", "report", str(root / "programme.yaml"), "--discover", "--archive", str(evidence),
+                  "--json")
+    assert report.returncode == 0, report.stdout + report.stderr
+    record = json.loads(report.stdout)
+    assert len(record["tests"]) == len(outcomes) - sum(r["outcome"] == "no_evidence" for r in outcomes.values()) + len(retests)
+    failed, retest = [t for t in record["tests"] if (t["cluster"], t["vm"]["name"]) == FAULTY]
+    assert failed["outcome"] == "failed" and failed["deficiency"]["owner"] == "platform-team"
+    assert failed["closed_by"] == retest["test_id"] and retest["retest_of"] == failed["test_id"]
+    assert "operator" in " ".join(failed["participants"]) and "deficiency recorded by change-manager" in record["participants"]
+
     # The auditor's bundle: every VM with its evidence link, verified offline with the pinned key.
     bundle = root / "bundle.tar.gz"
     exported = _run(setup, "evidence", "export", "--archive", str(evidence), "--quarter", setup["quarter"],
@@ -224,6 +235,7 @@ def test_a_quarter_on_two_clusters_with_a_failure_a_killed_worker_and_retests(se
     for row in coverage["rows"]:
         assert row["status"] == "passed" and (top / "archive" / row["last_run"] / "MANIFEST.json").exists()
     assert {e["vm"]["name"] for e in coverage["exceptions"]} == {"core-legacy"}
+    assert json.loads((top / "test-record.json").read_text())["tests"] == record["tests"]
     verified = _run(setup, "evidence", "verify", "--archive", str(top / "archive"), "--quarter", setup["quarter"],
                     "--trusted-key", str(root / "key.pub"))
     assert verified.returncode == 0, verified.stdout + verified.stderr
