@@ -26,10 +26,14 @@ def domain_xml(
     vcpupins = "\n".join(
         f"    <vcpupin vcpu='{i}' cpuset='{(host_cpus - 1 - i) % host_cpus}'/>" for i in range(config.guest_vcpus)
     )
+    # Under TCG the model is kvm64 (GenuineIntel), not QEMU's default qemu64 (AuthenticAMD family 15 model 107):
+    # for that one the guest kernel flags AMD erratum 400 and idles in amd_e400_idle, switching its local timer
+    # to broadcast in C1E, where a TCG guest on a loaded host was once seen to stop answering (its console's last
+    # words a stack trace in amd_e400_idle).
     cpu = (
         "<cpu mode='host-passthrough' check='none'/>"
         if virt_type == "kvm"
-        else "<cpu mode='custom' match='exact' check='none'><model fallback='forbid'>qemu64</model></cpu>"
+        else "<cpu mode='custom' match='exact' check='none'><model fallback='forbid'>kvm64</model></cpu>"
     )
     return f"""<domain type='{virt_type}'>
   <name>{config.domain_name}</name>
