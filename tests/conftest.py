@@ -57,14 +57,8 @@ SERIAL_MODULES = frozenset({
 })
 
 
-# Started first in the parallel part: the longest module (two windows of a programme and a stopped one, on real Prefect workers,
-# about 5 min) would otherwise start near the end and leave the other pytest-xdist process idle meanwhile.
-LONGEST_FIRST = ("tests/programme/test_programme_workers.py",)
-
-
 def pytest_collection_modifyitems(config, items):
     root = config.rootpath
     for item in items:
         if item.path.relative_to(root).as_posix() in SERIAL_MODULES:
             item.add_marker(pytest.mark.serial)
-    items.sort(key=lambda item: item.path.relative_to(root).as_posix() not in LONGEST_FIRST)  # stable: order kept

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from livedrill.errors import InputError, PlatformError
 from livedrill.evidence.keys import Signer, SigningKeyError, load_signer
+from livedrill.evidence.worm import StoreUnavailable
 from livedrill.outcomes import ExitCode, utcnow
 from livedrill.programme.coverage import Coverage, coverage, format_coverage
 from livedrill.programme.dora_record import QuarterTestRecord, format_test_record, quarter_test_record
@@ -272,6 +273,15 @@ def _signer(path: str | None) -> Signer:
     return load_signer(Path(path) if path else None)
 
 
+def _seal(archive: str, record: DeficiencyRecord | SignOffRecord, programme: Programme, key: str | None) -> str:
+    """Sealed like the drills of that archive: into the drill template's WORM store when --archive is the
+    template's evidence archive and it names one."""
+    evidence = programme.template.evidence
+    same = Path(archive).resolve() == Path(evidence.dir).resolve()
+    return seal_record(Path(archive), record, _signer(key), evidence.store if same else None,
+                       evidence.witness if same else None)
+
+
 def cmd_deficiency(args: argparse.Namespace) -> int:
     """0 recorded and sealed; 2 bad input (the run is not a sealed failed drill of that VM in the quarter, ...)."""
     programme = load_or_report(args.file)
@@ -285,7 +295,10 @@ def cmd_deficiency(args: argparse.Namespace) -> int:
         record = DeficiencyRecord(programme=spec.name, quarter=spec.quarter, cluster=drill.cluster, vm=vm,
                                   failed_run=args.run, root_cause=args.root_cause, owner=args.owner, due=due,
                                   recorded_by=args.recorded_by, recorded_at=utcnow())
-        run_id = seal_record(Path(args.archive), record, _signer(args.signing_key))
+        run_id = _seal(args.archive, record, programme, args.signing_key)
+    except StoreUnavailable as exc:
+        print(f"programme deficiency: recorded, not sealed yet: {exc}", file=sys.stderr)
+        return ExitCode.FAILED
     except (InputError, ValueError, ValidationError, SigningKeyError) as exc:
         print(f"programme deficiency: {exc}", file=sys.stderr)
         return ExitCode.BAD_INPUT
@@ -345,7 +358,10 @@ def cmd_sign_off(args: argparse.Namespace) -> int:
         record = SignOffRecord(programme=spec.name, quarter=spec.quarter, role=args.role, name=args.name,
                                decision=args.decision, statement=args.statement, coverage=cov.figures(),
                                recorded_at=utcnow())
-        run_id = seal_record(Path(args.archive), record, _signer(args.signing_key))
+        run_id = _seal(args.archive, record, programme, args.signing_key)
+    except StoreUnavailable as exc:
+        print(f"programme sign-off: recorded, not sealed yet: {exc}", file=sys.stderr)
+        return ExitCode.FAILED
     except (InputError, ValidationError, SigningKeyError) as exc:
         print(f"programme sign-off: {exc}", file=sys.stderr)
         return ExitCode.BAD_INPUT

@@ -19,6 +19,8 @@ from livedrill.errors import InputError
 from livedrill.evidence.archive import Archive
 from livedrill.evidence.keys import Signer
 from livedrill.evidence.records import RECORD_FILE, sealed_records
+from livedrill.evidence.store_config import ObjectStoreConfig
+from livedrill.evidence.worm import seal_run
 from livedrill.outcomes import Record
 from livedrill.spec import VMRef
 
@@ -68,14 +70,17 @@ ProgrammeRecord = Annotated[Union[DeficiencyRecord, SignOffRecord], Field(discri
 _RECORD = TypeAdapter(ProgrammeRecord)
 
 
-def seal_record(archive_root: Path, record: DeficiencyRecord | SignOffRecord, signer: Signer) -> str:
-    """Write `record` as a run of its own and seal it into the chain; its run id."""
+def seal_record(archive_root: Path, record: DeficiencyRecord | SignOffRecord, signer: Signer,
+                store: ObjectStoreConfig | None = None, witness: Path | None = None) -> str:
+    """Write `record` as a run of its own and seal it into the chain (the WORM store's, when `store` names one, as
+    the drills of that archive are); its run id. An unreachable store raises StoreUnavailable with the record
+    staged, unsealed, for `livedrill evidence sync`."""
     root = Path(archive_root)
     if not root.is_dir():
         raise InputError(f"--archive: no evidence archive at {root}")
     run = Archive(root).new_run(f"programme-{record.programme}-{record.kind}", now=record.recorded_at)
     run.write_json(RECORD_FILE, record.model_dump(mode="json"))
-    run.seal(signer)
+    seal_run(run, signer, store, witness=witness)
     return run.run_id
 
 

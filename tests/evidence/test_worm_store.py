@@ -317,3 +317,42 @@ def test_the_drills_preflight_reaches_the_store_and_names_what_is_wrong(config, 
     finally:
         rgw.start_gateway()
     assert down.transient and "unreachable" in down.problem
+
+
+def test_a_programme_sign_off_is_sealed_into_the_store_like_the_drills(tmp_path, config, signer, capsys):
+    """A programme record in an archive whose drills seal into a WORM store goes into that store's chain too."""
+    import yaml
+
+    from livedrill.cli import main
+    from livedrill.evidence.records import RECORD_FILE
+
+    store = ObjectStore(config)
+    staging = tmp_path / "staging"
+    drill = _drill(Archive(staging))
+    seal_to_store(drill, store, signer)
+    (tmp_path / "key.pem").write_bytes(signer.private_key_pem())
+    template = yaml.safe_load((Path(__file__).resolve().parents[2] / "drills" / "lab-targeted.yaml").read_text())
+    template["evidence"] = {"dir": str(staging), "signing_key": str(tmp_path / "key.pem"),
+                            "store": config.model_dump(mode="json", exclude_none=True)}
+    (tmp_path / "drill.yaml").write_text(yaml.safe_dump(template))
+    year, month = int(drill.run_id[:4]), int(drill.run_id[4:6])
+    first = 3 * ((month - 1) // 3) + 1
+    (tmp_path / "programme.yaml").write_text(yaml.safe_dump({
+        "kind": "programme", "name": "core-tier", "quarter": f"{year}Q{(month - 1) // 3 + 1}",
+        "clusters": [{"name": "lab", "platform": {"kind": "kubevirt"}}],
+        "windows": {"timezone": "Asia/Shanghai", "slots": [{"start": f"{year}-{first:02d}-15T01:00",
+                                                           "end": f"{year}-{first:02d}-15T05:00"}]},
+        "drill": {"spec": "drill.yaml"}, "sign_off": {"roles": ["cio"]}}))
+    (tmp_path / "inventory.json").write_text(json.dumps({"targets": [
+        {"cluster": "lab", "vm": "banking/banking-core-vm", "node": "node-1", "gib": 2, "labels": {"tier": "core"}}]}))
+
+    code = main(["programme", "sign-off", str(tmp_path / "programme.yaml"), "--archive", str(staging),
+                 "--inventory", str(tmp_path / "inventory.json"), "--role", "cio", "--name", "Li Wei",
+                 "--decision", "approved", "--statement", "drilled and passed", "--signing-key", str(tmp_path / "key.pem")])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    record_run = out.out.strip().rsplit("sealed as ", 1)[1]
+    got = store.get_locked(store.run_key(record_run, RECORD_FILE))
+    assert got.lock_mode == "COMPLIANCE" and json.loads(got.body)["name"] == "Li Wei"
+    report = verify_store_report(store, trusted_keys=[signer.public_key])
+    assert (report.problems, report.runs_checked) == ([], 2)  # the drill and the sign-off, one chain
