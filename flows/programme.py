@@ -4,12 +4,10 @@ the drill deployment on the work pool (clusters in parallel), then the coverage 
 from __future__ import annotations
 
 from prefect import flow
-from prefect.exceptions import FlowPauseTimeout
-from prefect.flow_runs import pause_flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from flows.approval import window_approval_gate
 from livedrill.programme.window import WindowReport
-from tasks.approval import Approval
 from tasks.programme import (DRILL_DEPLOYMENT, children_cancelled_on_interrupt, close_window, drill_cluster,
                              plan_window, publish_window_plan)
 
@@ -23,15 +21,10 @@ def programme_window(programme: str, window: int | None = None, drill_deployment
     window open now (a scheduled run starts when its window opens)."""
     wp = plan_window(programme, window)
     markdown = publish_window_plan(wp)
-    approval, policy = None, wp.approval
-    if policy.required and wp.drills:
-        try:
-            answer = pause_flow_run(wait_for_input=Approval.with_initial_data(description=markdown),
-                                    timeout=policy.timeout_s, poll_interval=policy.poll_interval_s, key="window-approval")
-        except FlowPauseTimeout:
-            return close_window(programme, wp, [], f"not answered within {policy.timeout_s} s: nothing was drilled")
-        approval = f"{'approved' if answer.decision == 'approve' else 'rejected'} by {answer.approver} ({answer.change_ticket})"
-        if answer.decision != "approve":
+    approval = None
+    if wp.approval.required and wp.drills:
+        approved, approval = window_approval_gate(wp.approval, markdown)
+        if not approved:
             return close_window(programme, wp, [], approval)
     with children_cancelled_on_interrupt():
         futures = [drill_cluster.submit(wp, cluster, drill_deployment) for cluster in sorted(wp.by_cluster())]

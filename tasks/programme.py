@@ -27,12 +27,13 @@ from livedrill.outcomes import DrillOutcome, Verdict, utcnow
 from livedrill.programme.coverage import coverage
 from livedrill.programme.discovery import live_inventory
 from livedrill.programme.history import archive_history
-from livedrill.programme.plan import make_plan
+from livedrill.programme.plan import DrillRecord, make_plan
 from livedrill.programme.records import read_records
-from livedrill.programme.spec import load_programme
+from livedrill.programme.spec import Programme, load_programme
 from livedrill.programme.window import (
     ChildFate, ChildResult, EvidenceSeen, TERMINAL_STATES, WindowDrill, WindowPlan, WindowReport,
-    child_deadlines, child_fate, child_outcome, pick_window, results_rows, window_markdown, window_plan)
+    child_deadlines, child_fate, child_outcome, coverage_rows, pick_window, results_rows, window_markdown,
+    window_plan)
 from livedrill.stages.finish import VERDICT_FILE
 from livedrill.stages.recovery import owner_alive, read_owner, recover_run
 
@@ -42,6 +43,7 @@ DRILL_DEPLOYMENT = "livedrill-drill/programme-drill"
 CHILD_POLL_S = 1.0
 # A window cancelled waits this long for its cancelled drills' own rollback and seal before it ends.
 CANCEL_GRACE_S = 300.0
+WINDOW_CANCELLED = "its programme window was cancelled"
 
 # One window runs per process (a deployed run, or `livedrill programme run`); its clusters' threads share these.
 _in_flight: set[UUID] = set()  # child drills started and not yet seen to end (for cancel)
@@ -56,8 +58,13 @@ def plan_window(programme_file: str, window: int | None) -> WindowPlan:
     programme = load_programme(programme_file)
     chosen = pick_window(programme.spec, utcnow(), window)
     inventory = live_inventory(programme)
-    history = archive_history(programme.template.evidence.dir) if Path(programme.template.evidence.dir).is_dir() else []
-    return window_plan(programme, inventory, history, chosen)
+    return window_plan(programme, inventory, _drills_so_far(programme), chosen)
+
+
+def _drills_so_far(programme: Programme) -> list[DrillRecord]:
+    """The drills the template's archive holds (none before its first drill created it)."""
+    archive = Path(programme.template.evidence.dir)
+    return archive_history(archive) if archive.is_dir() else []
 
 
 @task(name="publish-window-plan", cache_policy=NO_CACHE)
@@ -156,7 +163,7 @@ def drill_cluster(wp: WindowPlan, cluster: str, deployment: str) -> list[ChildRe
                 _in_flight.add(child.id)
                 stopping = _stopping.is_set()
             if stopping:  # interrupted while this one was being created: the interrupt did not see it
-                client.set_flow_run_state(child.id, Cancelling(message="its programme window was cancelled"), force=True)
+                client.set_flow_run_state(child.id, Cancelling(message=WINDOW_CANCELLED), force=True)
             try:
                 result = _follow(client, child, drill, Path(drill.spec.evidence.dir), created, wp.start_s)
             finally:
@@ -186,7 +193,7 @@ def children_cancelled_on_interrupt() -> Iterator[None]:
             running = list(_in_flight)
         with get_client(sync_client=True) as client:
             for child_id in running:
-                client.set_flow_run_state(child_id, Cancelling(message="its programme window was cancelled"), force=True)
+                client.set_flow_run_state(child_id, Cancelling(message=WINDOW_CANCELLED), force=True)
             # The window ends after its drills did (rolled back, sealed), or after the grace.
             grace_end = time.monotonic() + CANCEL_GRACE_S
             while running and time.monotonic() < grace_end:
@@ -200,21 +207,17 @@ def close_window(programme_file: str, wp: WindowPlan, results: list[ChildResult]
     """The quarter's coverage after the window and the plan of what is left, from the archive (not from the results)."""
     programme = load_programme(programme_file)
     archive = Path(programme.template.evidence.dir)
-    history = archive_history(archive) if archive.is_dir() else []
+    history = _drills_so_far(programme)
     now = utcnow()
     records = [r for _, r in read_records(archive, programme.spec.quarter)] if archive.is_dir() else []
     cov = coverage(programme, wp.inventory, history, now, records=records)
+    figures = cov.figures()
     replan = make_plan(programme, wp.inventory, history, now)
     to_drill = sum(len(d.vms) for w in replan.windows for d in w.drills) + len(replan.unplaced)
     report = WindowReport(programme=wp.programme, quarter=wp.quarter, index=wp.index, start=wp.start, end=wp.end,
-                          approval=approval, results=results, coverage=cov.figures(), still_to_drill=to_drill,
+                          approval=approval, results=results, coverage=figures, still_to_drill=to_drill,
                           cannot_fit=len(replan.unplaced))
-    figures = cov.figures()
-    rows = [{"cluster": r.cluster, "vm": str(r.vm), "status": r.status.value, "drills": str(r.drills),
-             "failures": str(r.failures), "evidence": r.last_run or "-"} for r in cov.rows]
-    rows += [{"cluster": e.cluster, "vm": str(e.vm), "status": f"exception: {e.kind}", "drills": "0", "failures": "0",
-              "evidence": e.reason} for e in cov.exceptions]
-    create_table_artifact(rows, key=f"programme-coverage-{wp.programme}", description=(
+    create_table_artifact(coverage_rows(cov), key=f"programme-coverage-{wp.programme}", description=(
         f"{wp.quarter} after window #{wp.index}: {figures.passed} of {figures.to_drill} core VM(s) passed, "
         f"{figures.failed} failed awaiting retest, {figures.open_deficiencies} open deficiency(ies), "
         f"{figures.not_drilled} not drilled, {figures.exceptions} exception(s); still to drill {to_drill} "

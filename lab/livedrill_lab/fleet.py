@@ -15,13 +15,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, time, timedelta, timezone
 from pathlib import Path
-from zoneinfo import ZoneInfo
 from typing import Any, Iterator
+from zoneinfo import ZoneInfo
 
 import yaml
 
+from livedrill.programme.spec import quarter_bounds
 from livedrill_lab.manager import DEFAULT_READY_TIMEOUT_S, LabError, LabInfo, lab_status, start_lab, stop_lab
 
 FLEET_FILE = "fleet.json"
@@ -53,18 +54,13 @@ def merged_kubeconfig(members: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return merged
 
 
-def _quarter(local: datetime) -> tuple[str, datetime]:
-    """The quarter of `local` and its first instant after it (local midnight)."""
-    q = (local.month - 1) // 3 + 1
-    after = datetime(local.year + (q == 4), 1 if q == 4 else 3 * q + 1, 1, tzinfo=local.tzinfo)
-    return f"{local.year}Q{q}", after
-
-
 def fleet_programme(kubeconfig: Path, now: datetime) -> dict[str, Any]:
     """The lab's programme: both clusters, this quarter, a window open now and the one after (cut at the quarter's
     end), each VM retested right after a failure (no cool-off: the lab has no remediation to wait for)."""
-    local = now.astimezone(ZoneInfo(WINDOW_ZONE)).replace(second=0, microsecond=0)
-    quarter, after = _quarter(local)
+    zone = ZoneInfo(WINDOW_ZONE)
+    local = now.astimezone(zone).replace(second=0, microsecond=0)
+    quarter = f"{local.year}Q{(local.month - 1) // 3 + 1}"  # the windows' local quarter
+    after = datetime.combine(quarter_bounds(quarter)[1], time(), zone)
     edges = [local - timedelta(minutes=1), local + WINDOW_LENGTH, local + 2 * WINDOW_LENGTH]
     edges = [min(e, after - timedelta(minutes=1)) for e in edges]
     slots = [{"start": a.strftime("%Y-%m-%dT%H:%M"), "end": b.strftime("%Y-%m-%dT%H:%M")}

@@ -9,12 +9,13 @@ to the run in Prefect's UI and back.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from pathlib import Path
 
 from pydantic import AwareDatetime
 
 from livedrill.evidence.archive import Archive, EvidenceRun
+from livedrill.evidence.manifest import run_started_at
 from livedrill.outcomes import Record
 
 PREFECT_RUN_FILE = "prefect-run.json"
@@ -41,18 +42,15 @@ def read_run_link(run: EvidenceRun) -> PrefectRunLink | None:
         return None
 
 
-def _stamp(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%S")
-
-
 def find_run_of(archive_dir: Path, flow_run_id: str, created_after: AwareDatetime) -> EvidenceRun | None:
     """The evidence run the flow run made, looking only at runs created since `created_after` (less the skew)."""
     root = Path(archive_dir)
     if not root.is_dir():
         return None
-    oldest = _stamp(created_after - CLOCK_SKEW)
-    for run in reversed(Archive(root).runs()):
-        if run.run_id[:len(oldest)] < oldest:
+    oldest = created_after - CLOCK_SKEW
+    for run in reversed(Archive(root).runs()):  # newest first
+        created = run_started_at(run.run_id)
+        if created is not None and created < oldest:
             break
         link = read_run_link(run)
         if link is not None and link.flow_run_id == flow_run_id:

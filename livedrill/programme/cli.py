@@ -218,11 +218,20 @@ def _coverage(args: argparse.Namespace) -> tuple[Programme, Coverage] | int:
 
 
 def _test_record(programme: Programme, cov: Coverage, archive: Path) -> QuarterTestRecord:
+    from datetime import timedelta
+
     from livedrill.evidence.archive import Archive
     from livedrill.evidence.export_summary import summarize_run
+    from livedrill.evidence.manifest import run_started_at
     from livedrill.evidence.records import is_record_run
 
-    summaries = [summarize_run(run.path) for run in Archive(archive).runs() if run.sealed and not is_record_run(run.path)]
+    # Only runs created in the quarter are read whole (a run id carries its UTC creation time; the quarter is the
+    # windows' local one, within a day of UTC); quarter_test_record keeps those that started in it.
+    start, end = programme.spec.quarter_span()
+    near = [run for run in Archive(archive).runs()
+            if (created := run_started_at(run.run_id)) is not None
+            and start - timedelta(days=1) <= created < end + timedelta(days=1)]
+    summaries = [summarize_run(run.path) for run in near if run.sealed and not is_record_run(run.path)]
     records = [r for _, r in read_records(archive, programme.spec.quarter)]
     return quarter_test_record(programme, summaries, cov, records)
 

@@ -121,22 +121,32 @@ class SkippedWindow(Record):
     reason: str
 
 
+def windows_in_order(windows: Windows) -> list[tuple[PlanWindow, str | None]]:
+    """Every window in time order, numbered from 1, with the change freeze on its start date (local), said as a
+    reason, or None."""
+    zone = ZoneInfo(windows.timezone)
+    found = []
+    for index, slot in enumerate(sorted(windows.slots, key=lambda w: w.start), start=1):
+        freeze = freeze_covering(slot.start.date(), windows.change_freeze)
+        frozen = None if freeze is None else (f"change freeze {freeze.start}..{freeze.end or freeze.start}"
+                                              + (f" ({freeze.reason})" if freeze.reason else ""))
+        found.append((PlanWindow(index=index, start=slot.start.replace(tzinfo=zone), end=slot.end.replace(tzinfo=zone)),
+                      frozen))
+    return found
+
+
 def open_windows(windows: Windows, now: datetime) -> tuple[list[PlanWindow], list[SkippedWindow]]:
     """The windows drills may still be planned into, and the others with why: a change freeze on the
     window's start date (local), or the window already began when the plan was made."""
-    zone = ZoneInfo(windows.timezone)
     usable, skipped = [], []
-    for index, slot in enumerate(sorted(windows.slots, key=lambda w: w.start), start=1):
-        start, end = slot.start.replace(tzinfo=zone), slot.end.replace(tzinfo=zone)
-        freeze = freeze_covering(slot.start.date(), windows.change_freeze)
-        if freeze is not None:
-            why = f"change freeze {freeze.start}..{freeze.end or freeze.start}" + (f" ({freeze.reason})" if freeze.reason else "")
-            skipped.append(SkippedWindow(index=index, start=start, end=end, reason=why))
-        elif start < now:
-            skipped.append(SkippedWindow(index=index, start=start, end=end,
+    for window, frozen in windows_in_order(windows):
+        if frozen is not None:
+            skipped.append(SkippedWindow(index=window.index, start=window.start, end=window.end, reason=frozen))
+        elif window.start < now:
+            skipped.append(SkippedWindow(index=window.index, start=window.start, end=window.end,
                                          reason=f"began before the plan was made ({now.isoformat(timespec='minutes')})"))
         else:
-            usable.append(PlanWindow(index=index, start=start, end=end))
+            usable.append(window)
     return usable, skipped
 
 

@@ -15,12 +15,12 @@ from zoneinfo import ZoneInfo
 
 from pydantic import AwareDatetime, Field
 
-from livedrill.deploy.schedule import freeze_covering
 from livedrill.errors import InputError
 from livedrill.outcomes import DrillOutcome, Record
+from livedrill.programme.coverage import Coverage
 from livedrill.programme.drills import drill_spec_for
 from livedrill.programme.inventory import Inventory
-from livedrill.programme.plan import DrillRecord, Plan, PlanWindow, Standing, make_plan
+from livedrill.programme.plan import DrillRecord, Plan, PlanWindow, Standing, make_plan, windows_in_order
 from livedrill.programme.records import CoverageFigures
 from livedrill.programme.spec import Programme, ProgrammeSpec
 from livedrill.spec import ApprovalPolicy, DrillSpec, VMRef
@@ -37,28 +37,24 @@ class NoWindow(InputError):
 def pick_window(spec: ProgrammeSpec, now: datetime, index: int | None) -> PlanWindow:
     """Pure: window #`index` (1-based, in time order), or with None the window open at `now`. A window in a
     change freeze, one that has ended, or none open now is refused with the reason."""
-    zone = ZoneInfo(spec.windows.timezone)
-    slots = sorted(spec.windows.slots, key=lambda w: w.start)
-    windows = [PlanWindow(index=i, start=w.start.replace(tzinfo=zone), end=w.end.replace(tzinfo=zone))
-               for i, w in enumerate(slots, start=1)]
+    ordered = windows_in_order(spec.windows)
     if index is None:
-        open_now = [w for w in windows if w.start <= now < w.end]
+        open_now = [(w, frozen) for w, frozen in ordered if w.start <= now < w.end]
         if not open_now:
-            later = [w for w in windows if w.start > now]
+            later = [w for w, _ in ordered if w.start > now]
+            zone = ZoneInfo(spec.windows.timezone)
             raise NoWindow(f"programme {spec.name}: no window is open at {now.astimezone(zone):%Y-%m-%d %H:%M} "
                            f"{spec.windows.timezone}; " + (f"the next is {later[0].label()}" if later else
                                                           "the quarter has no window left"))
-        chosen = open_now[0]
-    elif not 1 <= index <= len(windows):
-        raise NoWindow(f"programme {spec.name}: window #{index} does not exist (it has {len(windows)})")
+        chosen, frozen = open_now[0]
+    elif not 1 <= index <= len(ordered):
+        raise NoWindow(f"programme {spec.name}: window #{index} does not exist (it has {len(ordered)})")
     else:
-        chosen = windows[index - 1]
+        chosen, frozen = ordered[index - 1]
     if chosen.end <= now:
         raise NoWindow(f"programme {spec.name}: window {chosen.label()} ended at {chosen.end.isoformat()}")
-    freeze = freeze_covering(slots[chosen.index - 1].start.date(), spec.windows.change_freeze)
-    if freeze is not None:
-        raise NoWindow(f"programme {spec.name}: window {chosen.label()} falls in the change freeze "
-                       f"{freeze.start}..{freeze.end or freeze.start}" + (f" ({freeze.reason})" if freeze.reason else ""))
+    if frozen is not None:
+        raise NoWindow(f"programme {spec.name}: window {chosen.label()} falls in the {frozen}")
     return chosen
 
 
@@ -223,6 +219,14 @@ def window_markdown(wp: WindowPlan) -> str:
     if wp.plan.unplaced:
         lines += ["", f"{len(wp.plan.unplaced)} VM(s) fit no window left in the quarter (see `livedrill programme plan`)."]
     return "\n".join(lines)
+
+
+def coverage_rows(cov: Coverage) -> list[dict[str, str]]:
+    """The quarter's coverage table after a window: every VM to drill, then the exceptions."""
+    rows = [{"cluster": r.cluster, "vm": str(r.vm), "status": r.status.value, "drills": str(r.drills),
+             "failures": str(r.failures), "evidence": r.last_run or "-"} for r in cov.rows]
+    return rows + [{"cluster": e.cluster, "vm": str(e.vm), "status": f"exception: {e.kind}", "drills": "0",
+                    "failures": "0", "evidence": e.reason} for e in cov.exceptions]
 
 
 def results_rows(results: list[ChildResult], timezone: str, ui_url: str | None) -> list[dict[str, str]]:
