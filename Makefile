@@ -11,7 +11,7 @@ STAMP   = $(VENV)/.installed
 # for the production Prefect server variant, the tools an auditor verifies a bundle with, and nftables and haproxy
 # for the probe's switchover tests (one-way drops, resets, a gateway in between), and a one-node Ceph cluster
 # whose RADOS Gateway is the S3 store with Object Lock that the WORM evidence archive is tested on.
-TEST_DEBS = qemu-system-x86 libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvirt-dev \
+TEST_DEBS = qemu-system-x86 qemu-utils libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvirt-dev \
             busybox-static cpio tini pkg-config gcc iproute2 \
             prometheus prometheus-pushgateway victoria-metrics \
             chromium chromium-driver fonts-wqy-zenhei postgresql openssl jq nftables haproxy \

@@ -67,13 +67,17 @@ def test_kubevirt_reads_the_migration_time_off_the_vmi(state, seconds):
     assert figures is None or figures.switchover_pause_ms is None  # KubeVirt's VMI records no pause
 
 
-@pytest.mark.parametrize("stats, expected", [
-    ({"time_elapsed": 4200, "downtime": 35, "data_processed": 1_100_000_000, "memory_iteration": 3},
+@pytest.mark.parametrize("stats, last_running, expected", [
+    ({"time_elapsed": 4200, "downtime": 35, "data_processed": 1_100_000_000, "memory_iteration": 3}, {},
      (4.2, 35, 1_100_000_000, 3)),
-    ({"time_elapsed": 900}, (0.9, None, None, None)),
-    ({}, None),  # nothing completed on the destination (post-copy keeps none)
+    ({"time_elapsed": 900}, {}, (0.9, None, None, None)),
+    ({}, {"disk_processed": 5}, None),  # nothing completed on the destination (post-copy keeps none)
+    # copy-storage: the destination counts memory only; the disk's bytes are the source's last running figure
+    ({"time_elapsed": 6600, "downtime": 35, "data_processed": 73_000_000, "memory_iteration": 3},
+     {"disk_total": 134_479_872, "disk_processed": 134_479_872}, (6.6, 35, 207_479_872, 3)),
+    ({"time_elapsed": 900, "data_processed": 10}, {"disk_processed": 0}, (0.9, None, 10, None)),  # shared storage
 ])
-def test_libvirt_reads_its_completed_job_statistics(stats, expected):
-    figures = libvirt_migration_figures(stats)
+def test_libvirt_reads_its_completed_job_statistics(stats, last_running, expected):
+    figures = libvirt_migration_figures(stats, last_running)
     got = (figures.migration_s, figures.switchover_pause_ms, figures.data_bytes, figures.memory_rounds) if figures else None
     assert got == expected

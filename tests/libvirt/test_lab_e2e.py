@@ -275,10 +275,13 @@ def test_stop_removes_every_process_namespace_and_mount(start_own_lab):
     info = start_own_lab()
     state_dir = Path(info.state_dir)
     alive_before = lab_processes_alive(state_dir)
-    assert {p["role"] for p in alive_before} >= {"libvirtd:host-a", "libvirtd:host-b", "forwarder", "qemu"}
+    assert {p["role"] for p in alive_before} >= {"libvirtd:host-a", "libvirtd:host-b", "forwarder:10.99.0.10",
+                                                 "forwarder:10.99.0.11", "qemu"}
+    assert [p["role"] for p in alive_before].count("qemu") == 2  # the memory-only guest and the copy-storage guest
     assert Path(f"/run/netns/{info.netns}").exists()
     done = stop_libvirt_lab(state_dir)
-    assert any("destroyed domain banking-core-vm" in line for line in done)
+    assert any("destroyed domain banking-core-vm " in line + " " for line in done)
+    assert any("destroyed domain banking-core-disk-vm" in line for line in done)
     assert lab_processes_alive(state_dir) == []
     for proc in alive_before:
         assert not Path(f"/proc/{proc['pid']}").exists() or \
@@ -294,20 +297,18 @@ def test_stop_removes_every_process_namespace_and_mount(start_own_lab):
 # ------------------------------------------------------------------ the whole drill, as an operator runs it
 
 
-def test_livedrill_run_drill_on_the_lab_passes(libvirt_lab, tmp_path):
-    """`livedrill run` on the lab's rendered drill: pre-flight, migration with probes, post-checks, sealed evidence.
-
-    The SLO is loosened here (and only here): this test proves the whole pipeline works on real libvirt,
-    on a machine other suites may be loading; the benchmark measures the figures on a quiet machine.
-    """
-    spec = load_spec(libvirt_lab.drill_spec)
+def run_lab_drill(info, spec_path: Path, tmp_path: Path) -> tuple[subprocess.CompletedProcess, Path]:
+    """`livedrill run` of one of the lab's rendered drills towards the VM's other host, the SLO loosened (and only
+    here): the tests prove the whole pipeline works on real libvirt, on a machine other suites may be loading; the
+    benchmark measures the figures on a quiet machine. Returns the command's result and the run's evidence dir."""
+    spec = load_spec(spec_path)
     adapter = make_adapter(spec)
     try:
         source = adapter.describe_vm(spec.vms[0]).node
     finally:
         adapter.close()
     target = other_host(spec, source)
-    text = (Path(libvirt_lab.drill_spec).read_text().replace("target_node: host-b", f"target_node: {target}")
+    text = (Path(spec_path).read_text().replace("target_node: host-b", f"target_node: {target}")
             .replace("timeout_ms: 2000", "timeout_ms: 10000").replace("max_downtime_ms: 500", "max_downtime_ms: 10000")
             .replace("p99_latency_ms: 250", "p99_latency_ms: 10000"))
     assert text.count(": 10000") == 3, "the drill template changed: update this test"
@@ -316,11 +317,21 @@ def test_livedrill_run_drill_on_the_lab_passes(libvirt_lab, tmp_path):
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect")}
     done = subprocess.run([str(Path(sys.executable).with_name("livedrill")), "run", str(drill_file)], cwd=tmp_path,
                           capture_output=True, text=True, timeout=240, env=env)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:] + console_tail(libvirt_lab)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:] + console_tail(info)
     assert "VERDICT: PASSED" in done.stdout
     runs = [p for p in (tmp_path / "evidence").iterdir() if (p / "run.json").exists()]
     assert len(runs) == 1, sorted(p.name for p in (tmp_path / "evidence").iterdir())
-    run_dir = runs[0]
+    adapter = make_adapter(spec)
+    try:
+        assert adapter.describe_vm(spec.vms[0]).node == source  # migrate_back: home again
+    finally:
+        adapter.close()
+    return done, runs[0]
+
+
+def test_livedrill_run_drill_on_the_lab_passes(libvirt_lab, tmp_path):
+    """`livedrill run` on the lab's rendered drill: pre-flight, migration with probes, post-checks, sealed evidence."""
+    done, run_dir = run_lab_drill(libvirt_lab, libvirt_lab.drill_spec, tmp_path)
     checks = {c["name"]: c for c in json.loads((run_dir / "preflight.json").read_text())["checks"]}
     assert checks["hardware-isolation"]["status"] == "not_applicable"
     after = json.loads((run_dir / "objects" / "default-banking-core-vm-after.json").read_text())
@@ -331,11 +342,6 @@ def test_livedrill_run_drill_on_the_lab_passes(libvirt_lab, tmp_path):
     returned = json.loads((run_dir / "probe" / "return" / "report.json").read_text())
     assert returned["probes"][0]["reconciliation"]["lost"] == 0
     assert "== migrate back" in done.stderr
-    adapter = make_adapter(spec)
-    try:
-        assert adapter.describe_vm(spec.vms[0]).node == source
-    finally:
-        adapter.close()
 
 
 def test_stalled_migration_switches_to_post_copy_and_is_never_aborted(libvirt_lab, drill):
@@ -377,3 +383,143 @@ def test_stalled_migration_switches_to_post_copy_and_is_never_aborted(libvirt_la
         assert kept.status_code == 200
     finally:
         adapter.close()
+
+
+# ------------------------------------------------------------------ the seed's migration: local disks, copy-storage
+
+
+@pytest.fixture
+def disk_drill(libvirt_lab):
+    return load_spec(libvirt_lab.disk_guest.drill_spec)
+
+
+def disk_ledger(info) -> httpx.Client:
+    return httpx.Client(base_url=info.disk_guest.ledger_url, timeout=30.0)  # GET /journal reads the disk back
+
+
+def image_file(info, host: str) -> Path:
+    """The disk guest's qcow2 file of one host, as seen from outside that host's mount namespace."""
+    root = next(h.root for h in info.hosts if h.name == host)
+    return Path(root) / "lib" / Path(info.disk_guest.disk_image).relative_to("/var/lib/libvirt")
+
+
+def raw_bytes_of(image: Path, tmp_path: Path) -> bytes:
+    """The disk's content as the guest sees it (qemu-img reads the qcow2; -U: no lock needed, nothing runs on it)."""
+    raw = tmp_path / f"{image.parent.parent.parent.name}.raw"
+    subprocess.run(["qemu-img", "convert", "-U", "-f", "qcow2", "-O", "raw", str(image), str(raw)], check=True,
+                   capture_output=True, timeout=60)
+    return raw.read_bytes()
+
+
+def test_copy_storage_migration_carries_the_journal_to_the_destination_disk(libvirt_lab, disk_drill, tmp_path):
+    """No shared storage: the disk guest's ledger writes each posting to its local disk; after a copy-storage
+    migration the destination host's own qcow2 file holds every posting, including those written during the copy."""
+    vm = disk_drill.vms[0]
+    adapter = make_adapter(disk_drill)
+    try:
+        state = adapter.describe_vm(vm)
+        source, target = state.node, other_host(disk_drill, state.node)
+        checks = {c.name: c for c in adapter.preflight(with_target(disk_drill, target), vm).checks}
+        assert checks["storage"].status is CheckStatus.PASS and "will be copied" in checks["storage"].message
+        with disk_ledger(libvirt_lab) as client:
+            before = client.get("/healthz").json()
+            written = [post_transfer(client)]
+        probes = ProbeSession(patient_probes(disk_drill), disk_drill.slo, tmp_path / "series")
+        probes.start()
+        handle = adapter.start_migration(vm, target, lambda action, params: None)
+        obs, phases = wait_terminal(adapter, handle, budget_s=120)
+        report = probes.stop()
+        assert obs.succeeded, (phases, obs.failure_reason, console_tail(libvirt_lab))
+        probe = report.probes[0]
+        assert probe.ok > 0 and probe.failed == 0 and probe.reconciliation.lost == 0, probe.failures_by_kind
+        # The disk was mirrored whole while the guest kept writing (the blocks it rewrote during the copy are sent
+        # again and counted on top of the 128 MiB): the source's last running statistics show it.
+        mirrored = obs.raw["last_job_stats"]
+        assert mirrored["disk_total"] >= 128 * 1024**2 and mirrored["disk_processed"] == mirrored["disk_total"]
+        with disk_ledger(libvirt_lab) as client:
+            after = client.get("/healthz").json()
+            written.append(post_transfer(client))
+            journal = client.get("/journal").json()
+        assert after["boot_id"] == before["boot_id"] and after["pid"] == before["pid"]
+        assert journal["postings"] == after["postings"] + 1 >= before["postings"] + probe.ok
+        assert journal["records"] == journal["matching"] == journal["postings"] and journal["first_mismatch"] == -1
+        post = {c.name: c for c in adapter.postcheck(handle, state)}
+        assert post["migration-job-stats"].status is CheckStatus.PASS
+        assert f"disk {mirrored['disk_total']} of {mirrored['disk_total']} bytes mirrored" in \
+            post["migration-job-stats"].message
+        # Back to the source, so the destination's file is no longer in use: read it from the host's side.
+        back = adapter.start_migration(vm, source, lambda action, params: None)
+        obs, phases = wait_terminal(adapter, back, budget_s=120)
+        assert obs.succeeded, (phases, obs.failure_reason)
+        on_target_disk = raw_bytes_of(image_file(libvirt_lab, target), tmp_path)
+        assert all(txid.encode() in on_target_disk for txid in written)
+    finally:
+        adapter.close()
+
+
+def test_abort_mid_disk_copy_leaves_the_source_running_with_its_disk_intact(libvirt_lab, disk_drill):
+    """4 MiB/s: the 128 MiB disk takes 32 s to mirror. Abort while it copies: the guest runs on the source with its
+    journal whole, nothing of it runs or is defined on the destination, and the destination's file is not held."""
+    vm = disk_drill.vms[0]
+    adapter = make_adapter(disk_drill, bandwidth_mib_s=4)
+    try:
+        source = adapter.describe_vm(vm).node
+        target = other_host(disk_drill, source)
+        with disk_ledger(libvirt_lab) as client:
+            before = client.get("/healthz").json()
+            txid = post_transfer(client)
+        handle = adapter.start_migration(vm, target, lambda action, params: None)
+        deadline = time.monotonic() + 60
+        while True:
+            stats = adapter.observe_migration(handle).raw.get("job_stats") or {}
+            if 0 < stats.get("disk_processed", 0) < stats.get("disk_total", 0):
+                break
+            assert time.monotonic() < deadline, f"the disk copy never showed progress: {stats}"
+            time.sleep(adapter.poll_interval_s)
+        outcome = adapter.cancel_migration(handle, timeout_s=disk_drill.budgets.abort_timeout_s)
+        assert outcome == f"migration aborted; VM running on the source {source} only"
+        obs, _ = wait_terminal(adapter, handle, budget_s=30)
+        assert obs.phase == "Failed" and obs.raw["where"] == "source"
+        placement = adapter.describe_vm(vm).raw["placement"]
+        assert placement[source]["active"] and placement[source]["persistent"]
+        assert not placement[target]["active"] and not placement[target]["defined"]
+        with disk_ledger(libvirt_lab) as client:
+            after = client.get("/healthz").json()
+            journal = client.get("/journal").json()
+            assert client.get(f"/transfers/{txid}").json()["postings"] == 1
+            post_transfer(client)  # the ledger still takes postings, onto its own disk
+        assert after["boot_id"] == before["boot_id"] and after["pid"] == before["pid"]
+        assert journal["records"] == journal["matching"] == journal["postings"] == after["postings"]
+        # Nothing holds the destination's file any more: qemu-img opens it without forcing a shared lock.
+        subprocess.run(["qemu-img", "info", str(image_file(libvirt_lab, target))], check=True, capture_output=True,
+                       timeout=30)
+    finally:
+        adapter.close()
+
+
+def test_livedrill_run_copy_storage_drill_on_the_lab_passes(libvirt_lab, tmp_path):
+    """The seed's migration as an operator runs it: `livedrill run` of the copy-storage drill, forecast included
+    (disk and memory), probes against the ledger that journals to the disk being copied, and the disk copy's
+    figures in the evidence of both legs."""
+    done, run_dir = run_lab_drill(libvirt_lab, libvirt_lab.disk_guest.drill_spec, tmp_path)
+    checks = {c["name"]: c for c in json.loads((run_dir / "preflight.json").read_text())["checks"]}
+    forecast = checks["convergence-forecast"]
+    assert forecast["status"] == "pass", forecast["message"]
+    assert forecast["evidence"]["inputs"]["disk_bytes"] == 128 * 1024**2
+    assert forecast["evidence"]["expected"]["disk_copy_s"] > 0 and "GiB of disk" in forecast["message"]
+    for leg in ("after", "return-after"):
+        after = json.loads((run_dir / "objects" / f"default-banking-core-disk-vm-{leg}.json").read_text())
+        assert after["where"] == "target" and after["completed_job_stats"]["downtime"] > 0
+        assert after["last_job_stats"]["disk_total"] >= 128 * 1024**2
+        assert after["last_job_stats"]["disk_processed"] == after["last_job_stats"]["disk_total"]
+    post = json.loads((run_dir / "postcheck.json").read_text())
+    accuracy = [c for c in post if c["name"] == "forecast-accuracy"]
+    assert accuracy, post
+    for check in accuracy:
+        assert check["evidence"]["forecast"]["migration_s"] > 0 and check["evidence"]["actual"]["migration_s"] > 0
+        print("\ncopy-storage forecast beside the migration:", check["message"])
+    for report in (run_dir / "probe" / "report.json", run_dir / "probe" / "return" / "report.json"):
+        assert json.loads(report.read_text())["probes"][0]["reconciliation"]["lost"] == 0
+    with disk_ledger(libvirt_lab) as client:
+        journal = client.get("/journal").json()
+    assert journal["records"] == journal["matching"] == journal["postings"]

@@ -156,3 +156,19 @@ def test_job_stats_check(completed, postcopy, status):
     check = job_stats_check(completed, postcopy, {"data_remaining": 5}, "domain vm")
     assert check.status is status
     assert check.evidence["last_running_job_stats"] == {"data_remaining": 5}
+
+
+@pytest.mark.parametrize(
+    "last_running, says",
+    [
+        ({"disk_total": 1024, "disk_processed": 1024}, "; disk 1024 of 1024 bytes mirrored (the source's last running"),
+        ({"disk_total": 0, "disk_processed": 0}, None),  # shared storage: libvirt reports zeros
+        ({}, None),
+    ],
+)
+def test_job_stats_check_names_the_disk_copy_of_a_copy_storage_migration(last_running, says):
+    from livedrill.platforms.libvirt.adapter import job_stats_check
+
+    completed = {"type": 3, "downtime": 42, "data_processed": 1, "memory_iteration": 3, "time_elapsed": 600}
+    message = job_stats_check(completed, False, last_running, "domain vm").message
+    assert (says in message) if says else "disk" not in message

@@ -21,8 +21,8 @@ from livedrill_lab.libvirt.config import LibvirtLabConfig
 
 LEDGER_SOURCE = Path(__file__).with_name("guest_ledger.c")
 BUSYBOX = Path("/bin/busybox")
-# The NIC the guest needs; their dependencies are resolved from the modules themselves.
-WANTED_MODULES = ("virtio_pci", "virtio_net")
+# The NIC the guests need, and the disk guest's virtio-blk disk; their dependencies are resolved from the modules.
+WANTED_MODULES = ("virtio_pci", "virtio_net", "virtio_blk")
 
 
 class GuestBuildError(RuntimeError):
@@ -145,21 +145,38 @@ def _ensure_ledger(cache: Path, config: LibvirtLabConfig) -> Path:
 
 
 def init_script(config: LibvirtLabConfig, module_order: list[str]) -> str:
+    """PID 1 of both lab guests. Its address, and for the disk guest the journal device, come from the kernel
+    command line (livedrill.ip=, livedrill.journal=, livedrill.journal_mib=; see domain.py), so one initramfs serves both."""
     insmods = "\n".join(f"insmod /lib/modules/{name}.ko" for name in module_order)
     first_host = config.host_addresses[0]
     return f"""#!/bin/sh
-# PID 1 of the lab guest: bring up virtio-net with a fixed address, then keep the ledger running.
+# PID 1 of the lab guest: bring up virtio-net with the address it was given, then keep the ledger running.
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 {insmods}
+address=""
+journal=""
+journal_mib=""
+for arg in $(cat /proc/cmdline); do
+    case "$arg" in
+        livedrill.ip=*) address="${{arg#livedrill.ip=}}" ;;
+        livedrill.journal=*) journal="${{arg#livedrill.journal=}}" ;;
+        livedrill.journal_mib=*) journal_mib="${{arg#livedrill.journal_mib=}}" ;;
+    esac
+done
+if [ -n "$journal" ]; then
+    # virtio-blk probes asynchronously: wait for the device node.
+    tries=0
+    while [ ! -b "$journal" ] && [ $tries -lt 100 ]; do sleep 0.1; tries=$((tries + 1)); done
+fi
 ip link set lo up
 ip link set eth0 up
-ip addr add {config.guest_address}/{config.prefix_len} dev eth0
+ip addr add "$address/{config.prefix_len}" dev eth0
 ip route add default via {first_host}
-echo "livedrill-guest: network up, starting ledger"
+echo "livedrill-guest: network up at $address, starting ledger${{journal:+ with journal $journal}}"
 while true; do
-    /bin/ledger {config.ledger_port}
+    /bin/ledger {config.ledger_port} $journal $journal_mib
     echo "livedrill-guest: ledger exited with $?, restarting"
     sleep 1
 done

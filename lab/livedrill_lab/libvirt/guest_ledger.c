@@ -9,6 +9,15 @@
  *   POST /dirty           {"bytes_per_s":int,"working_set_bytes":int} -> 200, the same two figures: from now on the
  *                          guest dirties that many bytes of its memory per second (one write per 4 KiB page, cycling
  *                          over a working set of that size); bytes_per_s 0 stops it. GET /dirty reads the setting.
+ *   GET  /journal         -> 200 {"device","capacity","postings","records","matching","first_mismatch"}: every posting
+ *                          read back from the journal disk (404 when the ledger runs without one)
+ *
+ * With a journal device (second argument, the disk guest's virtio disk; the third caps the journal at that many MiB
+ * from the start of the device, default all of it), each new posting is written to its own
+ * 1 KiB record, posting n at byte (n - 1) * 1024, with O_DIRECT | O_DSYNC before the 201 is sent: the write goes
+ * to the virtual disk, not the guest's page cache. GET /journal reads the records back the same way, so on the
+ * destination of a copy-storage migration it reads that host's disk (the page cache travels with RAM; O_DIRECT
+ * does not use it). A posting the journal cannot take is refused: 507 when the journal is full, 503 on a write error.
  *
  * Storage is in guest RAM on purpose: a live migration must carry RAM across hosts, so a posting
  * acknowledged before the migration and read back after it proves the guest's state moved intact.
@@ -37,6 +46,9 @@
 #define FIELD_MAX 256
 #define PAGE 4096
 #define DIRTY_TICK_MS 10
+#define JOURNAL_RECORD 1024
+#define JOURNAL_MAGIC "LDJ1"
+#define JOURNAL_BATCH 64 /* records per read-back */
 
 struct posting {
     char *id, *from, *to;
@@ -64,6 +76,17 @@ static size_t dirty_pages, dirty_next;
 static long long dirty_rate, dirty_set; /* bytes/s; working set in bytes */
 static double dirty_owed;                /* pages due but not yet written */
 static struct timespec dirty_last;
+
+struct journal_record { /* one posting on disk; the rest of its JOURNAL_RECORD bytes are zero */
+    char magic[8];
+    long long seq, amount;
+    char id[FIELD_MAX], from[FIELD_MAX], to[FIELD_MAX];
+};
+
+static int journal_fd = -1;
+static const char *journal_path;
+static long long journal_capacity; /* records */
+static unsigned char *journal_buf; /* JOURNAL_BATCH records, aligned for O_DIRECT */
 
 static double now_s(struct timespec *t) {
     clock_gettime(CLOCK_MONOTONIC, t);
@@ -271,6 +294,68 @@ static const char *parse_transfer(const char *body, size_t len, char *id, char *
     return NULL;
 }
 
+static int journal_open(const char *path, long long cap_mib) {
+    journal_fd = open(path, O_RDWR | O_DIRECT | O_DSYNC);
+    if (journal_fd < 0) return -1;
+    off_t size = lseek(journal_fd, 0, SEEK_END);
+    if (size < JOURNAL_RECORD || posix_memalign((void **)&journal_buf, 4096, JOURNAL_RECORD * JOURNAL_BATCH)) return -1;
+    journal_path = path;
+    journal_capacity = size / JOURNAL_RECORD;
+    if (cap_mib > 0 && cap_mib * 1024 * 1024 / JOURNAL_RECORD < journal_capacity)
+        journal_capacity = cap_mib * 1024 * 1024 / JOURNAL_RECORD;
+    return 0;
+}
+
+/* Writes posting `seq` (not yet in RAM) to its record: 0, or 507 / 503 as the HTTP status to refuse it with. */
+static int journal_write(long long seq, const char *id, const char *from, const char *to, long long amount) {
+    if (journal_fd < 0) return 0;
+    if (seq > journal_capacity) return 507;
+    memset(journal_buf, 0, JOURNAL_RECORD);
+    struct journal_record *r = (struct journal_record *)journal_buf;
+    strcpy(r->magic, JOURNAL_MAGIC);
+    r->seq = seq;
+    r->amount = amount;
+    strcpy(r->id, id);
+    strcpy(r->from, from);
+    strcpy(r->to, to);
+    ssize_t w = pwrite(journal_fd, journal_buf, JOURNAL_RECORD, (off_t)(seq - 1) * JOURNAL_RECORD);
+    return w == JOURNAL_RECORD ? 0 : 503;
+}
+
+static int record_matches(const struct journal_record *r, const struct posting *p) {
+    return strcmp(r->magic, JOURNAL_MAGIC) == 0 && r->seq == p->seq && r->amount == p->amount &&
+           strcmp(r->id, p->id) == 0 && strcmp(r->from, p->from) == 0 && strcmp(r->to, p->to) == 0;
+}
+
+/* Reads every record of postings 1..n_postings (and counts any record written past them) into `out`. */
+static void journal_report(char *out, size_t out_size) {
+    long long records = 0, matching = 0, first_mismatch = -1;
+    for (long long base = 0; base < journal_capacity; base += JOURNAL_BATCH) {
+        long long batch = journal_capacity - base < JOURNAL_BATCH ? journal_capacity - base : JOURNAL_BATCH;
+        ssize_t r = pread(journal_fd, journal_buf, (size_t)(batch * JOURNAL_RECORD), (off_t)base * JOURNAL_RECORD);
+        if (r != batch * JOURNAL_RECORD) {
+            snprintf(out, out_size, "{\"error\":\"journal read failed at record %lld: %s\"}", base + 1,
+                     r < 0 ? strerror(errno) : "short read");
+            return;
+        }
+        int any = 0;
+        for (long long k = 0; k < batch; k++) {
+            const struct journal_record *rec = (const struct journal_record *)(journal_buf + k * JOURNAL_RECORD);
+            long long seq = base + k + 1;
+            int present = strcmp(rec->magic, JOURNAL_MAGIC) == 0;
+            records += present;
+            any |= present;
+            if (seq <= (long long)n_postings && record_matches(rec, &postings[seq - 1])) matching++;
+            else if (seq <= (long long)n_postings && first_mismatch < 0) first_mismatch = seq;
+        }
+        if (!any && base >= (long long)n_postings) break; /* past the postings and a whole batch empty: nothing more */
+    }
+    snprintf(out, out_size,
+             "{\"device\":\"%s\",\"capacity\":%lld,\"postings\":%zu,\"records\":%lld,\"matching\":%lld,"
+             "\"first_mismatch\":%lld}",
+             journal_path, journal_capacity, n_postings, records, matching, first_mismatch);
+}
+
 static void handle_request(struct conn *c, const char *method, const char *path, const char *body, size_t body_len) {
     char buf[1024];
     if (strcmp(path, "/healthz") == 0 && strcmp(method, "GET") == 0) {
@@ -288,7 +373,14 @@ static void handle_request(struct conn *c, const char *method, const char *path,
         }
         struct posting *p = find_posting(id);
         int replayed = p != NULL;
-        if (!p) p = add_posting(id, from, to, amount);
+        if (!p) {
+            int refused = journal_write((long long)n_postings + 1, id, from, to, amount);
+            if (refused) {
+                respond(c, refused, refused == 507 ? "{\"error\":\"journal full\"}" : "{\"error\":\"journal write failed\"}");
+                return;
+            }
+            p = add_posting(id, from, to, amount);
+        }
         snprintf(buf, sizeof buf, "{\"id\":\"%s\",\"seq\":%lld,\"status\":\"committed\"%s}", p->id, p->seq,
                  replayed ? ",\"replayed\":true" : "");
         respond(c, replayed ? 200 : 201, buf);
@@ -317,8 +409,15 @@ static void handle_request(struct conn *c, const char *method, const char *path,
         }
         snprintf(buf, sizeof buf, "{\"bytes_per_s\":%lld,\"working_set_bytes\":%lld}", dirty_rate, dirty_set);
         respond(c, 200, buf);
+    } else if (strcmp(path, "/journal") == 0 && strcmp(method, "GET") == 0) {
+        if (journal_fd < 0) {
+            respond(c, 404, "{\"error\":\"this ledger runs without a journal\"}");
+            return;
+        }
+        journal_report(buf, sizeof buf);
+        respond(c, strncmp(buf, "{\"error\"", 9) == 0 ? 500 : 200, buf);
     } else if (strcmp(path, "/healthz") == 0 || strcmp(path, "/transfers") == 0 || strncmp(path, "/transfers/", 11) == 0 ||
-               strcmp(path, "/dirty") == 0) {
+               strcmp(path, "/dirty") == 0 || strcmp(path, "/journal") == 0) {
         respond(c, 405, "{\"error\":\"method not allowed\"}");
     } else {
         respond(c, 404, "{\"error\":\"not found\"}");
@@ -375,6 +474,10 @@ int main(int argc, char **argv) {
     int port = argc > 1 ? atoi(argv[1]) : 8080;
     signal(SIGPIPE, SIG_IGN);
     read_boot_id();
+    if (argc > 2 && journal_open(argv[2], argc > 3 ? atoll(argv[3]) : 0)) {
+        perror("ledger: journal");
+        return 1;
+    }
     int lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0), one = 1;
     setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port), .sin_addr = {INADDR_ANY}};
@@ -382,7 +485,8 @@ int main(int argc, char **argv) {
         perror("ledger: bind/listen");
         return 1;
     }
-    fprintf(stderr, "ledger: listening on :%d boot_id %s\n", port, boot_id);
+    fprintf(stderr, "ledger: listening on :%d boot_id %s journal %s (%lld records)\n", port, boot_id,
+            journal_path ? journal_path : "none", journal_capacity);
     static struct conn *conns[MAX_CONNS];
     static struct pollfd fds[MAX_CONNS + 1];
     for (;;) {

@@ -6,11 +6,17 @@ Layout under `state_dir`:
                          mount namespace, over /etc/libvirt /run/libvirt /var/lib/libvirt /var/log/libvirt
                          /var/cache/libvirt; sock/ holds its unix socket (outside the bind mounts, so the
                          other daemon and the drill reach it from anywhere)
-  guest-console.log      the guest's serial console (both hosts' QEMU append to it)
+  guest-console.log      the guest's serial console (both hosts' QEMU append to it); disk-guest-console.log the
+                         copy-storage guest's
+  hosts/<name>/lib/images/banking-core-disk-vm.qcow2
+                         the copy-storage guest's disk, one file per host at the same path inside each host
+                         (/var/lib/libvirt/images): data and journal on the first host, an empty image of the same
+                         size on the second for the NBD mirror to fill
   resources.json         every process (pid + kernel start time) and namespace made so far, written as each
                          one is made, so `stop_libvirt_lab` also cleans up a half-started lab
   lab.json               LibvirtLabInfo of a started lab
   drill.yaml             drills/lab-libvirt.yaml rendered for this lab
+  drill-copy-storage.yaml  drills/lab-libvirt-copy-storage.yaml rendered for this lab
 
 Network: one network namespace `livedrill-<hash of state_dir>` holding bridge `ldbr0` with both hosts'
 addresses (10.99.0.1, .2 — they exist nowhere else); both daemons run inside it, so the guest's tap joins the
@@ -45,17 +51,20 @@ import urllib.request
 import uuid
 from pathlib import Path
 
+from livedrill.forecast import MIB
 from livedrill.platforms.libvirt.connection import LibvirtTimeouts
 from livedrill_lab.libvirt.admin import define_and_start, remove_all_domains, wait_for_daemon
-from livedrill_lab.libvirt.config import LabHost, LibvirtLabConfig, LibvirtLabInfo
-from livedrill_lab.libvirt.domain import domain_xml
+from livedrill_lab.libvirt.config import DiskGuestConfig, LabGuest, LabHost, LibvirtLabConfig, LibvirtLabInfo
+from livedrill_lab.libvirt.domain import disk_image_path, domain_xml
 from livedrill_lab.libvirt.guest import ensure_guest_image
 
-REQUIRED_COMMANDS = ("libvirtd", "qemu-system-x86_64", "tini", "ip", "unshare", "busybox", "gcc", "cpio",
+REQUIRED_COMMANDS = ("libvirtd", "qemu-system-x86_64", "qemu-img", "tini", "ip", "unshare", "busybox", "gcc", "cpio",
                      "apt-get", "apt-cache", "dpkg-deb", "useradd")
 LIBVIRT_DIRS = {"etc": "/etc/libvirt", "run": "/run/libvirt", "lib": "/var/lib/libvirt",
                 "log": "/var/log/libvirt", "cache": "/var/cache/libvirt"}
-DRILL_TEMPLATE = Path(__file__).resolve().parents[3] / "drills" / "lab-libvirt.yaml"
+DRILLS = Path(__file__).resolve().parents[3] / "drills"
+DRILL_TEMPLATE = DRILLS / "lab-libvirt.yaml"
+COPY_STORAGE_DRILL_TEMPLATE = DRILLS / "lab-libvirt-copy-storage.yaml"
 
 
 class LabError(RuntimeError):
@@ -214,7 +223,8 @@ def _start_daemon(name: str, root: Path, netns: str, resources: _Resources) -> i
     return proc.pid
 
 
-def _start_forwarder(netns: str, config: LibvirtLabConfig, resources: _Resources, log_path: Path) -> tuple[int, int]:
+def _start_forwarder(netns: str, address: str, config: LibvirtLabConfig, resources: _Resources,
+                     log_path: Path) -> tuple[int, int]:
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
         listener.bind(("127.0.0.1", 0))
@@ -224,15 +234,38 @@ def _start_forwarder(netns: str, config: LibvirtLabConfig, resources: _Resources
         with open(log_path, "ab") as log:
             proc = subprocess.Popen(
                 ["ip", "netns", "exec", netns, sys.executable, "-m", "livedrill_lab.libvirt.forwarder",
-                 "--listen-fd", str(fd), "--target", f"{config.guest_address}:{config.ledger_port}",
+                 "--listen-fd", str(fd), "--target", f"{address}:{config.ledger_port}",
                  "--connect-timeout-s", str(config.timeouts.command_s)],
                 pass_fds=(fd,), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
     finally:
         listener.close()  # the forwarder holds its own copy
-    resources.add_process("forwarder", proc.pid)
+    resources.add_process(f"forwarder:{address}", proc.pid)
     return proc.pid, port
+
+
+def _make_disks(roots: list[Path], guest: DiskGuestConfig, config: LibvirtLabConfig, scratch: Path) -> None:
+    """The disk guest's qcow2 file on every host: on the first, zeros (the journal) then `filled_mib` of random
+    data; on the others an empty image of the same virtual size, as a destination host's volume would be."""
+    image = disk_image_path(guest).relative_to("/var/lib/libvirt")
+    raw = scratch / "disk-seed.raw"
+    with open(raw, "wb") as out:
+        out.truncate(guest.disk_mib * MIB)
+        out.seek(guest.journal_mib * MIB)
+        for _ in range(guest.filled_mib):
+            out.write(os.urandom(MIB))
+    try:
+        first, *others = roots
+        (first / "lib" / image).parent.mkdir(parents=True, exist_ok=True)
+        _run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(raw), str(first / "lib" / image)],
+             config.timeouts.build_s)
+    finally:
+        raw.unlink(missing_ok=True)
+    for root in others:
+        (root / "lib" / image).parent.mkdir(parents=True, exist_ok=True)
+        _run(["qemu-img", "create", "-q", "-f", "qcow2", str(root / "lib" / image), f"{guest.disk_mib}M"],
+             config.timeouts.command_s)
 
 
 def wait_for_ledger(url: str, budget_s: float, request_timeout_s: float) -> dict:
@@ -262,8 +295,8 @@ def set_guest_dirtying(url: str, bytes_per_s: int, working_set_bytes: int, reque
         raise LabError(f"the guest refused the dirtying setting: {exc.read().decode(errors='replace')}") from None
 
 
-def render_drill_spec(state_dir: Path, ledger_addr: str) -> str:
-    text = DRILL_TEMPLATE.read_text()
+def render_drill_spec(state_dir: Path, ledger_addr: str, template: Path = DRILL_TEMPLATE) -> str:
+    text = template.read_text()
     return text.replace("{state_dir}", str(state_dir)).replace("{ledger_addr}", ledger_addr)
 
 
@@ -310,20 +343,39 @@ def _start(state_dir: Path, config: LibvirtLabConfig, resources: _Resources, beg
         sock = root / "sock" / "libvirt-sock"
         hosts.append(LabHost(name=name, uri=f"qemu+unix:///system?socket={sock}", migration_uri=f"tcp://{address}",
                              socket=sock, root=root, daemon_pid=pid, host_uuid=host_uuid))
+    guest = config.disk_guest
+    if guest is not None:
+        _make_disks([h.root for h in hosts], guest, config, state_dir)
     for host in hosts:
         wait_for_daemon(host.uri, config.timeouts.daemon_start_s, timeouts)
-    xml = domain_xml(config, kernel=image.kernel, initrd=image.initrd, console_log=state_dir / "guest-console.log",
-                     virt_type="kvm" if accelerator == "kvm" else "qemu", host_cpus=os.cpu_count() or 1)
-    define_and_start(hosts[0].uri, xml, timeouts)
-    forwarder_pid, port = _start_forwarder(netns, config, resources, state_dir / "forwarder.out")
+    virt_type = "kvm" if accelerator == "kvm" else "qemu"
+    host_cpus = os.cpu_count() or 1
+    define_and_start(hosts[0].uri, domain_xml(config, kernel=image.kernel, initrd=image.initrd,
+                                              console_log=state_dir / "guest-console.log", virt_type=virt_type,
+                                              host_cpus=host_cpus), timeouts)
+    if guest is not None:  # both guests boot at once
+        define_and_start(hosts[0].uri, domain_xml(config, kernel=image.kernel, initrd=image.initrd,
+                                                  console_log=state_dir / "disk-guest-console.log",
+                                                  virt_type=virt_type, host_cpus=host_cpus, disk_guest=guest), timeouts)
+    forwarder_pid, port = _start_forwarder(netns, config.guest_address, config, resources, state_dir / "forwarder.out")
     ledger_url = f"http://127.0.0.1:{port}"
     wait_for_ledger(ledger_url, config.timeouts.guest_boot_s, config.timeouts.command_s)
     spec_path = state_dir / "drill.yaml"
     spec_path.write_text(render_drill_spec(state_dir, f"127.0.0.1:{port}"))
+    disk_lab_guest = None
+    if guest is not None:
+        disk_pid, disk_port = _start_forwarder(netns, guest.guest_address, config, resources,
+                                               state_dir / "disk-forwarder.out")
+        disk_url = f"http://127.0.0.1:{disk_port}"
+        wait_for_ledger(disk_url, config.timeouts.guest_boot_s, config.timeouts.command_s)
+        disk_spec = state_dir / "drill-copy-storage.yaml"
+        disk_spec.write_text(render_drill_spec(state_dir, f"127.0.0.1:{disk_port}", COPY_STORAGE_DRILL_TEMPLATE))
+        disk_lab_guest = LabGuest(domain=guest.domain_name, guest_address=guest.guest_address, ledger_url=disk_url,
+                                  forwarder_pid=disk_pid, disk_image=disk_image_path(guest), drill_spec=disk_spec)
     info = LibvirtLabInfo(
         state_dir=state_dir, netns=netns, bridge=config.bridge, hosts=hosts, domain=config.domain_name,
         guest_address=config.guest_address, ledger_url=ledger_url, forwarder_pid=forwarder_pid,
-        accelerator=accelerator, accelerator_reason=reason, drill_spec=spec_path,
+        accelerator=accelerator, accelerator_reason=reason, drill_spec=spec_path, disk_guest=disk_lab_guest,
         kernel_version=image.kernel_version, setup_s=round(time.monotonic() - began, 2),
     )
     (state_dir / "lab.json").write_text(info.model_dump_json(indent=2))
@@ -393,7 +445,7 @@ def stop_libvirt_lab(state_dir: Path, config: LibvirtLabConfig | None = None) ->
         _run(["ip", "netns", "del", netns], config.timeouts.command_s)  # takes the bridge and taps with it
         done.append(f"deleted network namespace {netns}")
     shutil.rmtree(state_dir / "hosts", ignore_errors=True)
-    for name in ("lab.json", "drill.yaml", "resources.json"):
+    for name in ("lab.json", "drill.yaml", "drill-copy-storage.yaml", "resources.json"):
         (state_dir / name).unlink(missing_ok=True)
     return done
 

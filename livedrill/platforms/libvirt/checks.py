@@ -153,13 +153,20 @@ def migration_limits(platform: LibvirtPlatform, disk_bytes: int) -> MigrationLim
         disk_bytes=disk_bytes if flags.copy_storage_all else 0, source="platform (libvirt flags and limits)")
 
 
-def libvirt_migration_figures(completed: dict[str, Any]) -> MigrationFigures | None:
+def libvirt_migration_figures(completed: dict[str, Any], last_running: dict[str, Any]) -> MigrationFigures | None:
     """libvirt's completed-job statistics (virDomainGetJobStats with COMPLETED, read on the destination) as the
-    figures set beside the forecast: time_elapsed and downtime in ms, data_processed in bytes (memory and disk),
-    memory_iteration passes. None when the destination keeps none (after post-copy, or no migration finished)."""
+    figures set beside the forecast: time_elapsed and downtime in ms, data_processed in bytes, memory_iteration
+    passes. The destination's figures leave out a copy-storage migration's disk (the NBD mirror ran on the source):
+    its bytes come from the source's last running statistics. None when the destination keeps none (after
+    post-copy, or no migration finished)."""
     elapsed_ms = completed.get("time_elapsed")
     if elapsed_ms is None:
         return None
+    data = completed.get("data_processed")
+    if data is not None and last_running.get("disk_processed"):
+        data += last_running["disk_processed"]
     return MigrationFigures(migration_s=elapsed_ms / 1000.0, switchover_pause_ms=completed.get("downtime"),
-                            data_bytes=completed.get("data_processed"), memory_rounds=completed.get("memory_iteration"),
-                            source="libvirt completed job statistics on the destination")
+                            data_bytes=data, memory_rounds=completed.get("memory_iteration"),
+                            source="libvirt completed job statistics on the destination"
+                                   + (", disk from the source's last running ones" if last_running.get("disk_processed")
+                                      else ""))
