@@ -160,6 +160,15 @@ class DirtyRateMeter(Protocol):
         ...
 
 
+class TouchedMemoryMeter(Protocol):
+    """Estimates how much of a running guest's memory holds data (pages not all zero), without migrating it: what a
+    pre-copy's first round sends (the forecast's input)."""
+
+    def measure_touched_memory(self, vm: VMRef, sample_pages: int) -> float | None:
+        """Bytes, from `sample_pages` sampled pages; None when it could not be measured."""
+        ...
+
+
 class MigrationFiguresReader(Protocol):
     """What the platform measured of a finished migration (its time, pause, data, rounds), beside the forecast."""
 
@@ -183,6 +192,7 @@ class Capabilities:
     watch: Callable[[MigrationHandle], ChangeWatch] | None = None
     drain: OpenDrain | None = None
     dirty_rate_meter: DirtyRateMeter | None = None
+    touched_memory_meter: TouchedMemoryMeter | None = None
     migration_figures: MigrationFiguresReader | None = None
 
     def need_drain(self) -> OpenDrain:

@@ -71,14 +71,18 @@ def _forecast_check(session: DrillSession, adapter: PlatformAdapter, reading: VM
     """The convergence forecast of one VM that runs, against the deadline the migration stage will enforce."""
     spec, state = session.spec, reading.before
     assert state is not None
-    measured = None
+    measured = touched = None
+    capabilities = adapter.capabilities()
     if spec.forecast is not None and spec.forecast.dirty_rate_bytes_per_s == MEASURE:
-        meter = adapter.capabilities().dirty_rate_meter
+        meter = capabilities.dirty_rate_meter
         measured = meter.measure_dirty_rate(state.ref, spec.forecast.measure_window_s) if meter else None
+    if spec.forecast is not None and spec.forecast.touched_memory_bytes == MEASURE:
+        sampler = capabilities.touched_memory_meter
+        touched = sampler.measure_touched_memory(state.ref, spec.forecast.touched_sample_pages) if sampler else None
     disk_bytes = reading.limits.disk_bytes if reading.limits else 0
     budget_s = migration_deadline_s(spec.budgets, state.memory_gib + disk_bytes / GIB)
     return convergence_check(spec.forecast, reading.limits, state.memory_gib * GIB, budget_s, measured,
-                             spec.slo.max_downtime_ms, f"vm {state.ref}")
+                             spec.slo.max_downtime_ms, f"vm {state.ref}", measured_touched_bytes=touched)
 
 
 def _recover_crashed(session: DrillSession) -> CheckResult:

@@ -68,6 +68,21 @@ R = 127 / 128
     ({"disk_write_rate_bytes_per_s": 128 * MI}, Ending.CONVERGED, 1, 8.0, 0.0, 1024),
     # The model's own round limit.
     ({"dirty_rate_bytes_per_s": 127 * MI, "budget_s": 2000.0, "max_rounds": 100}, Ending.MAX_ROUNDS, 100, None, None, None),
+    # Only 256 MiB of the 1 GiB hold data: zero pages go as headers, round 1 sends 256 MiB in 2 s.
+    ({"touched_memory_bytes": 256 * MI}, Ending.CONVERGED, 1, 2.0, 0.0, 256),
+    # ... the half-rate guest then dirties 128 MiB in round 1, 64 in round 2 (1 s), 32 in round 3 (0.5 s), sent in
+    # a 250 ms pause.
+    ({"touched_memory_bytes": 256 * MI, "dirty_rate_bytes_per_s": 64 * MI}, Ending.CONVERGED, 3, 3.75, 250.0,
+     256 + 128 + 64 + 32),
+    # A touched figure above the memory (a stale declaration) counts the memory.
+    ({"touched_memory_bytes": 4 * GI}, Ending.CONVERGED, 1, 8.0, 0.0, 1024),
+    # Nothing touched at all: an empty first round, done once the destination is ready.
+    ({"touched_memory_bytes": 0, "setup_s": 0.3}, Ending.CONVERGED, 1, 0.3, 0.0, 0),
+    # The destination's preparation comes before anything moves: 0.3 s + 8 s; with disks, before the disk copy.
+    ({"setup_s": 0.3}, Ending.CONVERGED, 1, 8.3, 0.0, 1024),
+    ({"setup_s": 0.3, "disk_bytes": 4 * GI}, Ending.CONVERGED, 1, 40.3, 0.0, 5 * 1024),
+    # Preparation alone past the budget.
+    ({"setup_s": 301.0}, Ending.OVER_BUDGET, 0, None, None, 300 * 128),
 ])
 def test_precopy(changes, ending, rounds, migration_s, pause_ms, sent_mib):
     result = precopy(inputs(**changes))
@@ -128,6 +143,8 @@ LIMITS = MigrationLimits(source="test")
     # Disk first: 4 GiB in 32 s.
     ({"disk_bytes": 4 * GI}, LIMITS, 40.0, False),
     ({"disk_bytes": 4 * GI, "disk_write_rate_bytes_per_s": 128 * MI}, LIMITS, None, False),
+    # 256 MiB touched: round 1 in 2 s, 32 MiB dirtied at 16 MiB/s pulled in 0.25 s, after a 0.5 s preparation.
+    ({"dirty_rate_bytes_per_s": 16 * MI, "touched_memory_bytes": 256 * MI, "setup_s": 0.5}, LIMITS, 2.75, False),
     # KubeVirt, core VM: a post-copy failure fails the VMI.
     ({"dirty_rate_bytes_per_s": 256 * MI}, LIMITS.model_copy(update={"post_copy": True, "post_copy_fails_vm": True}),
      16.0, True),

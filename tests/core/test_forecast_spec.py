@@ -40,6 +40,13 @@ def test_dirty_rate_is_a_figure_or_measure(rate, expected):
     assert spec.forecast.dirty_rate_bytes_per_s == expected
 
 
+@pytest.mark.parametrize("touched, expected", [("measure", "measure"), ("96Mi", 96 * 2**20), ("0", 0.0)])
+def test_touched_memory_is_a_figure_or_measure(touched, expected):
+    spec = parse_spec(BASE + FORECAST + f"  touched_memory_bytes: {touched}\n  setup_s: 0.3\n")
+    assert (spec.forecast.touched_memory_bytes, spec.forecast.setup_s) == (expected, 0.3)
+    assert parse_spec(BASE + FORECAST).forecast.touched_memory_bytes is None  # not given: all memory counts
+
+
 @pytest.mark.parametrize("mutation, path, line, words", [
     (("8Mi", "fast"), "forecast.dirty_rate_bytes_per_s", 8, "not a byte figure"),
     (("8Mi", "-8Mi"), "forecast.dirty_rate_bytes_per_s", 8, "0 or more"),
@@ -48,6 +55,10 @@ def test_dirty_rate_is_a_figure_or_measure(rate, expected):
     (("allowed_downtime_ms: 300", "allowed_downtime_ms: -1"), "forecast.allowed_downtime_ms", 11, "greater than 0"),
     (("allowed_downtime_ms: 300", "max_downtime: 300"), "forecast.max_downtime", 11, "unknown field"),
     (("allowed_downtime_ms: 300", "measure_window_s: 120"), "forecast.measure_window_s", 11, "less than or equal to 60"),
+    (("allowed_downtime_ms: 300", "touched_memory_bytes: most"), "forecast.touched_memory_bytes", 11, "not a byte figure"),
+    (("allowed_downtime_ms: 300", "touched_memory_bytes: -1Mi"), "forecast.touched_memory_bytes", 11, "0 or more"),
+    (("allowed_downtime_ms: 300", "touched_sample_pages: 5"), "forecast.touched_sample_pages", 11, "greater than or equal"),
+    (("allowed_downtime_ms: 300", "setup_s: -0.5"), "forecast.setup_s", 11, "greater than or equal to 0"),
 ])
 def test_each_problem_names_field_and_line(mutation, path, line, words):
     text = BASE + FORECAST.replace(*mutation)
