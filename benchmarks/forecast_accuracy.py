@@ -102,7 +102,7 @@ def _one(adapter: LibvirtAdapter, ledger_url: str, vm, spec, budgets: Budgets, r
     if not obs.succeeded:  # aborted at the budget (or failed): the guest stays on the source
         adapter.cancel_migration(handle, budgets.abort_timeout_s)
     outcome = "converged" if obs.succeeded else f"not ({obs.failure_reason or obs.phase})"[:40]
-    return (rate, float(cap), n, measured / MIB if measured is not None else None,
+    return (rate, float(cap), n, measured.bytes_per_s / MIB if measured.bytes_per_s is not None else None,
             ("converges" if predicted.converges else predicted.ending.value) if predicted else f"unknown {unknown}",
             predicted.migration_s if predicted else None, predicted.rounds if predicted else None,
             predicted.switchover_pause_ms if predicted else None, outcome,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from livedrill.errors import InputError, PlatformError
 from livedrill.evidence.worm import StoreReadiness, store_readiness
-from livedrill.forecast import GIB, MEASURE, convergence_check
+from livedrill.forecast import GIB, MEASURE, DirtyRateReading, convergence_check
 from livedrill.gates import operational_gates
 from livedrill.outcomes import CheckResult, CheckStatus, PreflightResult, utcnow
 from livedrill.platforms.base import PlatformAdapter, VMPreflight
@@ -73,8 +73,10 @@ def _forecast_check(session: DrillSession, adapter: PlatformAdapter, reading: VM
     assert state is not None
     measured = None
     if spec.forecast is not None and spec.forecast.dirty_rate_bytes_per_s == MEASURE:
-        meter = adapter.capabilities().dirty_rate_meter
-        measured = meter.measure_dirty_rate(state.ref, spec.forecast.measure_window_s) if meter else None
+        capabilities = adapter.capabilities()
+        meter = capabilities.dirty_rate_meter
+        measured = meter.measure_dirty_rate(state.ref, spec.forecast.measure_window_s) if meter else DirtyRateReading(
+            source=f"platform {capabilities.kind}", unknown=f"platform {capabilities.kind} has no dirty-rate meter")
     disk_bytes = reading.limits.disk_bytes if reading.limits else 0
     budget_s = migration_deadline_s(spec.budgets, state.memory_gib + disk_bytes / GIB)
     return convergence_check(spec.forecast, reading.limits, state.memory_gib * GIB, budget_s, measured,
