@@ -104,9 +104,8 @@ def dirty_rate_answer(samples: list[PromSample], vm: VMRef, endpoint: Prometheus
 class PrometheusDirtyRateMeter:
     """A VM's dirty rate as KubeVirt's virt-handler exported it, read from the spec's `metrics.kubevirt` store."""
 
-    def __init__(self, endpoint: PrometheusQuery | None, *, client: httpx.Client | None = None):
+    def __init__(self, endpoint: PrometheusQuery | None):
         self.endpoint = endpoint
-        self.client = client
 
     def measure_dirty_rate(self, vm: VMRef, window_s: int) -> DirtyRateReading:
         """`window_s` is not used: virt-handler took the samples already; the store's lookback is
@@ -117,7 +116,7 @@ class PrometheusDirtyRateMeter:
         query = dirty_rate_query(vm, self.endpoint.selector, self.endpoint.dirty_rate_lookback_s)
         source = f"{self.endpoint.url}: {query}"
         try:
-            samples = query_instant(self.endpoint, query, client=self.client)
+            samples = query_instant(self.endpoint, query)
         except (PlatformError, httpx.HTTPError, ValueError, KeyError) as exc:
             return DirtyRateReading(source=source, unknown=f"metrics.kubevirt {self.endpoint.url} could not be queried: {exc}")
         return dirty_rate_answer(samples, vm, self.endpoint, source)

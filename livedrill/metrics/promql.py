@@ -76,7 +76,7 @@ def query_range(endpoint: PrometheusQuery, query: str, start: datetime, end: dat
             for item in _query(endpoint, "query_range", params, "matrix", client)]
 
 
-def query_instant(endpoint: PrometheusQuery, query: str, *, client: httpx.Client | None = None) -> list[PromSample]:
-    """An instant query evaluated now: one sample per series of the answer vector."""
+def query_instant(endpoint: PrometheusQuery, query: str) -> list[PromSample]:
+    """An instant query evaluated now (one call: its own client): one sample per series of the answer vector."""
     return [PromSample(metric=item["metric"], value=(float(item["value"][0]), str(item["value"][1])))
-            for item in _query(endpoint, "query", {"query": query}, "vector", client)]
+            for item in _query(endpoint, "query", {"query": query}, "vector", None)]
