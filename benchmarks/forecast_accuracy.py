@@ -138,7 +138,7 @@ def _one(adapter: LibvirtAdapter, guest: Guest, spec, budgets: Budgets, rate: fl
     if not obs.succeeded:  # aborted at the budget (or failed): the guest stays on the source
         adapter.cancel_migration(handle, budgets.abort_timeout_s)
     outcome = "converged" if obs.succeeded else f"not ({obs.failure_reason or obs.phase})"[:40]
-    return (guest.label, rate, float(cap), n, measured / MIB if measured is not None else None,
+    return (guest.label, rate, float(cap), n, measured.bytes_per_s / MIB if measured.bytes_per_s is not None else None,
             touched / MIB if touched is not None else None,
             ("converges" if predicted.converges else predicted.ending.value) if predicted else f"unknown {unknown}",
             predicted.migration_s if predicted else None, predicted.rounds if predicted else None,

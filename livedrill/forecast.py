@@ -126,6 +126,14 @@ class MigrationLimits(Record):
     source: str = Field(description="Where these came from, e.g. 'platform.flags' or 'MigrationPolicy fast'")
 
 
+class DirtyRateReading(Record):
+    """What a platform's dirty-rate meter found for one VM: a figure, or why there is none (never a guess)."""
+
+    bytes_per_s: float | None = Field(None, ge=0)
+    source: str = Field(description="Where the figure was read, e.g. 'QEMU calc-dirty-rate on host-a over 5 s'")
+    unknown: str | None = Field(None, description="Why there is no figure, naming the cause; None when measured")
+
+
 # ---------------------------------------------------------------- the model
 
 
@@ -281,18 +289,24 @@ def forecast(inputs: ForecastInputs, limits: MigrationLimits) -> Forecast:
 
 
 def resolve_inputs(config: ForecastConfig, limits: MigrationLimits, memory_bytes: float, budget_s: float,
-                   measured_dirty_rate: float | None,
+                   measured: DirtyRateReading | None,
                    measured_touched_bytes: float | None = None) -> tuple[ForecastInputs | None, list[str]]:
     """The model's inputs from the spec and the platform, or None with what is unknown (never a guessed figure).
 
-    Bandwidth: the lower of the spec's link figure and the platform's cap, whichever are set. Downtime: the
-    platform's limit, else the spec's, else QEMU's default. Touched memory: declared or measured, else all memory
-    (the safe side, so not an unknown)."""
+    `measured` is the platform's reading when the spec says "measure" (None: nobody measured). Bandwidth: the
+    lower of the spec's link figure and the platform's cap, whichever are set. Downtime: the platform's limit,
+    else the spec's, else QEMU's default. Touched memory: declared or measured, else all memory (the safe side,
+    so not an unknown)."""
     unknown = []
-    rate = measured_dirty_rate if config.dirty_rate_bytes_per_s == MEASURE else config.dirty_rate_bytes_per_s
-    if rate is None:
-        unknown.append("the dirty rate (" + ("the platform could not measure it" if config.dirty_rate_bytes_per_s == MEASURE
-                                             else "forecast.dirty_rate_bytes_per_s is not set") + ")")
+    if config.dirty_rate_bytes_per_s == MEASURE:
+        rate = measured.bytes_per_s if measured is not None else None
+        if rate is None:
+            why = measured.unknown if measured is not None and measured.unknown else "nothing measured it"
+            unknown.append(f"the dirty rate (could not measure it: {why})")
+    else:
+        rate = config.dirty_rate_bytes_per_s
+        if rate is None:
+            unknown.append("the dirty rate (forecast.dirty_rate_bytes_per_s is not set)")
     bandwidths = [b for b in (config.bandwidth_bytes_per_s, limits.bandwidth_bytes_per_s) if b]
     if not bandwidths:
         unknown.append("the bandwidth (forecast.bandwidth_bytes_per_s is not set and the platform sets no limit)")
@@ -313,7 +327,7 @@ CHECK = "convergence-forecast"
 
 
 def convergence_check(config: ForecastConfig | None, limits: MigrationLimits | None, memory_bytes: float,
-                      budget_s: float, measured_dirty_rate: float | None, slo_downtime_ms: float,
+                      budget_s: float, measured: DirtyRateReading | None, slo_downtime_ms: float,
                       subject: str, measured_touched_bytes: float | None = None) -> CheckResult:
     """FAIL when the migration cannot converge within the drill's budget, WARN within 20 % of it (or when only
     post-copy would finish it, the predicted pause alone breaks the SLO's downtime, or an input is unknown),
@@ -324,13 +338,14 @@ def convergence_check(config: ForecastConfig | None, limits: MigrationLimits | N
     if limits is None:
         return CheckResult(name=CHECK, status=CheckStatus.WARN, subject=subject,
                            message="unknown: the platform reported no migration settings for this VM")
-    inputs, unknown = resolve_inputs(config, limits, memory_bytes, budget_s, measured_dirty_rate, measured_touched_bytes)
+    inputs, unknown = resolve_inputs(config, limits, memory_bytes, budget_s, measured, measured_touched_bytes)
+    reading = {"dirty_rate_reading": measured.model_dump(mode="json")} if measured is not None else {}
     if inputs is None:
         return CheckResult(name=CHECK, status=CheckStatus.WARN, subject=subject,
                            message=f"unknown: {'; '.join(unknown)}", remedy="declare the missing figures under forecast:",
-                           evidence={"unknown": unknown, "limits": limits.model_dump(mode="json")})
+                           evidence={"unknown": unknown, "limits": limits.model_dump(mode="json"), **reading})
     result = forecast(inputs, limits)
-    evidence = result.model_dump(mode="json")
+    evidence = {**result.model_dump(mode="json"), **reading}
     figures = (f"{inputs.memory_bytes / GIB:.2f} GiB at {_rate(inputs.dirty_rate_bytes_per_s)} dirtied, "
                f"{_rate(inputs.bandwidth_bytes_per_s)} link, {inputs.allowed_downtime_ms:g} ms allowed pause"
                + (f", {inputs.disk_bytes / GIB:.2f} GiB of disk" if inputs.disk_bytes else "")

@@ -42,7 +42,7 @@ def cmd_lab(args: argparse.Namespace) -> int:
         print(f"try: kubectl --kubeconfig {state_dir / 'kubeconfig'} --context {next(iter(members))} get vmi -A")
     elif args.action == "up":
         info = manager.start_lab(state_dir, preset=args.preset)
-        print(f"lab up: API {info.api_url}, kubeconfig {info.kubeconfig}")
+        print(f"lab up: API {info.api_url}, kubeconfig {info.kubeconfig}, virt-handler metrics {info.metrics_url}")
         print(f"try: kubectl --kubeconfig {info.kubeconfig} get nodes,vmi -A")
     elif args.action == "down":
         if fleet.is_fleet(state_dir):
@@ -60,7 +60,7 @@ def cmd_lab(args: argparse.Namespace) -> int:
         if info is None:
             print("lab is not running")
             return ExitCode.FAILED
-        print(f"lab running: API {info.api_url}, kubeconfig {info.kubeconfig}")
+        print(f"lab running: API {info.api_url}, kubeconfig {info.kubeconfig}, virt-handler metrics {info.metrics_url}")
     return ExitCode.OK
 
 

@@ -5,7 +5,7 @@ one ledger per VMI of the preset (the VMI's workload: what the simulated virt-co
 stop-and-copy) and the API server + controller (`python -m livedrill_lab.kube`). Everything the lab
 needs or writes lives in its state directory:
 
-    lab.json      what is running: API URL, processes (pid + start time), ledger URLs per VMI
+    lab.json      what is running: API URL, virt-handler metrics URL, processes (pid + start time), ledger URLs per VMI
     kubeconfig    context `livedrill-lab` (HTTPS with the lab's own CA, bearer token)
     api.pid       the API server's PID
     freezes.json  ground truth: every real pause of a workload (also GET /lab/v1/freezes)
@@ -73,6 +73,8 @@ class LabInfo(BaseModel):
     state_dir: Path
     preset: str
     api_url: str | None = None
+    # The simulated virt-handler's Prometheus endpoint, http://127.0.0.1:PORT/metrics (plain HTTP, no token)
+    metrics_url: str | None = None
     kubeconfig: Path
     context: str = CONTEXT
     ca_file: Path
@@ -212,6 +214,7 @@ def start_lab(state_dir: Path, preset: str = "targeted", api_port: int = 18443, 
         _await_ledgers(info, ledgers, deadline)
         ready = _wait_for_file(state_dir / "api-ready", process, f"API server (log {record.log})", deadline)
         info.api_url = f"https://127.0.0.1:{ready['port']}"
+        info.metrics_url = f"http://127.0.0.1:{ready['metrics_port']}/metrics"
         _wait_for_api(info, deadline)
         _write_lab_file(info)
     except BaseException as exc:

@@ -8,6 +8,8 @@ KubeVirt's own migration metrics read back for the evidence. No Prefect, no kube
   (`push.push_samples`: remote write, VictoriaMetrics import, Pushgateway) and reports each outcome.
 - `export.kubevirt_evidence_for_run(run_dir, MetricsConfig, vms)`: KubeVirt's `kubevirt_vmi_migration_*`
   series over the drill's window, through the Prometheus HTTP API, for the evidence.
+- `kubevirt.PrometheusDirtyRateMeter(metrics.kubevirt)`: a VM's `kubevirt_vmi_dirty_rate_bytes_per_second` for the
+  pre-flight's convergence forecast (`forecast: {dirty_rate_bytes_per_s: measure}` on KubeVirt).
 
 Stores: Prometheus must run with `--web.enable-remote-write-receiver`; to re-export runs older than
 its head block (about an hour) it also needs `storage.tsdb.out_of_order_time_window` in its config.

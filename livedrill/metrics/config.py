@@ -79,6 +79,9 @@ class PrometheusQuery(HttpEndpoint):
     max_points_per_series: int = Field(10_000, gt=0, le=11_000, description="Prometheus refuses more than 11000")
     timeout_s: float = Field(15.0, gt=0, description="Per-query timeout")
     margin_s: float = Field(300.0, ge=0, description="Queried before the drill's start and after its end")
+    dirty_rate_lookback_s: float = Field(
+        300.0, gt=0, description='With forecast "measure": the highest kubevirt_vmi_dirty_rate_bytes_per_second '
+                                 "over this long is the VM's dirty rate (Prometheus' default lookback is 5 m)")
     selector: dict[str, str] = Field(
         default_factory=dict, description="Label matchers added to every query, e.g. cluster: prod-a in a shared VictoriaMetrics")
 

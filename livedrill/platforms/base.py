@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any, Callable, ContextManager, Protocol
 
 
 from livedrill.errors import InputError
-from livedrill.forecast import MigrationFigures, MigrationLimits
+from livedrill.forecast import DirtyRateReading, MigrationFigures, MigrationLimits
+from livedrill.metrics.config import MetricsConfig
 from livedrill.outcomes import CheckResult, TimelineEvent, VMState
 from livedrill.spec import Budgets, DrillSpec, VMRef
 
@@ -97,6 +98,7 @@ class AdapterContext:
     run_id: str = ""
     budgets: Budgets = field(default_factory=Budgets)
     emit: EmitEvent | None = None
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)  # the spec's `metrics:`: a cluster's metrics store
 
 
 # ------------------------------------------------------------------ optional capabilities
@@ -155,8 +157,9 @@ class NodeDrain(Protocol):
 class DirtyRateMeter(Protocol):
     """Measures how fast a running guest dirties its memory, without migrating it (the forecast's input)."""
 
-    def measure_dirty_rate(self, vm: VMRef, window_s: int) -> float | None:
-        """Bytes per second over a window of `window_s` seconds; None when it could not be measured."""
+    def measure_dirty_rate(self, vm: VMRef, window_s: int) -> DirtyRateReading:
+        """Bytes per second, or why there is no figure. A meter that samples the guest samples for `window_s`
+        seconds; one that reads a metrics store reads what the store already holds over its own lookback."""
         ...
 
 

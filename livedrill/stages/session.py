@@ -106,7 +106,7 @@ class DrillSession:
 
     def adapter(self) -> PlatformAdapter:
         """The adapter of the spec's platform kind, as its package registered it."""
-        context = AdapterContext(run_id=self.run_id, budgets=self.spec.budgets, emit=self.emit)
+        context = AdapterContext(run_id=self.run_id, budgets=self.spec.budgets, emit=self.emit, metrics=self.spec.metrics)
         return registry.open_adapter(self.spec.platform, context)
 
 

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 
 from livedrill.cli import main
 
@@ -24,11 +25,15 @@ def test_status_and_down_reach_the_running_lab(lab, tmp_path):
 
     status = livedrill("lab", "status", "--state-dir", state_dir)
     assert status.returncode == 0, status.stderr
-    assert status.stdout.strip() == f"lab running: API {lab.api_url}, kubeconfig {lab.kubeconfig}"
+    assert status.stdout.strip() == (f"lab running: API {lab.api_url}, kubeconfig {lab.kubeconfig}, "
+                                     f"virt-handler metrics {lab.metrics_url}")
+    assert httpx.get(lab.metrics_url, timeout=CLI_TIMEOUT_S).status_code == 200
 
     down = livedrill("lab", "down", "--state-dir", state_dir)
     assert (down.returncode, down.stdout.strip()) == (0, "lab down"), down.stderr
     assert not any(record.alive() for record in lab.processes)
+    with pytest.raises(httpx.ConnectError):  # the metrics endpoint went with the lab
+        httpx.get(lab.metrics_url, timeout=CLI_TIMEOUT_S)
 
     gone = livedrill("lab", "status", "--state-dir", state_dir)
     assert (gone.returncode, gone.stdout.strip()) == (1, "lab is not running")

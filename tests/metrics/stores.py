@@ -83,11 +83,11 @@ def _running(cmd: list[str], kind: str, ready_path: str, log: Path) -> Iterator[
             proc.wait(timeout=10)
 
 
-def _scrape_config(target: str) -> str:
+def _scrape_config(target: str, job: str) -> str:
     # honor_labels keeps the job and grouping labels the Pushgateway holds, as Pushgateway docs require.
     return f"""\
 scrape_configs:
-  - job_name: pushgateway
+  - job_name: {job}
     honor_labels: true
     scrape_interval: 1s
     scrape_timeout: 1s
@@ -97,11 +97,12 @@ scrape_configs:
 
 
 @contextlib.contextmanager
-def prometheus(workdir: Path, scrape_target: str | None = None) -> Iterator[Store]:
-    """Prometheus with the remote-write receiver; scraping `scrape_target` (host:port) every second when given."""
+def prometheus(workdir: Path, scrape_target: str | None = None, job: str = "pushgateway") -> Iterator[Store]:
+    """Prometheus with the remote-write receiver; scraping `scrape_target` (host:port, path /metrics) every second
+    as job `job` when given."""
     workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "prometheus.yml"
-    config.write_text(PROMETHEUS_CONFIG + (_scrape_config(scrape_target) if scrape_target else ""))
+    config.write_text(PROMETHEUS_CONFIG + (_scrape_config(scrape_target, job) if scrape_target else ""))
     cmd = [PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={workdir / 'data'}",
            "--storage.tsdb.retention.time=5y", "--web.listen-address=127.0.0.1:0",
            "--web.enable-remote-write-receiver", "--log.level=warn"]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from livedrill.forecast import ForecastConfig, MigrationLimits, convergence_check
+from livedrill.forecast import DirtyRateReading, ForecastConfig, MigrationLimits, convergence_check
 from livedrill.outcomes import CheckStatus
 
 MI = 1024**2
@@ -16,17 +16,25 @@ LINK = {"bandwidth_bytes_per_s": 128 * MI}
 PLATFORM = MigrationLimits(source="test")
 
 
+UNSET = DirtyRateReading(source="metrics.kubevirt", unknown="metrics.kubevirt is not set")
+
+
 def run(config: dict | None, limits: MigrationLimits | None = PLATFORM, budget_s: float = 300.0,
-        measured: float | None = None, slo_downtime_ms: float = 500.0):
+        measured: float | DirtyRateReading | None = None, slo_downtime_ms: float = 500.0):
+    reading = DirtyRateReading(bytes_per_s=measured, source="test") if isinstance(measured, float) else measured
     return convergence_check(None if config is None else ForecastConfig(**config), limits, 1 * GI, budget_s,
-                             measured, slo_downtime_ms, "vm banking/core")
+                             reading, slo_downtime_ms, "vm banking/core")
 
 
 @pytest.mark.parametrize("config, limits, budget_s, measured, status, words", [
     (None, PLATFORM, 300.0, None, CheckStatus.NOT_APPLICABLE, "no forecast section"),
     # Unknown inputs: a warning naming what is missing, never a guessed figure.
     (LINK, PLATFORM, 300.0, None, CheckStatus.WARN, "unknown: the dirty rate (forecast.dirty_rate_bytes_per_s is not set)"),
-    ({**LINK, "dirty_rate_bytes_per_s": "measure"}, PLATFORM, 300.0, None, CheckStatus.WARN, "could not measure"),
+    ({**LINK, "dirty_rate_bytes_per_s": "measure"}, PLATFORM, 300.0, None, CheckStatus.WARN,
+     "unknown: the dirty rate (could not measure it: nothing measured it)"),
+    # The meter's reason is the message's: what the operator must fix.
+    ({**LINK, "dirty_rate_bytes_per_s": "measure"}, PLATFORM, 300.0, UNSET, CheckStatus.WARN,
+     "unknown: the dirty rate (could not measure it: metrics.kubevirt is not set)"),
     ({"dirty_rate_bytes_per_s": 0}, PLATFORM, 300.0, None, CheckStatus.WARN, "unknown: the bandwidth"),
     ({"dirty_rate_bytes_per_s": 0, **LINK}, None, 300.0, None, CheckStatus.WARN, "no migration settings"),
     # 8 s of 300 s: plenty of margin.
@@ -92,3 +100,33 @@ def test_a_predicted_pause_beyond_the_slo_warns(slo_downtime_ms, status):
     check = run({"dirty_rate_bytes_per_s": 16 * MI, **LINK}, slo_downtime_ms=slo_downtime_ms)
     assert check.status is status
     assert ("the pause alone exceeds slo.max_downtime_ms 100" in check.message) is (status is CheckStatus.WARN)
+
+
+def test_the_reading_is_in_the_evidence_whether_measured_or_not():
+    measured = DirtyRateReading(bytes_per_s=0.0, source="http://prom:9090: max(...)")
+    passed = run({**LINK, "dirty_rate_bytes_per_s": "measure"}, measured=measured)
+    assert passed.status is CheckStatus.PASS
+    assert passed.evidence["dirty_rate_reading"] == measured.model_dump(mode="json")
+    assert passed.evidence["inputs"]["dirty_rate_bytes_per_s"] == 0.0
+    unknown = run({**LINK, "dirty_rate_bytes_per_s": "measure"}, measured=UNSET)
+    assert unknown.evidence["dirty_rate_reading"]["unknown"] == "metrics.kubevirt is not set"
+    # A declared figure is the spec's: a reading (there is none) is not recorded.
+    assert "dirty_rate_reading" not in run({**LINK, "dirty_rate_bytes_per_s": 0}).evidence
+
+
+@pytest.mark.parametrize("touched_config, measured_touched, words, seconds", [
+    # Measured: 256 MiB of the 1 GiB hold data, the first round sends those (2 s), the figure in the message.
+    ("measure", 256.0 * MI, "256 MiB of memory holding data", 2.0),
+    # Asked for but not measured (the platform has no sampler, or it failed): all memory counts, and it says so.
+    ("measure", None, "all memory counted (touched memory not measured)", 8.0),
+    # Declared in the spec.
+    (512 * MI, None, "512 MiB of memory holding data", 4.0),
+    # Not asked for: all memory, nothing said.
+    (None, None, "128.0 MiB/s link, 300 ms allowed pause)", 8.0),
+])
+def test_touched_memory_sets_the_first_round(touched_config, measured_touched, words, seconds):
+    config = ForecastConfig(dirty_rate_bytes_per_s=0, touched_memory_bytes=touched_config, **LINK)
+    check = convergence_check(config, PLATFORM, 1 * GI, 300.0, None, 500.0, "vm banking/core",
+                              measured_touched_bytes=measured_touched)
+    assert check.status is CheckStatus.PASS and words in check.message, check.message
+    assert check.evidence["expected"]["migration_s"] == pytest.approx(seconds)

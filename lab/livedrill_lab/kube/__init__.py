@@ -14,6 +14,8 @@ Modules:
   eviction.py    the eviction webhook, evacuation, the evacuate-cancel and migrate subresources
   scheduling.py  placing virt-launcher pods (new VMIs, migration targets)
   freezer.py     the real SIGSTOP/SIGCONT freeze and its ground-truth record
+  handler_metrics.py  virt-handler's and virt-controller's Prometheus metrics (the VMIs' dirty rates, migration
+                 progress and phases) on GET /metrics of a loopback port of its own (LabInfo.metrics_url)
   launcher.py    virt-launcher pods and the VMI status virt-handler reports
   cluster.py     the kinds, reads and writes the controller's parts share; config.py ControllerConfig
   precopy.py     the pure pre-copy model that decides iterations, duration, downtime or failure

@@ -1,8 +1,9 @@
 """Run the lab's API server and virt-controller: `python -m livedrill_lab.kube --state-dir DIR ...`.
 
 The bearer token comes from the environment (LIVEDRILL_LAB_TOKEN), never from argv. Once serving, it
-writes DIR/kubeconfig and DIR/api-ready ({"pid", "port"}). SIGTERM or SIGINT stops it cleanly (any
-paused workload is continued first).
+writes DIR/kubeconfig and DIR/api-ready ({"pid", "port", "metrics_port"}: the API, and the simulated
+virt-handler's Prometheus endpoint `http://HOST:metrics_port/metrics`, both on ports the kernel picked unless
+--port is given for the API). SIGTERM or SIGINT stops it cleanly (any paused workload is continued first).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 from livedrill_lab.kube import resources
 from livedrill_lab.kube.config import ControllerConfig
 from livedrill_lab.kube.controller import VirtController
+from livedrill_lab.kube.handler_metrics import HandlerMetricsServer
 from livedrill_lab.kube.scheduling import start_new_vmis
 from livedrill_lab.kube.server import LabApiServer
 from livedrill_lab.kube.store import Store
@@ -103,15 +105,18 @@ def main(argv: list[str] | None = None) -> int:
     tls.load_cert_chain(cert_path, key_path)
     server = LabApiServer((args.host, args.port), store, controller, token, tls)
     port = server.server_address[1]
+    metrics = HandlerMetricsServer(args.host, store, config, controller.live_copies)
 
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     serving = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
     serving.start()
+    metrics.start()
     controller.start()
     _write_private(args.state_dir / "kubeconfig", kubeconfig_text(f"https://{args.host}:{port}", token, ca_pem))
-    _write_private(args.state_dir / "api-ready", json.dumps({"pid": os.getpid(), "port": port}))
+    _write_private(args.state_dir / "api-ready", json.dumps({"pid": os.getpid(), "port": port,
+                                                             "metrics_port": metrics.port}))
     orphaned = False
     try:
         while not stop.wait(PARENT_CHECK_INTERVAL_S):
@@ -120,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
                 break
     finally:
         controller.stop()
+        metrics.stop()
         server.shutdown()
         server.server_close()
         if orphaned:  # nobody is left to run stop_lab: end the lab's workloads too

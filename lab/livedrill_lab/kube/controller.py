@@ -37,7 +37,7 @@ from livedrill_lab.kube.cluster import MIGRATION_FINALIZER, VMIMS, VMIS, Obj
 from livedrill_lab.kube.config import ControllerConfig
 from livedrill_lab.kube.eviction import Eviction
 from livedrill_lab.kube.freezer import Freezer
-from livedrill_lab.kube.migration import Migration, finish_failed
+from livedrill_lab.kube.migration import LiveCopy, Migration, finish_failed
 from livedrill_lab.kube.store import Store
 
 
@@ -84,6 +84,12 @@ class VirtController:
 
     def migrate_vm(self, namespace: str, vm_name: str, body: Obj) -> Obj:
         return self.eviction.migrate_vm(namespace, vm_name, body)
+
+    # ------------------------------------------------------------------ what virt-handler's metrics report
+
+    def live_copies(self) -> list[LiveCopy]:
+        """The migrations whose guest's memory is being copied now (handler_metrics.py)."""
+        return self._migration.live_copies()
 
     # ------------------------------------------------------------------ reconcile loop
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 import traceback
+from dataclasses import dataclass
 
 from livedrill.quantity import parse_quantity
 from livedrill_lab.kube import cluster, errors, policy, scheduling
@@ -32,9 +33,34 @@ class MigrationAborted(Exception):
     pass
 
 
-def _knobs(vmi: Obj, vmim: Obj) -> dict[str, str]:
-    merged = {**(vmi["metadata"].get("annotations") or {}), **(vmim["metadata"].get("annotations") or {})}
+def knobs_of(vmi: Obj, vmim: Obj | None = None) -> dict[str, str]:
+    """The fault knobs of a VMI, those of its VMIM winning for that migration."""
+    merged = {**(vmi["metadata"].get("annotations") or {}), **((vmim or {}).get("metadata", {}).get("annotations") or {})}
     return {k[len(KNOB):]: v for k, v in merged.items() if k.startswith(KNOB)}
+
+
+def modelled_dirty_rate(knobs: dict[str, str], config: ControllerConfig, settings: policy.MigrationSettings) -> float:
+    """The guest's dirty rate in bytes/s, as both the pre-copy model and virt-handler's metric see it."""
+    dirty = parse_quantity(knobs["dirty-rate"]) if "dirty-rate" in knobs else config.default_dirty_rate_bytes_per_s
+    if knobs.get("never-converge") == "true":
+        dirty = max(dirty, migration_bandwidth(config, settings) * 1.5)
+    return dirty
+
+
+def migration_bandwidth(config: ControllerConfig, settings: policy.MigrationSettings) -> float:
+    return settings.bandwidth_bytes_per_s or config.unlimited_bandwidth_bytes_per_s
+
+
+@dataclass(frozen=True)
+class LiveCopy:
+    """A migration copying memory while its guest runs: what virt-handler's migration metrics report."""
+
+    namespace: str
+    vmi: str
+    source_node: str
+    inputs: PrecopyInputs
+    plan: PrecopyPlan
+    started: float  # time.monotonic() when the copy began
 
 
 def _modelled_memory_bytes(vmi: Obj, knobs: dict[str, str]) -> int:
@@ -62,6 +88,12 @@ class Migration:
         self.store = store
         self.config = config
         self.freezer = freezer
+        self._live: dict[str, LiveCopy] = {}  # VMIM uid -> its live copy, while the guest runs during it
+        self._live_lock = threading.Lock()
+
+    def live_copies(self) -> list[LiveCopy]:
+        with self._live_lock:
+            return list(self._live.values())
 
     def run(self, vmim: Obj, abort: threading.Event) -> None:
         """Drives `vmim` to Succeeded or Failed; every way out (abort, failure, API error, lab bug) ends it."""
@@ -69,7 +101,7 @@ class Migration:
         created: dict[str, str] = {}  # what this migration created so far, for the clean-up of a failure
         try:
             vmi = self.store.get(VMIS, namespace, vmim["spec"]["vmiName"])
-            knobs = _knobs(vmi, vmim)
+            knobs = knobs_of(vmi, vmim)
             settings = cluster.migration_settings(self.store, vmi)
             self._run_phases(vmim, vmi, knobs, settings, abort, created)
         except MigrationAborted:
@@ -81,6 +113,12 @@ class Migration:
         except Exception as exc:  # a lab bug must still end the migration, or it would hang in its phase
             traceback.print_exc()
             finish_failed(self.store, vmim, created.get("target_pod"), f"lab controller error: {exc!r}")
+        finally:
+            self._end_live_copy(vmim)
+
+    def _end_live_copy(self, vmim: Obj) -> None:
+        with self._live_lock:
+            self._live.pop(vmim["metadata"]["uid"], None)
 
     def _enter(self, vmim: Obj, phase: str, knobs: dict[str, str], abort: threading.Event) -> None:
         if abort.is_set():
@@ -125,14 +163,18 @@ class Migration:
         self._wait(step, abort)
         self._enter(vmim, "TargetReady", knobs, abort)
         self._wait(step, abort)
-        plan = self._plan(vmi, knobs, settings)
+        inputs = self._inputs(vmi, knobs, settings)
+        plan = plan_precopy(inputs)
         self._enter(vmim, "Running", knobs, abort)
         cluster.update_migration_state(store, vmim, {"startTimestamp": rfc3339_now()})
         store.mutate(VMIS, namespace, vmi_name, lambda v: v["status"].update(migrationMethod="LiveMigration"), "all")
+        with self._live_lock:
+            self._live[vmim["metadata"]["uid"]] = LiveCopy(namespace, vmi_name, source_node, inputs, plan, time.monotonic())
         if not plan.converges:
             self._wait(plan.failure_at_s or 0.0, abort)
             raise MigrationFailed(plan.failure_reason or "migration did not converge")
         self._wait(plan.precopy_s, abort)
+        self._end_live_copy(vmim)  # the guest pauses: what is left is the stop-and-copy
         # Past this point the guest is handed over: an abort request can no longer be honoured.
         downtime_ms = plan.downtime_ms + float(knobs.get("extra-downtime-ms", 0))
         freeze = self.freezer.freeze(vmim, vmi, downtime_ms, plan)
@@ -144,16 +186,13 @@ class Migration:
                           "Failed to abort the migration: it was already completing")
         self._finish_succeeded(vmim, vmi, source_pod, target_pod, target_node)
 
-    def _plan(self, vmi: Obj, knobs: dict[str, str], settings: policy.MigrationSettings) -> PrecopyPlan:
-        bandwidth = settings.bandwidth_bytes_per_s or self.config.unlimited_bandwidth_bytes_per_s
-        dirty = parse_quantity(knobs["dirty-rate"]) if "dirty-rate" in knobs else self.config.default_dirty_rate_bytes_per_s
-        if knobs.get("never-converge") == "true":
-            dirty = max(dirty, bandwidth * 1.5)
-        return plan_precopy(PrecopyInputs(
-            memory_bytes=_modelled_memory_bytes(vmi, knobs), dirty_rate_bytes_per_s=dirty,
-            bandwidth_bytes_per_s=bandwidth, max_downtime_ms=settings.max_downtime_ms,
+    def _inputs(self, vmi: Obj, knobs: dict[str, str], settings: policy.MigrationSettings) -> PrecopyInputs:
+        return PrecopyInputs(
+            memory_bytes=_modelled_memory_bytes(vmi, knobs),
+            dirty_rate_bytes_per_s=modelled_dirty_rate(knobs, self.config, settings),
+            bandwidth_bytes_per_s=migration_bandwidth(self.config, settings), max_downtime_ms=settings.max_downtime_ms,
             progress_timeout_s=settings.progress_timeout_s,
-            completion_timeout_per_gib_s=settings.completion_timeout_per_gib_s))
+            completion_timeout_per_gib_s=settings.completion_timeout_per_gib_s)
 
     # ------------------------------------------------------------------ endings
 

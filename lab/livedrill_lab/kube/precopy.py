@@ -98,3 +98,19 @@ def _budget_failure(budget_s: float, iterations: int) -> PrecopyPlan:
         completion_budget_s=budget_s, failure_at_s=budget_s,
         failure_reason=f"migration timeout: exceeded the completion budget of {budget_s:.0f}s",
     )
+
+
+def transfer_at(p: PrecopyInputs, plan: PrecopyPlan, elapsed_s: float) -> tuple[float, float]:
+    """(bytes sent, bytes still dirty) `elapsed_s` into the live copy, iteration by iteration as `plan_precopy`
+    runs them; held at the end of the live copy (stop-and-copy, or the moment KubeVirt gives up)."""
+    end = plan.precopy_s if plan.converges else (plan.failure_at_s or 0.0)
+    elapsed = min(max(0.0, elapsed_s), end)
+    remaining, start, sent = float(p.memory_bytes), 0.0, 0.0
+    while True:
+        copy_s = remaining / p.bandwidth_bytes_per_s
+        if copy_s == 0 or elapsed < start + copy_s:
+            done = p.bandwidth_bytes_per_s * (elapsed - start)
+            return sent + done, remaining - done
+        sent += remaining
+        start += copy_s
+        remaining = min(float(p.memory_bytes), p.dirty_rate_bytes_per_s * copy_s)

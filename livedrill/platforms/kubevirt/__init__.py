@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 def _open(config: KubeVirtPlatform, context: "AdapterContext") -> "KubeVirtAdapter":
     from livedrill.platforms.kubevirt.adapter import KubeVirtAdapter
 
-    return KubeVirtAdapter(config, run_id=context.run_id)
+    return KubeVirtAdapter(config, run_id=context.run_id, metrics=context.metrics.kubevirt)
 
 
 def _preload() -> None:

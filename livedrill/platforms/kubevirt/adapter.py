@@ -20,6 +20,8 @@ from kubernetes.config.config_exception import ConfigException
 from livedrill.drain import DrainSettings
 from livedrill.errors import InputError, PlatformError, RetryPolicy, UndoNotObserved, call_with_retry
 from livedrill.forecast import MigrationFigures
+from livedrill.metrics.config import PrometheusQuery
+from livedrill.metrics.kubevirt import PrometheusDirtyRateMeter
 from livedrill.outcomes import CheckResult, CheckStatus, utcnow
 from livedrill.platforms.base import (Capabilities, MigrationHandle, MigrationObservation, MigrationPhase,
                                       RegisterCompensation, UndoAction, VMPreflight, VMState)
@@ -43,8 +45,11 @@ def load_client() -> None:
 
 class KubeVirtAdapter:
     def __init__(self, platform: KubeVirtPlatform, *, run_id: str = "", call_deadline_s: float | None = None,
-                 poll_interval_s: float = 0.1):
+                 poll_interval_s: float = 0.1, metrics: PrometheusQuery | None = None):
         self.platform = platform
+        # The guest's dirty rate is virt-handler's metric, read from the cluster's Prometheus (the spec's
+        # metrics.kubevirt): the KubeVirt API has no dirty-rate call. Without it the meter says so.
+        self.dirty_rate_meter = PrometheusDirtyRateMeter(metrics)
         self.run_id = run_id
         self.timeout = platform.request_timeout_s
         self.retry = RetryPolicy(deadline_s=call_deadline_s if call_deadline_s is not None
@@ -88,7 +93,8 @@ class KubeVirtAdapter:
         self.api_client.close()
 
     def capabilities(self) -> Capabilities:
-        return Capabilities(kind="kubevirt", watch=self.watch_migration, drain=self.drain, migration_figures=self)
+        return Capabilities(kind="kubevirt", watch=self.watch_migration, drain=self.drain,
+                            dirty_rate_meter=self.dirty_rate_meter, migration_figures=self)
 
     def drain(self, settings: DrainSettings, cancel_timeout_s: float) -> KubeVirtDrain:
         return KubeVirtDrain(self, settings, cancel_timeout_s=cancel_timeout_s)

@@ -25,7 +25,7 @@ from typing import Any, Callable, TypeVar
 import libvirt
 
 from livedrill.errors import InputError, PlatformError, PlatformUnreachable, UndoNotObserved
-from livedrill.forecast import MigrationFigures, MigrationLimits
+from livedrill.forecast import DirtyRateReading, MigrationFigures, MigrationLimits
 from livedrill.migration_monitor import (
     Decision,
     GIB,
@@ -334,33 +334,33 @@ class LibvirtAdapter:
         checks.append(judge_pinning(facts, subject))
         return checks
 
-    def measure_dirty_rate(self, vm: VMRef, window_s: int) -> float | None:
-        """The running guest's dirty rate in bytes/s over `window_s` s; None (with the reason in the timeline)
-        when the domain does not run on exactly one host or its hypervisor cannot measure."""
+    def measure_dirty_rate(self, vm: VMRef, window_s: int) -> DirtyRateReading:
+        """The running guest's dirty rate in bytes/s over `window_s` s, or why not (also in the timeline): the
+        domain does not run on exactly one host (the domain-active check says more) or its hypervisor cannot measure."""
         host = None
         try:
             active = self._active_on(self._placement(vm.name))
             if len(active) != 1:
-                return None  # the domain-active check says why
-            host = active[0]
-            dom = self._lookup(host, vm.name)
-            if dom is None:
-                return None
-            conn = self._conn(host)
-            previous = self._dirty_rate_stats(host, conn, dom).get("dirtyrate.calc_start_time")
-            self._call(f"{host}: startDirtyRateCalc", dom.startDirtyRateCalc, window_s, 0)
-            deadline = time.monotonic() + window_s + self.timeouts.call_s
-            while time.monotonic() < deadline:
-                time.sleep(self.poll_interval_s)
-                rate = dirty_rate_reading(self._dirty_rate_stats(host, conn, dom), previous)
-                if rate is not None:
-                    self._event("dirty-rate", host=host, vm=str(vm), bytes_per_s=rate, window_s=window_s)
-                    return rate
-            reason = f"no result within the {window_s} s window and {self.timeouts.call_s:g} s"
+                reason = f"domain {vm.name} is active on {len(active)} hosts, not one"
+            elif (dom := self._lookup(active[0], vm.name)) is None:
+                reason = f"domain {vm.name} not found on {active[0]}"
+            else:
+                host = active[0]
+                conn = self._conn(host)
+                previous = self._dirty_rate_stats(host, conn, dom).get("dirtyrate.calc_start_time")
+                self._call(f"{host}: startDirtyRateCalc", dom.startDirtyRateCalc, window_s, 0)
+                deadline = time.monotonic() + window_s + self.timeouts.call_s
+                while time.monotonic() < deadline:
+                    time.sleep(self.poll_interval_s)
+                    rate = dirty_rate_reading(self._dirty_rate_stats(host, conn, dom), previous)
+                    if rate is not None:
+                        self._event("dirty-rate", host=host, vm=str(vm), bytes_per_s=rate, window_s=window_s)
+                        return DirtyRateReading(bytes_per_s=rate, source=f"QEMU calc-dirty-rate on {host} over {window_s} s")
+                reason = f"no result within the {window_s} s window and {self.timeouts.call_s:g} s"
         except PlatformError as exc:
             reason = str(exc)
         self._event("dirty-rate-unmeasured", host=host, vm=str(vm), reason=reason)
-        return None
+        return DirtyRateReading(source=f"QEMU calc-dirty-rate on {host or 'no host'}", unknown=reason)
 
     def measure_touched_memory(self, vm: VMRef, sample_pages: int) -> float | None:
         """Bytes of the running guest's memory holding data, from `sample_pages` pages read with memoryPeek and
