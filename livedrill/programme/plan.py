@@ -9,6 +9,12 @@ Drills on one cluster run one after another (the cluster's slot); clusters run i
 cluster's VMs are packed into the windows on their own. A drill's budget is the drill template's worst case
 (warm-up, the migration deadline for the VM's GiB, cool-down, per leg) plus the programme's per-drill set-up:
 a drill that would overrun its window is not planned into it.
+
+Where the drill template's `forecast:` declares every figure (a dirty rate, not "measure", and the link's
+bandwidth), each VM's migration is forecast from its GiB at planning time: a VM whose forecast does not converge
+within its migration deadline fits no window (its pre-flight would refuse it; the reason says what would help),
+and the others carry their forecast time beside the worst-case budget. Windows are still filled by the budgets:
+a window's end is a limit, and a drill runs until its own deadline whatever the forecast said.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from zoneinfo import ZoneInfo
 from pydantic import AwareDatetime, Field, field_validator
 
 from livedrill.deploy.schedule import freeze_covering
+from livedrill.forecast import GIB, Forecast, ForecastConfig, MigrationLimits, forecast, resolve_inputs
 from livedrill.outcomes import Record
 from livedrill.programme.inventory import CoverageException, Inventory, Target
 from livedrill.programme.spec import ClusterLimits, Programme, RetestPolicy, Windows
@@ -101,6 +108,20 @@ def vm_budget_s(gib: float, budgets: Budgets, legs: int) -> float:
     return legs * (budgets.warmup_s + migration_deadline_s(budgets, gib) + budgets.cooldown_s)
 
 
+# The template's figures alone: the platform's own limits are read by each pre-flight, not at planning time.
+PLANNING_LIMITS = MigrationLimits(source="the drill template's forecast section (at planning time)")
+
+
+def planning_forecast(config: ForecastConfig | None, gib: float, budgets: Budgets) -> Forecast | None:
+    """Pure: one VM's migration forecast from the drill template's declared figures, or None when the template has
+    no forecast or leaves a figure to measure on the night (its pre-flight forecasts then). Touched memory that is
+    to be measured counts whole here: the planner errs long."""
+    if config is None or gib <= 0:
+        return None
+    inputs, _ = resolve_inputs(config, PLANNING_LIMITS, gib * GIB, migration_deadline_s(budgets, gib), None)
+    return forecast(inputs, PLANNING_LIMITS) if inputs is not None else None
+
+
 class PlanWindow(Record):
     index: int  # 1-based, in the order of the programme's windows
     start: AwareDatetime
@@ -157,6 +178,7 @@ class Pending:
     target: Target
     standing: VMStanding
     budget_s: float
+    forecast_s: float | None
 
     @property
     def ready_after(self) -> datetime | None:
@@ -168,6 +190,8 @@ class PlannedVM(Record):
     node: str | None
     gib: float
     budget_s: float
+    forecast_s: float | None = Field(None, description="The forecast migration time of one leg, from the drill "
+                                                       "template's declared figures; None: no such forecast")
     standing: Standing
     attempt: int  # this VM's drill number in the quarter (1: first)
 
@@ -288,6 +312,8 @@ def make_plan(programme: Programme, inventory: Inventory, history: list[DrillRec
                windows=[PlannedWindow(index=w.index, start=w.start, end=w.end) for w in windows])
     pending: dict[str, list[Pending]] = {}
     budget_by_gib: dict[float, float] = {}
+    forecast_by_gib: dict[float, Forecast | None] = {}
+    setup_s = spec.drill.setup_s
     for target in inventory.targets:
         s = standing(by_vm.get((target.cluster, target.vm.namespace, target.vm.name), []),
                      quarter_start, quarter_end, spec.retest)
@@ -299,10 +325,20 @@ def make_plan(programme: Programme, inventory: Inventory, history: list[DrillRec
         else:
             if target.gib not in budget_by_gib:
                 budget_by_gib[target.gib] = vm_budget_s(target.gib, budgets, legs)
-            pending.setdefault(target.cluster, []).append(Pending(target, s, budget_by_gib[target.gib]))
+                forecast_by_gib[target.gib] = planning_forecast(programme.template.forecast, target.gib, budgets)
+            predicted = forecast_by_gib[target.gib]
+            if predicted is not None and not predicted.expected.converges:
+                out.unplaced.append(Unplaced(
+                    cluster=target.cluster, vm=target.vm, standing=s.standing,
+                    budget_s=setup_s + budget_by_gib[target.gib],
+                    reason=f"its forecast does not converge within its {predicted.expected.budget_s:.0f} s migration "
+                           f"budget ({predicted.expected.reason}), so its pre-flight would refuse it"))
+                continue
+            pending.setdefault(target.cluster, []).append(Pending(
+                target, s, budget_by_gib[target.gib],
+                predicted.expected.migration_s if predicted is not None else None))
 
     limits = {scope.name: scope.limits for scope in spec.clusters}
-    setup_s = spec.drill.setup_s
     for cluster, waiting in sorted(pending.items()):
         waiting.sort(key=lambda p: (risk_key(p.standing), p.target.vm.namespace, p.target.vm.name))
         for window, planned in zip(windows, out.windows):
@@ -315,7 +351,8 @@ def make_plan(programme: Programme, inventory: Inventory, history: list[DrillRec
                 planned.drills.append(PlannedDrill(
                     cluster=cluster, start=window.start + timedelta(seconds=offset), budget_s=budget,
                     vms=[PlannedVM(vm=p.target.vm, node=p.target.node, gib=p.target.gib, budget_s=p.budget_s,
-                                   standing=p.standing.standing, attempt=p.standing.failures + 1) for p in batch]))
+                                   forecast_s=p.forecast_s, standing=p.standing.standing,
+                                   attempt=p.standing.failures + 1) for p in batch]))
                 taken.update(id(p) for p in batch)
             if taken:
                 waiting = [p for p in waiting if id(p) not in taken]

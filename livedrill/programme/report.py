@@ -22,7 +22,8 @@ def format_plan(plan: Plan, timezone: str) -> str:
         block = by_index[window.index] = [
             f"window #{window.index} {start:%Y-%m-%d %a %H:%M}-{end:%H:%M}: {len(window.drills) or 'no'} drill(s)"]
         for drill in window.drills:
-            vms = ", ".join(f"{v.vm} ({v.standing.value}{f', attempt {v.attempt}' if v.attempt > 1 else ''})"
+            vms = ", ".join(f"{v.vm} ({v.standing.value}{f', attempt {v.attempt}' if v.attempt > 1 else ''}"
+                            f"{f', forecast {v.forecast_s:.1f} s a leg' if v.forecast_s is not None else ''})"
                             for v in drill.vms)
             block.append(f"  {drill.cluster:<16} {drill.start.astimezone(zone):%H:%M}  {drill.budget_s:>6.0f} s  {vms}")
     for skipped in plan.skipped_windows:

@@ -66,6 +66,7 @@ class WindowDrill(Record):
     standing: Standing
     attempt: int  # this VM's drill number in the quarter (1: first)
     budget_s: float  # its migration budget plus the programme's per-drill set-up
+    forecast_s: float | None = None  # the planner's forecast of one leg's migration time (PlannedVM.forecast_s)
     spec: DrillSpec  # the drill as it will run
 
 
@@ -101,7 +102,7 @@ def window_plan(programme: Programme, inventory: Inventory, history: list[DrillR
         for vm in planned.vms:
             target = targets[(planned.cluster, vm.vm)]
             drills.append(WindowDrill(cluster=planned.cluster, vm=vm.vm, standing=vm.standing, attempt=vm.attempt,
-                                      budget_s=setup_s + vm.budget_s,
+                                      budget_s=setup_s + vm.budget_s, forecast_s=vm.forecast_s,
                                       spec=drill_spec_for(programme, scopes[planned.cluster], target)))
     return WindowPlan(programme=programme.spec.name, quarter=programme.spec.quarter,
                       timezone=programme.spec.windows.timezone, approval=programme.spec.approval,
@@ -209,10 +210,11 @@ def window_markdown(wp: WindowPlan) -> str:
              f"{wp.start.astimezone(zone):%Y-%m-%d %a %H:%M}–{wp.end.astimezone(zone):%H:%M} {wp.timezone}: "
              f"{len(wp.drills)} drill(s) on {len(wp.by_cluster())} cluster(s), clusters in parallel, one drill at a "
              f"time per cluster; the drills' budgets add up to {total:.0f} s.", "",
-             "| cluster | order | VM | why now | attempt | budget (s) |", "|---|---|---|---|---|---|"]
+             "| cluster | order | VM | why now | attempt | budget (s) | forecast (s a leg) |",
+             "|---|---|---|---|---|---|---|"]
     for cluster, drills in sorted(wp.by_cluster().items()):
-        lines += [f"| {cluster} | {i} | {d.vm} | {d.standing.value} | {d.attempt} | {d.budget_s:.0f} |"
-                  for i, d in enumerate(drills, start=1)]
+        lines += [f"| {cluster} | {i} | {d.vm} | {d.standing.value} | {d.attempt} | {d.budget_s:.0f} | "
+                  f"{'-' if d.forecast_s is None else f'{d.forecast_s:.1f}'} |" for i, d in enumerate(drills, start=1)]
     if wp.inventory.exceptions:
         lines += ["", "Not drilled (coverage exceptions):"]
         lines += [f"- {e.cluster} {e.vm}: {e.kind}: {e.reason}" for e in wp.inventory.exceptions]

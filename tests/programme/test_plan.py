@@ -84,7 +84,7 @@ def test_open_windows_skip_frozen_and_begun():
 
 def pend(name: str, node: str = "n1", budget: float = 1000, retest_after: datetime | None = None) -> Pending:
     s = VMStanding(standing=Standing.RETEST if retest_after else Standing.NEVER_PASSED, retest_after=retest_after)
-    return Pending(Target(cluster="a", vm=f"banking/{name}", node=node, gib=4), s, budget)
+    return Pending(Target(cluster="a", vm=f"banking/{name}", node=node, gib=4), s, budget, None)
 
 
 @pytest.mark.parametrize("budgets_nodes, length, setup, limits, expected", [
@@ -198,3 +198,58 @@ def test_a_retest_whose_cool_off_outlasts_the_quarter_is_named(programme):
     assert (str(unplaced.vm), unplaced.standing) == ("banking/core-000", Standing.RETEST)
     assert unplaced.reason == ("retest due after 2027-03-27T01:30+08:00 (cool-off); no window opens between then "
                                "and the quarter's last day 2027-03-31")
+
+
+# ---------------------------------------------------------------- the forecast in the plan
+
+MI, GI = 1024**2, 1024**3
+
+
+def with_forecast(programme: Programme, **figures) -> Programme:
+    from livedrill.forecast import ForecastConfig
+
+    template = programme.template.model_copy(update={"forecast": ForecastConfig(**figures)})
+    return programme.model_copy(update={"template": template})
+
+
+@pytest.mark.parametrize("figures, gib, converges, migration_s", [
+    (None, 2, None, None),  # no forecast section
+    ({"dirty_rate_bytes_per_s": "measure", "bandwidth_bytes_per_s": 128 * MI}, 2, None, None),  # measured on the night
+    ({"dirty_rate_bytes_per_s": 0}, 2, None, None),  # no link figure: the platform's cap is read by the pre-flight
+    # 2 GiB over 128 MiB/s, nothing dirtied: 16 s, plus a declared 0.5 s preparation.
+    ({"dirty_rate_bytes_per_s": 0, "bandwidth_bytes_per_s": 128 * MI, "setup_s": 0.5}, 2, True, 16.5),
+    # Touched memory to be measured counts whole at planning time (errs long).
+    ({"dirty_rate_bytes_per_s": 0, "bandwidth_bytes_per_s": 128 * MI, "touched_memory_bytes": "measure"}, 2, True, 16.0),
+    ({"dirty_rate_bytes_per_s": 128 * MI, "bandwidth_bytes_per_s": 128 * MI}, 2, False, None),  # never shrinks
+])
+def test_planning_forecast(figures, gib, converges, migration_s):
+    from livedrill.forecast import ForecastConfig
+    from livedrill.programme.plan import planning_forecast
+
+    result = planning_forecast(ForecastConfig(**figures) if figures else None, gib, Budgets())
+    assert (result.expected.converges if result else None) == converges
+    assert (result.expected.migration_s if result else None) == (pytest.approx(migration_s) if migration_s else None)
+
+
+def test_the_plan_carries_each_vms_forecast_and_leaves_out_those_that_would_not_converge(programme):
+    from livedrill.programme.report import format_plan
+
+    # 2 GiB VMs dirtying 16 MiB/s on a 128 MiB/s link: round 1 16 s (256 MiB dirtied), round 2 2 s (32 MiB), which
+    # fits the 300 ms pause (38.4 MiB): 18.25 s.
+    quiet = with_forecast(programme, dirty_rate_bytes_per_s=16 * MI, bandwidth_bytes_per_s=128 * MI)
+    plan = make_plan(quiet, inventory(3, clusters=("prod-core-a",)), [], BEFORE_QUARTER)
+    assert plan.fits
+    planned = [v for w in plan.windows for d in w.drills for v in d.vms]
+    assert [v.forecast_s for v in planned] == [pytest.approx(18.25)] * 3
+    assert "forecast 18.2 s a leg" in format_plan(plan, "Asia/Shanghai")
+    # The budgets still fill the windows: the same drills, the same starts, as without a forecast.
+    plain = make_plan(programme, inventory(3, clusters=("prod-core-a",)), [], BEFORE_QUARTER)
+    assert [(d.start, d.budget_s) for w in plan.windows for d in w.drills] == \
+        [(d.start, d.budget_s) for w in plain.windows for d in w.drills]
+    # Dirtying at the link's rate: no drill is planned, each VM named with the forecast's reason.
+    busy = with_forecast(programme, dirty_rate_bytes_per_s=128 * MI, bandwidth_bytes_per_s=128 * MI)
+    plan = make_plan(busy, inventory(2, clusters=("prod-core-a",)), [], BEFORE_QUARTER)
+    assert not any(w.drills for w in plan.windows)
+    assert [str(u.vm) for u in plan.unplaced] == ["banking/core-000", "banking/core-001"]
+    assert plan.unplaced[0].reason.startswith("its forecast does not converge within its 1600 s migration budget (round 1")
+    assert "so its pre-flight would refuse it" in plan.unplaced[0].reason
