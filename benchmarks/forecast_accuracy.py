@@ -7,7 +7,7 @@ Starts the two-host libvirt/QEMU lab in a temp dir. Two guests: the memory-only 
 --working-set MiB) and the copy-storage one (128 MiB, a 128 MiB local qcow2 disk copied over NBD, dirtying over
 --disk-working-set MiB). For each guest dirty rate (MiB/s, set through the guest ledger's POST /dirty), each
 migration bandwidth cap (libvirt's bandwidth, MiB/s), and --repeat times, as the pre-flight does: QEMU measures the
-running guest's dirty rate (--window s), libvirt samples --sample-pages of its pages for touched memory, and the
+running guest's dirty rate (--windows of --window s, the highest counts), libvirt samples --sample-pages of its pages for touched memory, and the
 forecast is made from those, the cap, the memory, the disk, --setup-s and the budget. Then the guest really
 migrates to the other host, whatever the forecast said, until it ends or the budget (--budget s) runs out and the
 adapter aborts it. One row per migration: the measured figures, the forecast (converges, time, rounds, pause) and
@@ -30,7 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from livedrill_lab.libvirt.manager import set_guest_dirtying, start_libvirt_lab, stop_libvirt_lab
-from livedrill.forecast import ACCURACY_TOLERANCE, GIB, MIB, ForecastConfig, forecast, relative_error, resolve_inputs
+from livedrill.forecast import (ACCURACY_TOLERANCE, GIB, MIB, ForecastConfig, busiest_reading, forecast, relative_error,
+                                resolve_inputs)
 from livedrill.platforms.libvirt.adapter import LibvirtAdapter
 from livedrill.spec import Budgets, load_spec, migration_deadline_s
 
@@ -59,6 +60,7 @@ def main() -> None:
     parser.add_argument("--working-set", type=float, default=128, help="MiB the memory-only guest keeps rewriting")
     parser.add_argument("--disk-working-set", type=float, default=32, help="MiB the copy-storage guest keeps rewriting")
     parser.add_argument("--window", type=int, default=2, help="seconds QEMU samples the dirty rate")
+    parser.add_argument("--windows", type=int, default=3, help="windows measured one after another, the highest counts")
     parser.add_argument("--sample-pages", type=int, default=256, help="pages sampled for touched memory")
     parser.add_argument("--setup-s", type=float, default=0.3,
                         help="the destination's preparation before the first byte (the lab drills' setup_s)")
@@ -93,7 +95,7 @@ def main() -> None:
             stop_libvirt_lab(state_dir)
     print(f"# {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f} at the end, {platform.platform()}; TCG guests on "
           f"two libvirtd hosts; working sets {args.working_set:g} / {args.disk_working_set:g} MiB, QEMU dirty-rate "
-          f"window {args.window} s, {args.sample_pages} pages sampled, setup {args.setup_s:g} s, budget "
+          f"window {args.window} s (highest of {args.windows}), {args.sample_pages} pages sampled, setup {args.setup_s:g} s, budget "
           f"{args.budget:g} s, QEMU's default 300 ms downtime limit")
     print(" | ".join(HEAD))
     for row in rows:
@@ -122,7 +124,7 @@ def _one(adapter: LibvirtAdapter, guest: Guest, spec, budgets: Budgets, rate: fl
     vm = spec.vms[0]
     state = adapter.describe_vm(vm)
     limits = adapter.preflight(spec, vm).limits
-    measured = adapter.measure_dirty_rate(vm, args.window)
+    measured = busiest_reading([adapter.measure_dirty_rate(vm, args.window) for _ in range(args.windows)])
     touched = adapter.measure_touched_memory(vm, args.sample_pages)
     budget = migration_deadline_s(budgets, state.memory_gib + limits.disk_bytes / GIB)
     config = ForecastConfig(dirty_rate_bytes_per_s="measure", working_set_bytes=guest.working_set_mib * MIB,

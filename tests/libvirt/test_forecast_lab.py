@@ -80,3 +80,40 @@ def test_a_guest_set_to_dirty_its_memory_is_measured_near_that_rate_and_refused_
     assert rate / 2 <= measured <= rate * 2, measured / MI
     assert done.returncode == 1 and forecast["status"] == "fail", forecast["message"]
     assert forecast["evidence"]["expected"]["ending"] == "no-progress"
+
+
+def test_preflight_samples_the_touched_memory_that_qemu_then_sends(libvirt_lab, tmp_path):
+    """`touched_memory_bytes: measure`: the pre-flight samples the running guest's pages (memoryPeek) for the ones
+    holding data; the migration that follows sends about that much memory as normal pages (the rest as zero-page
+    headers), so the forecast's first round is that figure, not the guest's whole 256 MiB."""
+    from tests.libvirt.test_lab_e2e import wait_terminal
+
+    spec = load_spec(libvirt_lab.drill_spec)
+    adapter = make_adapter(spec)
+    try:
+        before = adapter.describe_vm(spec.vms[0])
+        target = other_host(spec, before.node)
+        text = Path(libvirt_lab.drill_spec).read_text().replace("target_node: host-b", f"target_node: {target}")
+        drill_file = tmp_path / "drill.yaml"
+        drill_file.write_text(text + "forecast:\n  dirty_rate_bytes_per_s: 0\n  bandwidth_bytes_per_s: 128Mi\n"
+                                     "  touched_memory_bytes: measure\n")
+        env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect")}
+        done = subprocess.run([str(Path(sys.executable).with_name("livedrill")), "preflight", str(drill_file)],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=120, env=env)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        [run] = [p for p in (tmp_path / "evidence").iterdir() if (p / "preflight.json").exists()]
+        forecast = {c["name"]: c for c in json.loads((run / "preflight.json").read_text())["checks"]}["convergence-forecast"]
+        touched = forecast["evidence"]["inputs"]["touched_memory_bytes"]
+        assert touched is not None and 0 < touched < 256 * MI, forecast["message"]
+        assert f"{touched / MI:.0f} MiB of memory holding data" in forecast["message"]
+        events = [json.loads(line) for line in (run / "timeline.jsonl").read_text().splitlines()]
+        [sampled] = [e["detail"] for e in events if e["kind"] == "touched-memory"]
+        assert sampled["sampled_pages"] == 256 and sampled["bytes"] == touched
+        handle = adapter.start_migration(spec.vms[0], target, lambda action, params: None)
+        obs, phases = wait_terminal(adapter, handle, budget_s=120)
+        assert obs.succeeded, (phases, obs.failure_reason)
+        sent = obs.raw["completed_job_stats"]["memory_normal_bytes"]
+    finally:
+        adapter.close()
+    print(f"sampled {touched / MI:.1f} MiB holding data; QEMU sent {sent / MI:.1f} MiB as normal pages")
+    assert abs(touched - sent) <= 0.25 * sent

@@ -130,3 +130,21 @@ def test_touched_memory_sets_the_first_round(touched_config, measured_touched, w
                               measured_touched_bytes=measured_touched)
     assert check.status is CheckStatus.PASS and words in check.message, check.message
     assert check.evidence["expected"]["migration_s"] == pytest.approx(seconds)
+
+
+def r(mib: float | None, why: str | None = None) -> DirtyRateReading:
+    return DirtyRateReading(bytes_per_s=None if mib is None else mib * MI, source="QEMU on host-a", unknown=why)
+
+
+@pytest.mark.parametrize("readings, mib, unknown, source", [
+    ([r(25), r(31), r(28)], 31, None, "the highest of 3 windows (25, 31, 28 MiB/s) of QEMU on host-a"),
+    ([r(None, "timed out"), r(12)], 12, None, "the highest of 2 windows (-, 12 MiB/s) of QEMU on host-a"),
+    ([r(7)], 7, None, "QEMU on host-a"),  # one window: its own reading
+    ([r(None, "timed out"), r(None, "domain gone")], None, "domain gone", "QEMU on host-a"),  # the last reason
+    ([], None, "nothing measured it", "no meter"),
+])
+def test_the_busiest_window_is_the_forecasts_rate(readings, mib, unknown, source):
+    from livedrill.forecast import busiest_reading
+
+    got = busiest_reading(readings)
+    assert (got.bytes_per_s, got.unknown, got.source) == (None if mib is None else mib * MI, unknown, source)
