@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 pytest.importorskip("libvirt", reason="libvirt-python is not installed (make sysdeps installs it)")
@@ -172,3 +174,25 @@ def test_job_stats_check_names_the_disk_copy_of_a_copy_storage_migration(last_ru
     completed = {"type": 3, "downtime": 42, "data_processed": 1, "memory_iteration": 3, "time_elapsed": 600}
     message = job_stats_check(completed, False, last_running, "domain vm").message
     assert (says in message) if says else "disk" not in message
+
+
+def test_the_lab_guests_xml_diskless_and_on_a_local_qcow2_disk():
+    import xml.etree.ElementTree as ET
+
+    from livedrill_lab.libvirt.config import DiskGuestConfig, LibvirtLabConfig
+    from livedrill_lab.libvirt.domain import domain_xml
+
+    config = LibvirtLabConfig()
+    common = dict(kernel=Path("/k"), initrd=Path("/i"), console_log=Path("/c.log"), virt_type="qemu", host_cpus=2)
+    plain = ET.fromstring(domain_xml(config, **common))
+    assert plain.findtext("name") == "banking-core-vm" and plain.find("devices/disk") is None
+    assert plain.findtext("os/cmdline").endswith("livedrill.ip=10.99.0.10")
+    disk = ET.fromstring(domain_xml(config, **common, disk_guest=DiskGuestConfig()))
+    assert (disk.findtext("name"), disk.findtext("memory"), disk.find("devices/interface/mac").get("address")) == \
+        ("banking-core-disk-vm", "128", "52:54:00:99:00:11")
+    [device] = disk.findall("devices/disk")
+    assert device.find("driver").attrib == {"name": "qemu", "type": "qcow2", "cache": "unsafe"}
+    assert device.find("source").get("file") == "/var/lib/libvirt/images/banking-core-disk-vm.qcow2"
+    assert device.find("target").attrib == {"dev": "vda", "bus": "virtio"}
+    assert disk.findtext("os/cmdline").endswith(
+        "livedrill.ip=10.99.0.11 livedrill.journal=/dev/vda livedrill.journal_mib=32")

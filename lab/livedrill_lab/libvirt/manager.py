@@ -248,7 +248,7 @@ def _start_forwarder(netns: str, address: str, config: LibvirtLabConfig, resourc
 def _make_disks(roots: list[Path], guest: DiskGuestConfig, config: LibvirtLabConfig, scratch: Path) -> None:
     """The disk guest's qcow2 file on every host: on the first, zeros (the journal) then `filled_mib` of random
     data; on the others an empty image of the same virtual size, as a destination host's volume would be."""
-    image = disk_image_path(guest).relative_to("/var/lib/libvirt")
+    image = disk_image_path(guest).relative_to(LIBVIRT_DIRS["lib"])
     raw = scratch / "disk-seed.raw"
     with open(raw, "wb") as out:
         out.truncate(guest.disk_mib * MIB)
