@@ -46,7 +46,8 @@ def recorded_forecast(preflight: PreflightResult | None, vm: VMRef) -> Forecast 
     """The forecast the pre-flight made for `vm`; None when it made none (no forecast section, unknown inputs)."""
     for check in preflight.checks if preflight else []:
         if check.name == FORECAST_CHECK and check.subject == f"vm {vm}" and "expected" in check.evidence:
-            return Forecast.model_validate(check.evidence)
+            # The check's evidence is the forecast plus what it was made from (the dirty-rate reading).
+            return Forecast.model_validate({k: v for k, v in check.evidence.items() if k in Forecast.model_fields})
     return None
 
 

@@ -148,3 +148,17 @@ def test_the_busiest_window_is_the_forecasts_rate(readings, mib, unknown, source
 
     got = busiest_reading(readings)
     assert (got.bytes_per_s, got.unknown, got.source) == (None if mib is None else mib * MI, unknown, source)
+
+
+def test_the_post_check_reads_back_a_measured_forecast_from_the_preflight_record():
+    """The check's evidence carries the dirty-rate reading beside the forecast; the post-check reads the forecast."""
+    from livedrill.outcomes import PreflightResult
+    from livedrill.spec import VMRef
+    from livedrill.stages.postcheck import recorded_forecast
+
+    check = run({**LINK, "dirty_rate_bytes_per_s": "measure"}, measured=8.0 * MI)
+    assert check.evidence["dirty_rate_reading"]["bytes_per_s"] == 8 * MI
+    stored = PreflightResult.model_validate_json(PreflightResult(checks=[check]).model_dump_json())
+    forecast = recorded_forecast(stored, VMRef.parse("banking/core"))
+    assert forecast is not None and forecast.inputs.dirty_rate_bytes_per_s == 8 * MI
+    assert forecast.expected.migration_s == check.evidence["expected"]["migration_s"]
