@@ -30,8 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from livedrill_lab.libvirt.manager import set_guest_dirtying, start_libvirt_lab, stop_libvirt_lab
-from livedrill.forecast import (ACCURACY_TOLERANCE, GIB, MIB, ForecastConfig, busiest_reading, forecast, relative_error,
-                                resolve_inputs)
+from livedrill.forecast import ACCURACY_TOLERANCE, GIB, MIB, ForecastConfig, forecast, relative_error, resolve_inputs
 from livedrill.platforms.libvirt.adapter import LibvirtAdapter
 from livedrill.spec import Budgets, load_spec, migration_deadline_s
 
@@ -124,7 +123,7 @@ def _one(adapter: LibvirtAdapter, guest: Guest, spec, budgets: Budgets, rate: fl
     vm = spec.vms[0]
     state = adapter.describe_vm(vm)
     limits = adapter.preflight(spec, vm).limits
-    measured = busiest_reading([adapter.measure_dirty_rate(vm, args.window) for _ in range(args.windows)])
+    measured = adapter.measure_dirty_rate(vm, args.window, args.windows)
     touched = adapter.measure_touched_memory(vm, args.sample_pages)
     budget = migration_deadline_s(budgets, state.memory_gib + limits.disk_bytes / GIB)
     config = ForecastConfig(dirty_rate_bytes_per_s="measure", working_set_bytes=guest.working_set_mib * MIB,

@@ -107,9 +107,9 @@ class PrometheusDirtyRateMeter:
     def __init__(self, endpoint: PrometheusQuery | None):
         self.endpoint = endpoint
 
-    def measure_dirty_rate(self, vm: VMRef, window_s: int) -> DirtyRateReading:
-        """`window_s` is not used: virt-handler took the samples already; the store's lookback is
-        metrics.kubevirt.dirty_rate_lookback_s."""
+    def measure_dirty_rate(self, vm: VMRef, window_s: int, windows: int) -> DirtyRateReading:
+        """`window_s` and `windows` are not used: virt-handler took the samples already, and the query takes the
+        highest of them over the store's lookback, metrics.kubevirt.dirty_rate_lookback_s."""
         if self.endpoint is None:
             return DirtyRateReading(source="metrics.kubevirt", unknown=(
                 f"metrics.kubevirt is not set: KubeVirt's {DIRTY_RATE_METRIC} is read from the cluster's Prometheus"))

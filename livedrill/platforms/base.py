@@ -157,9 +157,10 @@ class NodeDrain(Protocol):
 class DirtyRateMeter(Protocol):
     """Measures how fast a running guest dirties its memory, without migrating it (the forecast's input)."""
 
-    def measure_dirty_rate(self, vm: VMRef, window_s: int) -> DirtyRateReading:
-        """Bytes per second, or why there is no figure. A meter that samples the guest samples for `window_s`
-        seconds; one that reads a metrics store reads what the store already holds over its own lookback."""
+    def measure_dirty_rate(self, vm: VMRef, window_s: int, windows: int) -> DirtyRateReading:
+        """Bytes per second, or why there is no figure. A meter that samples the guest samples `windows` windows of
+        `window_s` seconds one after another and reports the highest (livedrill.forecast.busiest_reading); one
+        that reads a metrics store reads what the store already holds over its own lookback."""
         ...
 
 

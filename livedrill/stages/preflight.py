@@ -8,7 +8,7 @@ from pathlib import Path
 
 from livedrill.errors import InputError, PlatformError
 from livedrill.evidence.worm import StoreReadiness, store_readiness
-from livedrill.forecast import GIB, MEASURE, DirtyRateReading, busiest_reading, convergence_check
+from livedrill.forecast import GIB, MEASURE, DirtyRateReading, convergence_check
 from livedrill.gates import operational_gates
 from livedrill.outcomes import CheckResult, CheckStatus, PreflightResult, utcnow
 from livedrill.platforms.base import PlatformAdapter, VMPreflight
@@ -75,8 +75,8 @@ def _forecast_check(session: DrillSession, adapter: PlatformAdapter, reading: VM
     capabilities = adapter.capabilities()
     if spec.forecast is not None and spec.forecast.dirty_rate_bytes_per_s == MEASURE:
         meter = capabilities.dirty_rate_meter
-        measured = busiest_reading([meter.measure_dirty_rate(state.ref, spec.forecast.measure_window_s)
-                                    for _ in range(spec.forecast.measure_windows)]) if meter else DirtyRateReading(
+        measured = meter.measure_dirty_rate(state.ref, spec.forecast.measure_window_s,
+                                            spec.forecast.measure_windows) if meter else DirtyRateReading(
             source=f"platform {capabilities.kind}", unknown=f"platform {capabilities.kind} has no dirty-rate meter")
     if spec.forecast is not None and spec.forecast.touched_memory_bytes == MEASURE:
         sampler = capabilities.touched_memory_meter

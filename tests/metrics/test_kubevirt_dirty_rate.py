@@ -56,7 +56,7 @@ def test_dirty_rate_answer(samples, endpoint, rate, unknown):
 
 
 def test_without_metrics_kubevirt_the_reading_says_it_is_not_set():
-    reading = PrometheusDirtyRateMeter(None).measure_dirty_rate(VM, 5)
+    reading = PrometheusDirtyRateMeter(None).measure_dirty_rate(VM, 5, 3)
     assert reading.bytes_per_s is None
     assert reading.unknown.startswith("metrics.kubevirt is not set")
 
@@ -66,7 +66,7 @@ def test_a_store_that_does_not_answer_is_named_in_the_reading():
         sock.bind(("127.0.0.1", 0))
         url = f"http://127.0.0.1:{sock.getsockname()[1]}"
         meter = PrometheusDirtyRateMeter(PrometheusQuery(url=url, retry_deadline_s=0.5, connect_timeout_s=0.5))
-        reading = meter.measure_dirty_rate(VM, 5)
+        reading = meter.measure_dirty_rate(VM, 5, 3)
     assert reading.bytes_per_s is None
     assert reading.unknown.startswith(f"metrics.kubevirt {url} could not be queried: ")
     assert "ConnectError" in reading.unknown
@@ -75,7 +75,7 @@ def test_a_store_that_does_not_answer_is_named_in_the_reading():
 @pytest.mark.skipif(PROMETHEUS is None, reason="prometheus is not installed (make sysdeps)")
 def test_a_real_prometheus_without_the_series_gives_unknown_with_the_query(tmp_path):
     with prometheus(tmp_path / "prom") as store:
-        reading = PrometheusDirtyRateMeter(PrometheusQuery(url=store.base_url)).measure_dirty_rate(VM, 5)
+        reading = PrometheusDirtyRateMeter(PrometheusQuery(url=store.base_url)).measure_dirty_rate(VM, 5, 3)
     assert reading.bytes_per_s is None
     assert reading.unknown.startswith(f"no kubevirt_vmi_dirty_rate_bytes_per_second series for banking/core-01 at "
                                       f"{store.base_url} in the last 300 s")

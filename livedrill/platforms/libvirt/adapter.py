@@ -25,7 +25,7 @@ from typing import Any, Callable, TypeVar
 import libvirt
 
 from livedrill.errors import InputError, PlatformError, PlatformUnreachable, UndoNotObserved
-from livedrill.forecast import DirtyRateReading, MigrationFigures, MigrationLimits
+from livedrill.forecast import DirtyRateReading, MigrationFigures, MigrationLimits, busiest_reading
 from livedrill.migration_monitor import (
     Decision,
     GIB,
@@ -334,7 +334,11 @@ class LibvirtAdapter:
         checks.append(judge_pinning(facts, subject))
         return checks
 
-    def measure_dirty_rate(self, vm: VMRef, window_s: int) -> DirtyRateReading:
+    def measure_dirty_rate(self, vm: VMRef, window_s: int, windows: int) -> DirtyRateReading:
+        """The highest of `windows` QEMU measurements of `window_s` s one after another (busiest_reading)."""
+        return busiest_reading([self._measure_one_window(vm, window_s) for _ in range(windows)])
+
+    def _measure_one_window(self, vm: VMRef, window_s: int) -> DirtyRateReading:
         """The running guest's dirty rate in bytes/s over `window_s` s, or why not (also in the timeline): the
         domain does not run on exactly one host (the domain-active check says more) or its hypervisor cannot measure."""
         host = None
