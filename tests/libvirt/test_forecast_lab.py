@@ -18,6 +18,20 @@ pytestmark = [pytest.mark.e2e, pytest.mark.libvirt]
 MI = 1024**2
 
 
+def preflight_with_forecast(info, tmp_path: Path, target: str, forecast: str) -> tuple[subprocess.CompletedProcess, Path, dict]:
+    """`livedrill preflight` of the lab's drill towards `target` with `forecast` (YAML lines under `forecast:`);
+    returns the command's result, the run's evidence dir and its convergence-forecast check."""
+    text = Path(info.drill_spec).read_text().replace("target_node: host-b", f"target_node: {target}")
+    drill_file = tmp_path / "drill.yaml"
+    drill_file.write_text(text + "forecast:\n" + "".join(f"  {line.strip()}\n" for line in forecast.strip().splitlines()))
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect")}
+    done = subprocess.run([str(Path(sys.executable).with_name("livedrill")), "preflight", str(drill_file)], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120, env=env)
+    [run] = [p for p in (tmp_path / "evidence").iterdir() if (p / "preflight.json").exists()]
+    checks = {c["name"]: c for c in json.loads((run / "preflight.json").read_text())["checks"]}
+    return done, run, checks["convergence-forecast"]
+
+
 def test_preflight_measures_the_dirty_rate_and_forecasts_from_it(libvirt_lab, tmp_path):
     spec = load_spec(libvirt_lab.drill_spec)
     adapter = make_adapter(spec)
@@ -25,18 +39,11 @@ def test_preflight_measures_the_dirty_rate_and_forecasts_from_it(libvirt_lab, tm
         before = adapter.describe_vm(spec.vms[0])
     finally:
         adapter.close()
-    text = Path(libvirt_lab.drill_spec).read_text().replace("target_node: host-b",
-                                                            f"target_node: {other_host(spec, before.node)}")
-    drill_file = tmp_path / "drill.yaml"
-    drill_file.write_text(text + "forecast:\n  dirty_rate_bytes_per_s: measure\n  bandwidth_bytes_per_s: 128Mi\n"
-                                 "  measure_window_s: 1\n")
-    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect")}
-    done = subprocess.run([str(Path(sys.executable).with_name("livedrill")), "preflight", str(drill_file)], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=120, env=env)
+    done, _, forecast = preflight_with_forecast(libvirt_lab, tmp_path, other_host(spec, before.node), """
+        dirty_rate_bytes_per_s: measure
+        bandwidth_bytes_per_s: 128Mi
+        measure_window_s: 1""")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    [run] = [p for p in (tmp_path / "evidence").iterdir() if (p / "preflight.json").exists()]
-    checks = {c["name"]: c for c in json.loads((run / "preflight.json").read_text())["checks"]}
-    forecast = checks["convergence-forecast"]
     assert forecast["status"] == "pass", forecast["message"]  # a warning would mean the rate was not measured
     inputs = forecast["evidence"]["inputs"]
     # QEMU's figure, in whole MiB/s: an idle ledger guest dirties far less than its 256 MiB per second.
@@ -61,20 +68,13 @@ def test_a_guest_set_to_dirty_its_memory_is_measured_near_that_rate_and_refused_
     assert set_guest_dirtying(libvirt_lab.ledger_url, rate, 128 * MI, 10) == {"bytes_per_s": rate,
                                                                                "working_set_bytes": 128 * MI}
     try:
-        text = Path(libvirt_lab.drill_spec).read_text().replace("target_node: host-b",
-                                                                f"target_node: {other_host(spec, before.node)}")
-        drill_file = tmp_path / "drill.yaml"
         # a link slower than the guest dirties: the remainder never shrinks
-        drill_file.write_text(text + "forecast:\n  dirty_rate_bytes_per_s: measure\n  bandwidth_bytes_per_s: 16Mi\n"
-                                     "  measure_window_s: 1\n")
-        env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect")}
-        done = subprocess.run([str(Path(sys.executable).with_name("livedrill")), "preflight", str(drill_file)],
-                              cwd=tmp_path, capture_output=True, text=True, timeout=120, env=env)
+        done, _, forecast = preflight_with_forecast(libvirt_lab, tmp_path, other_host(spec, before.node), """
+            dirty_rate_bytes_per_s: measure
+            bandwidth_bytes_per_s: 16Mi
+            measure_window_s: 1""")
     finally:
         set_guest_dirtying(libvirt_lab.ledger_url, 0, 0, 10)
-    [run] = [p for p in (tmp_path / "evidence").iterdir() if (p / "preflight.json").exists()]
-    checks = {c["name"]: c for c in json.loads((run / "preflight.json").read_text())["checks"]}
-    forecast = checks["convergence-forecast"]
     measured = forecast["evidence"]["inputs"]["dirty_rate_bytes_per_s"]
     print(f"set {rate / MI:.0f} MiB/s, QEMU measured {measured / MI:.0f} MiB/s; {forecast['message']}")
     assert rate / 2 <= measured <= rate * 2, measured / MI
@@ -93,16 +93,11 @@ def test_preflight_samples_the_touched_memory_that_qemu_then_sends(libvirt_lab, 
     try:
         before = adapter.describe_vm(spec.vms[0])
         target = other_host(spec, before.node)
-        text = Path(libvirt_lab.drill_spec).read_text().replace("target_node: host-b", f"target_node: {target}")
-        drill_file = tmp_path / "drill.yaml"
-        drill_file.write_text(text + "forecast:\n  dirty_rate_bytes_per_s: 0\n  bandwidth_bytes_per_s: 128Mi\n"
-                                     "  touched_memory_bytes: measure\n")
-        env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect")}
-        done = subprocess.run([str(Path(sys.executable).with_name("livedrill")), "preflight", str(drill_file)],
-                              cwd=tmp_path, capture_output=True, text=True, timeout=120, env=env)
+        done, run, forecast = preflight_with_forecast(libvirt_lab, tmp_path, target, """
+            dirty_rate_bytes_per_s: 0
+            bandwidth_bytes_per_s: 128Mi
+            touched_memory_bytes: measure""")
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-        [run] = [p for p in (tmp_path / "evidence").iterdir() if (p / "preflight.json").exists()]
-        forecast = {c["name"]: c for c in json.loads((run / "preflight.json").read_text())["checks"]}["convergence-forecast"]
         touched = forecast["evidence"]["inputs"]["touched_memory_bytes"]
         assert touched is not None and 0 < touched < 256 * MI, forecast["message"]
         assert f"{touched / MI:.0f} MiB of memory holding data" in forecast["message"]

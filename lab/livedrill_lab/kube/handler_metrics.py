@@ -25,6 +25,8 @@ from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, NamedTuple
 
+from livedrill.metrics.encode import render_text
+from livedrill.metrics.samples import Sample
 from livedrill_lab.kube import cluster
 from livedrill_lab.kube.cluster import VMIMS, VMIS, Obj
 from livedrill_lab.kube.config import ControllerConfig
@@ -35,7 +37,7 @@ from livedrill_lab.kube.store import Store
 MIB = 1024**2
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
-# name -> (type, help), in KubeVirt's words; the order of the families on the page.
+# name -> (type, help), in KubeVirt's words.
 FAMILIES: dict[str, tuple[str, str]] = {
     "kubevirt_vmi_dirty_rate_bytes_per_second": ("gauge", "Guest dirty-rate in bytes per second."),
     "kubevirt_vmi_migration_data_bytes_total": ("counter", "The total Guest OS data to be migrated to the new VM."),
@@ -123,22 +125,11 @@ def live_copy_series(copy: LiveCopy, now: float) -> list[Series]:
             Series("kubevirt_vmi_migration_memory_transfer_rate_bytes", ids, copy.inputs.bandwidth_bytes_per_s)]
 
 
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
 def exposition(series: list[Series]) -> str:
-    """Pure: the Prometheus text format, a HELP and TYPE block per family present, labels sorted."""
-    lines = []
-    for name, (kind, help_text) in FAMILIES.items():
-        members = [s for s in series if s.name == name]
-        if not members:
-            continue
-        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
-        for s in sorted(members, key=lambda m: sorted(m.labels.items())):
-            labels = ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(s.labels.items()) if v)
-            lines.append(f"{name}{{{labels}}} {s.value:.17g}" if labels else f"{name} {s.value:.17g}")
-    return "\n".join(lines) + "\n"
+    """Pure: the Prometheus text format (livedrill's encoder), a HELP and TYPE block per family present; an empty
+    label value is left out, as Prometheus reads it."""
+    return render_text((Sample(name=s.name, labels={k: v for k, v in s.labels.items() if v}, value=s.value,
+                               timestamp_ms=0) for s in series), with_timestamps=False, catalogue=FAMILIES)
 
 
 def scrape(store: Store, config: ControllerConfig, live: list[LiveCopy], now: float) -> str:

@@ -343,13 +343,11 @@ class LibvirtAdapter:
         domain does not run on exactly one host (the domain-active check says more) or its hypervisor cannot measure."""
         host = None
         try:
-            active = self._active_on(self._placement(vm.name))
-            if len(active) != 1:
-                reason = f"domain {vm.name} is active on {len(active)} hosts, not one"
-            elif (dom := self._lookup(active[0], vm.name)) is None:
-                reason = f"domain {vm.name} not found on {active[0]}"
+            running = self._running_domain(vm)
+            if isinstance(running, str):
+                reason = running
             else:
-                host = active[0]
+                host, dom = running
                 conn = self._conn(host)
                 previous = self._dirty_rate_stats(host, conn, dom).get("dirtyrate.calc_start_time")
                 self._call(f"{host}: startDirtyRateCalc", dom.startDirtyRateCalc, window_s, 0)
@@ -371,31 +369,38 @@ class LibvirtAdapter:
         only tested for zeros (touched.py); None (with the reason in the timeline) when it cannot be sampled."""
         host = None
         try:
-            active = self._active_on(self._placement(vm.name))
-            if len(active) != 1:
-                return None  # the domain-active check says why
-            host = active[0]
-            dom = self._lookup(host, vm.name)
-            if dom is None:
-                return None
-            os_type = ET.fromstring(self._call(f"{host}: XMLDesc", dom.XMLDesc, 0)).find("os/type")
-            machine = os_type.get("machine", "") if os_type is not None else ""
-            memory = self._call(f"{host}: info", dom.info)[1] * 1024
-            ranges = guest_ram_ranges(memory, machine)
-            if ranges is not None:
-                began = time.monotonic()
-                addresses = sample_addresses(ranges, sample_pages, random.Random())
-                zero = sum(self._call(f"{host}: memoryPeek", dom.memoryPeek, address, PAGE,
-                                      libvirt.VIR_MEMORY_PHYSICAL) == ZERO_PAGE for address in addresses)
-                touched = touched_estimate(zero, len(addresses), memory)
-                self._event("touched-memory", host=host, vm=str(vm), bytes=touched, sampled_pages=len(addresses),
-                            zero_pages=zero, memory_bytes=memory, seconds=round(time.monotonic() - began, 3))
-                return touched
-            reason = f"machine type {machine!r} has no known guest-physical RAM layout"
+            running = self._running_domain(vm)
+            if isinstance(running, str):
+                reason = running
+            else:
+                host, dom = running
+                os_type = ET.fromstring(self._call(f"{host}: XMLDesc", dom.XMLDesc, 0)).find("os/type")
+                machine = os_type.get("machine", "") if os_type is not None else ""
+                memory = self._call(f"{host}: info", dom.info)[1] * 1024
+                ranges = guest_ram_ranges(memory, machine)
+                if ranges is None:
+                    reason = f"machine type {machine!r} has no known guest-physical RAM layout"
+                else:
+                    began = time.monotonic()
+                    addresses = sample_addresses(ranges, sample_pages, random.Random())
+                    zero = sum(self._call(f"{host}: memoryPeek", dom.memoryPeek, address, PAGE,
+                                          libvirt.VIR_MEMORY_PHYSICAL) == ZERO_PAGE for address in addresses)
+                    touched = touched_estimate(zero, len(addresses), memory)
+                    self._event("touched-memory", host=host, vm=str(vm), bytes=touched, sampled_pages=len(addresses),
+                                zero_pages=zero, memory_bytes=memory, seconds=round(time.monotonic() - began, 3))
+                    return touched
         except PlatformError as exc:
             reason = str(exc)
         self._event("touched-memory-unmeasured", host=host, vm=str(vm), reason=reason)
         return None
+
+    def _running_domain(self, vm: VMRef) -> tuple[str, libvirt.virDomain] | str:
+        """The host the domain runs on and its handle, or why there is none (the domain-active check says more)."""
+        active = self._active_on(self._placement(vm.name))
+        if len(active) != 1:
+            return f"domain {vm.name} is active on {len(active)} hosts, not one"
+        dom = self._lookup(active[0], vm.name)
+        return (active[0], dom) if dom is not None else f"domain {vm.name} not found on {active[0]}"
 
     def _dirty_rate_stats(self, host: str, conn: libvirt.virConnect, dom: libvirt.virDomain) -> dict[str, Any]:
         [(_, stats)] = self._call(f"{host}: domainListGetStats(dirtyrate)", conn.domainListGetStats, [dom],
